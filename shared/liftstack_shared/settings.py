@@ -1,0 +1,49 @@
+"""One configuration schema for every process, local or in containers.
+
+Every setting is an environment variable with the `LIFTSTACK_` prefix, so the local
+runner (`deploy/local/stack.py`), docker-compose and CI all configure services the
+same way. A service subclasses `CommonSettings` only to add what is its own (its port).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIFTSTACK_", extra="ignore")
+
+    # Infrastructure
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "liftstack"
+    # Prefix for every topic and consumer group, so several stacks (or test runs)
+    # can share one Kafka cluster without seeing each other's messages.
+    topic_prefix: str = ""
+
+    # Secrets. SecretStr keeps them out of reprs and logs.
+    # Comma-separated Fernet-style master keys, newest first (rotation = prepend).
+    master_keys: SecretStr = SecretStr("")
+    # HMAC key that signs user JWTs (issued by liftstack's identity service).
+    jwt_secret: SecretStr = SecretStr("")
+    # Shared credential services use for internal endpoints; never a user token.
+    service_token: SecretStr = SecretStr("")
+
+    # Where services find each other.
+    connections_url: str = "http://127.0.0.1:8101"
+    ingest_public_url: str = "http://127.0.0.1:8102"
+    # Overrides Iterable's hosts (US/EU) with one base URL: the project's sandbox.
+    iterable_base_url: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8100
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Headroom kept below Iterable's published rate limits (0.9 = use 90%).
+    iterable_rate_headroom: float = Field(default=0.9, gt=0, le=1)
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a logical one (see `topics.py`)."""
+        return f"{self.topic_prefix}{name}"
