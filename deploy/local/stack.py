@@ -1,0 +1,419 @@
+"""Run liftstack on this machine without Docker: Kafka (KRaft) and FerretDB as local
+processes, then every service.
+
+    deploy/local/infra up|down|status|env     infrastructure only
+    ./liftstack up|down|status                infrastructure + services
+
+Provisioning is cached in $LIFTSTACK_CACHE (default ~/.cache/liftstack): the Kafka
+broker classpath comes from Maven Central via deploy/local/kafka/pom.xml, and the
+FerretDB binary is built from deploy/local/ferretdb (a Go main embedding FerretDB v1
+on SQLite). Runtime state (data, logs, pids) lives in .runtime/ in the repo.
+Only the standard library plus the workspace's own packages are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = REPO / "deploy" / "local"
+RUNTIME = Path(os.environ.get("LIFTSTACK_RUNTIME", REPO / ".runtime"))
+CACHE = Path(os.environ.get("LIFTSTACK_CACHE", Path.home() / ".cache" / "liftstack"))
+PIDS = RUNTIME / "pids"
+LOGS = RUNTIME / "logs"
+
+KAFKA_PORT = int(os.environ.get("LIFTSTACK_KAFKA_PORT", "9092"))
+KAFKA_CONTROLLER_PORT = int(os.environ.get("LIFTSTACK_KAFKA_CONTROLLER_PORT", "9093"))
+MONGO_PORT = int(os.environ.get("LIFTSTACK_MONGO_PORT", "27017"))
+
+
+def say(message: str) -> None:
+    print(f"[liftstack] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _pid_file(name: str) -> Path:
+    return PIDS / f"{name}.pid"
+
+
+def running_pid(name: str) -> int | None:
+    path = _pid_file(name)
+    if not path.exists():
+        return None
+    pid = int(path.read_text().strip() or 0)
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> int:
+    """Start a detached process (own session, so a Ctrl-C here doesn't kill it)."""
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    _pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(name: str, timeout_s: float = 20.0) -> None:
+    pid = running_pid(name)
+    if pid is None:
+        return
+    say(f"stopping {name} (pid {pid})")
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        say(f"{name} did not stop in {timeout_s}s; killing it")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _pid_file(name).unlink(missing_ok=True)
+
+
+def _tail(name: str, lines: int = 30) -> str:
+    path = LOGS / f"{name}.log"
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- provisioning
+
+
+def kafka_version() -> str:
+    pom = (LOCAL / "kafka" / "pom.xml").read_text()
+    return pom.split("<kafka.version>")[1].split("</kafka.version>")[0]
+
+
+def provision_kafka() -> Path:
+    """The broker classpath, downloaded once per Kafka version."""
+    libs = CACHE / f"kafka-{kafka_version()}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    say(f"provisioning Kafka {kafka_version()} from Maven Central (first run only)")
+    if shutil.which("mvn") is None:
+        sys.exit("mvn is required to provision Kafka (apt-get install maven)")
+    libs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mvn", "-q", "-B", "-Dstyle.color=never", "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
+         "-DincludeScope=runtime"],
+        cwd=LOCAL / "kafka", check=True,
+    )
+    marker.touch()
+    return libs
+
+
+def provision_ferretdb() -> Path:
+    """The FerretDB binary, rebuilt only when its Go sources change."""
+    src = LOCAL / "ferretdb"
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((src / name).read_bytes())
+    binary = CACHE / f"ferretdb-{digest.hexdigest()[:12]}" / "ferretdb"
+    if binary.exists():
+        return binary
+    say("building FerretDB (first run only, about a minute)")
+    if shutil.which("go") is None:
+        sys.exit("go is required to build FerretDB")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, check=True)
+    return binary
+
+
+# --------------------------------------------------------------------------- infrastructure
+
+
+def kafka_bootstrap() -> str:
+    return f"127.0.0.1:{KAFKA_PORT}"
+
+
+def mongo_url() -> str:
+    return f"mongodb://127.0.0.1:{MONGO_PORT}/"
+
+
+def start_kafka() -> None:
+    if running_pid("kafka"):
+        return
+    libs = provision_kafka()
+    home = RUNTIME / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=6",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=12",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+    )
+    classpath = f"{libs}/*"
+    java = [
+        "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+        f"-Dkafka.logs.dir={home / 'logs'}",
+        f"-Dlog4j2.configurationFile={LOCAL / 'log4j2.yaml'}",
+        "-cp", classpath,
+    ]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        say("formatting Kafka storage (KRaft)")
+        subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    say(f"starting Kafka on {kafka_bootstrap()}")
+    spawn("kafka", [*java, "kafka.Kafka", str(props)])
+
+
+def start_ferretdb() -> None:
+    if running_pid("ferretdb"):
+        return
+    binary = provision_ferretdb()
+    say(f"starting FerretDB (SQLite) on 127.0.0.1:{MONGO_PORT}")
+    spawn(
+        "ferretdb",
+        [str(binary), "-listen", f"127.0.0.1:{MONGO_PORT}", "-data", str(RUNTIME / "ferretdb")],
+    )
+
+
+async def _wait_infra(timeout_s: float) -> None:
+    import logging
+
+    # aiokafka logs every refused connection while the broker boots; that's expected.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    from pymongo import AsyncMongoClient
+
+    from liftstack_shared.kafka import ensure_topics, kafka_ready
+    from liftstack_shared.settings import CommonSettings
+
+    async def mongo() -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            client = AsyncMongoClient(mongo_url(), serverSelectionTimeoutMS=2000)
+            try:
+                await client.admin.command("ping")
+                return
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"FerretDB did not answer a ping:\n{_tail('ferretdb')}")
+                await asyncio.sleep(0.5)
+            finally:
+                await client.close()
+
+    async def kafka() -> None:
+        try:
+            await kafka_ready(kafka_bootstrap(), timeout_s)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{_tail('kafka')}") from None
+        await ensure_topics(CommonSettings(kafka_bootstrap=kafka_bootstrap(), topic_prefix=""))
+
+    await asyncio.gather(mongo(), kafka())
+
+
+def infra_env() -> dict[str, str]:
+    return {"LIFTSTACK_KAFKA_BOOTSTRAP": kafka_bootstrap(), "LIFTSTACK_MONGO_URL": mongo_url()}
+
+
+def infra_up(timeout_s: float = 120.0) -> None:
+    # Provision both before starting either, so a slow first build doesn't eat the
+    # other's start-up timeout.
+    provision_kafka()
+    provision_ferretdb()
+    start_kafka()
+    start_ferretdb()
+    asyncio.run(_wait_infra(timeout_s))
+    (RUNTIME / "infra.env").write_text("".join(f"export {k}={v}\n" for k, v in infra_env().items()))
+    say("Kafka and FerretDB are up")
+
+
+def infra_down() -> None:
+    stop("ferretdb")
+    stop("kafka", timeout_s=40)
+
+
+# --------------------------------------------------------------------------- services
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    port: int
+
+
+SERVICES = (
+    Service("iterable-sandbox", "liftstack_sandbox", 8200),
+    Service("connections", "liftstack_connections", 8101),
+    Service("ingest", "liftstack_ingest", 8102),
+    Service("writeback", "liftstack_writeback", 8103),
+    Service("templates", "liftstack_templates", 8104),
+)
+
+
+def dev_env() -> dict[str, str]:
+    """Development secrets, generated once per checkout and kept in .runtime/dev.env."""
+    path = RUNTIME / "dev.env"
+    if not path.exists():
+        RUNTIME.mkdir(parents=True, exist_ok=True)
+        from cryptography.fernet import Fernet
+
+        values = {
+            "LIFTSTACK_MASTER_KEYS": Fernet.generate_key().decode(),
+            "LIFTSTACK_JWT_SECRET": secrets.token_urlsafe(32),
+            "LIFTSTACK_SERVICE_TOKEN": secrets.token_urlsafe(32),
+        }
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+        say(f"generated development secrets in {path}")
+    env = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            env[key] = value
+    return env
+
+
+def services_env() -> dict[str, str]:
+    urls = {s.name: f"http://127.0.0.1:{s.port}" for s in SERVICES}
+    return {
+        **infra_env(),
+        **dev_env(),
+        "LIFTSTACK_CONNECTIONS_URL": urls["connections"],
+        "LIFTSTACK_INGEST_PUBLIC_URL": urls["ingest"],
+        "LIFTSTACK_ITERABLE_BASE_URL": urls["iterable-sandbox"],
+    }
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def services_up(timeout_s: float = 60.0) -> None:
+    import importlib.util
+
+    env = services_env()
+    started = []
+    for service in SERVICES:
+        if importlib.util.find_spec(service.module) is None:
+            say(f"service {service.name}: package {service.module} is not installed; skipped")
+            continue
+        if running_pid(service.name) is None:
+            spawn(
+                service.name,
+                [sys.executable, "-m", service.module],
+                env={**env, "LIFTSTACK_PORT": str(service.port)},
+            )
+        started.append(service)
+    deadline = time.monotonic() + timeout_s
+    for service in started:
+        while not _healthy(service.port):
+            if running_pid(service.name) is None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"service {service.name} did not become healthy:\n{_tail(service.name)}"
+                )
+            time.sleep(0.3)
+        say(f"{service.name:<18} http://127.0.0.1:{service.port}  (healthz ok)")
+
+
+def services_down() -> None:
+    for service in reversed(SERVICES):
+        stop(service.name)
+
+
+def status() -> int:
+    code = 0
+    for name in ["kafka", "ferretdb", *(s.name for s in SERVICES)]:
+        pid = running_pid(name)
+        print(f"{name:<18} {'running (pid %d)' % pid if pid else 'stopped'}")
+        if pid is None and name in ("kafka", "ferretdb"):
+            code = 1
+    return code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="stack", description=__doc__.splitlines()[0])
+    parser.add_argument("scope", choices=["infra", "all"])
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    args = parser.parse_args()
+
+    if args.command == "up":
+        infra_up()
+        if args.scope == "all":
+            services_up()
+        env = infra_env() if args.scope == "infra" else services_env()
+        # Secrets stay in .runtime/dev.env; print only where things are.
+        for key, value in env.items():
+            if key in ("LIFTSTACK_MASTER_KEYS", "LIFTSTACK_JWT_SECRET", "LIFTSTACK_SERVICE_TOKEN"):
+                continue
+            print(f"export {key}={value}")
+        return 0
+    if args.command == "down":
+        if args.scope == "all":
+            services_down()
+        infra_down()
+        return 0
+    if args.command == "env":
+        for key, value in infra_env().items():
+            print(f"export {key}={value}")
+        return 0
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

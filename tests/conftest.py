@@ -1,0 +1,5 @@
+"""Fixture plugins shared by every test package."""
+
+pytest_plugins = [
+    "tests.fixtures.infra",
+]
