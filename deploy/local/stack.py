@@ -299,6 +299,7 @@ SERVICES = (
     Service("ingest", "liftstack_ingest", 8102),
     Service("writeback", "liftstack_writeback", 8103),
     Service("templates", "liftstack_templates", 8104),
+    Service("audiences", "liftstack_audiences", 8105),
 )
 
 
