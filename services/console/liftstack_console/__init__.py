@@ -1,0 +1,1 @@
+"""liftstack's web console and the campaign loop it drives."""
