@@ -2,4 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.infra",
+    "tests.fixtures.sandbox",
+    "tests.console.livestack",
 ]

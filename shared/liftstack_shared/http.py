@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -100,6 +101,13 @@ def openapi_document(title: str, version: str, endpoints: list[Endpoint]) -> dic
     paths: dict[str, Any] = {}
     for ep in endpoints:
         op: dict[str, Any] = {"summary": ep.summary, "tags": ep.tags, "responses": {}}
+        # OpenAPI requires every templated path segment to be declared as a parameter.
+        params = re.findall(r"{([^}:]+)(?::[^}]*)?}", ep.path)
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
         if ep.request is not None:
             op["requestBody"] = {
                 "required": True,

@@ -1,0 +1,94 @@
+"""Master key rotation: re-encrypt every stored secret with the newest master key.
+
+Procedure (README): prepend a new key to LIFTSTACK_MASTER_KEYS and deploy (the service
+then encrypts with the new key and still decrypts with the old), run
+`python -m liftstack_connections rotate-keys`, then drop the old key.
+
+Each document is updated only if its ciphertexts are still the ones read
+(compare-and-set), so a concurrent edit is never overwritten; such a document is
+re-read and retried. Safe to run again: ciphertexts already under the newest key are
+left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from liftstack_shared.mongo import database, make_mongo_client
+
+from liftstack_connections.crypto import CredentialCipher, InvalidToken
+from liftstack_connections.settings import ConnectionsSettings
+from liftstack_connections.store import ENCRYPTED_FIELDS, ConnectionStore, Doc
+
+log = logging.getLogger("liftstack.connections.rotation")
+_ATTEMPTS = 5
+
+
+@dataclass
+class RotationReport:
+    documents: int = 0
+    rotated_secrets: int = 0
+    already_current: int = 0
+    failed: list[str] = field(default_factory=list)  # connection ids
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        text = (f"rotate-keys: {self.documents} connections, {self.rotated_secrets} secrets "
+                f"re-encrypted, {self.already_current} already under the newest key")
+        if self.failed:
+            text += f"; FAILED for {len(self.failed)}: {', '.join(self.failed)}"
+        return text
+
+
+async def rotate_all(settings: ConnectionsSettings) -> RotationReport:
+    cipher = CredentialCipher(settings.master_keys.get_secret_value())
+    client = make_mongo_client(settings)
+    try:
+        store = ConnectionStore(database(client, settings))
+        report = RotationReport()
+        async for doc in store.all():
+            report.documents += 1
+            await _rotate_one(store, cipher, doc, report)
+        log.info("%s", report.summary())
+        return report
+    finally:
+        await client.close()
+
+
+async def _rotate_one(
+    store: ConnectionStore, cipher: CredentialCipher, doc: Doc, report: RotationReport
+) -> None:
+    ws, cid = doc["workspace_id"], doc["_id"]
+    for _ in range(_ATTEMPTS):
+        new: dict[str, str] = {}
+        expect: dict[str, str] = {}
+        current = 0
+        try:
+            for name in ENCRYPTED_FIELDS:
+                old = doc.get(name)
+                if not old:
+                    continue
+                if cipher.is_current(ws, old):
+                    current += 1
+                    continue
+                new[name] = cipher.rotate(ws, old)
+                expect[name] = old
+        except InvalidToken:
+            # No configured master key opens it: an old key was dropped too early.
+            log.error("connection %s: a secret can't be decrypted with any master key", cid)
+            report.failed.append(cid)
+            return
+        if not new or await store.update(ws, cid, {"$set": new}, expect=expect) is not None:
+            report.rotated_secrets += len(new)
+            report.already_current += current
+            return
+        fresh = await store.get(ws, cid)
+        if fresh is None:
+            return  # deleted meanwhile: nothing to rotate
+        doc = fresh
+    log.error("connection %s: kept changing during rotation; run rotate-keys again", cid)
+    report.failed.append(cid)

@@ -1,0 +1,1 @@
+"""liftstack Iterable sandbox: a stateful fake of the Iterable API (see app.py)."""
