@@ -8,18 +8,16 @@ answer briefly, and drops the cache entry when `connection.changed` says so.
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
 from liftstack_shared.auth import service_headers
+from liftstack_shared.iterable.models import Region
 from liftstack_shared.settings import CommonSettings
 
-
-class Region(StrEnum):
-    US = "US"
-    EU = "EU"
+__all__ = ["ConnectionNotFound", "ConnectionsClient", "DEFAULT_EVENT_TYPES",
+           "InternalConnection", "Region"]
 
 
 # The engagement event types a connection processes unless configured otherwise
