@@ -3,5 +3,4 @@
 pytest_plugins = [
     "tests.fixtures.infra",
     "tests.fixtures.sandbox",
-    "tests.console.livestack",
 ]
