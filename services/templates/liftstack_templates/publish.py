@@ -1,0 +1,177 @@
+"""Putting a generated template into the customer's Iterable project, touching no
+other template.
+
+Iterable's `templates/email/upsert` updates EVERY template that matches, and its spec
+says in one place that it matches by clientTemplateId, in another by name. So:
+- the first time, upsert with a clientTemplateId derived from (workspace, campaign)
+  and a name equal to it (no template of the customer's can match either), look the
+  new template up by clientTemplateId, and remember its templateId;
+- from then on, and to set the real name and content, only `templates/email/update`
+  by that templateId.
+Unchanged content (same hash as last published to the same template) makes no call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from liftstack_shared.iterable import (
+    EmailTemplateUpdate,
+    EmailTemplateUpsert,
+    IterableBadRequest,
+    IterableClient,
+    IterableNotFound,
+)
+
+from liftstack_templates.credentials import Credentials
+from liftstack_templates.generate import GeneratedTemplate
+from liftstack_templates.store import TemplateRecord, TemplateStore
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[Credentials], IterableClient]
+Sleep = Callable[[float], Awaitable[None]]
+
+# getByClientTemplateId right after an upsert may not see the new template yet.
+LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+class PublishStatus(StrEnum):
+    CREATED = "created"  # a new Iterable template, now ours
+    UPDATED = "updated"  # our template got the new content
+    UNCHANGED = "unchanged"  # it already had it: no call made
+
+
+class PublishResult(BaseModel):
+    campaign_key: str
+    connection_id: str
+    template_id: int
+    client_template_id: str
+    status: PublishStatus
+    content_hash: str
+
+
+class TemplateCreationFailed(Exception):
+    """Iterable accepted the upsert but the template can't be found by its id."""
+
+
+class Publisher:
+    def __init__(
+        self, store: TemplateStore, clients: ClientFactory, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self._store = store
+        self._clients = clients
+        self._sleep = sleep
+        # One publish per campaign at a time in this process, so two concurrent
+        # first publishes can't both create a template.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def publish(
+        self, record: TemplateRecord, credentials: Credentials, force: bool = False
+    ) -> PublishResult:
+        """Publish `record.generated` (already saved) to the connection's project."""
+        key = (record.workspace_id, record.campaign_key)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            # Re-read under the lock: another publish may have just finished.
+            current = await self._store.get(*key) or record
+            return await self._publish(current, record.generated, credentials, force)
+
+    async def _publish(
+        self, record: TemplateRecord, generated: GeneratedTemplate, creds: Credentials,
+        force: bool,
+    ) -> PublishResult:
+        ours = record.template_id if record.connection_id == creds.connection_id else None
+
+        def result(template_id: int, status: PublishStatus) -> PublishResult:
+            return PublishResult(
+                campaign_key=record.campaign_key, connection_id=creds.connection_id,
+                template_id=template_id, client_template_id=record.client_template_id,
+                status=status, content_hash=generated.content_hash,
+            )
+
+        if ours is not None and record.published_hash == generated.content_hash and not force:
+            return result(ours, PublishStatus.UNCHANGED)
+
+        async with self._clients(creds) as client:
+            status = PublishStatus.UPDATED
+            if ours is not None and not await self._update(client, ours, record, generated):
+                log.warning(
+                    "template %s of campaign %r is gone from Iterable; creating it again",
+                    ours, record.campaign_key,
+                )
+                ours = None
+            if ours is None:
+                ours, created = await self._find_or_create(client, record.client_template_id)
+                await self._store.set_target(
+                    record.workspace_id, record.campaign_key, creds.connection_id, ours
+                )
+                status = PublishStatus.CREATED if created else PublishStatus.UPDATED
+                if not await self._update(client, ours, record, generated):
+                    raise TemplateCreationFailed(
+                        f"Iterable template {ours} vanished right after it was found"
+                    )
+        await self._store.mark_published(
+            record.workspace_id, record.campaign_key, generated.content_hash
+        )
+        return result(ours, status)
+
+    async def _update(
+        self, client: IterableClient, template_id: int, record: TemplateRecord,
+        generated: GeneratedTemplate,
+    ) -> bool:
+        """False when the template no longer exists (deleted in Iterable)."""
+        update = EmailTemplateUpdate(
+            templateId=template_id,
+            clientTemplateId=record.client_template_id,
+            name=generated.name,
+            subject=generated.subject,
+            preheaderText=generated.preheader,
+            html=generated.html,
+        )
+        try:
+            await client.update_email_template(update)
+            return True
+        except (IterableBadRequest, IterableNotFound):
+            # Iterable answers an unknown templateId with 400 (or 404): tell that
+            # apart from a body it rejects by asking for the template itself.
+            if await self._exists(client, template_id):
+                raise
+            return False
+
+    @staticmethod
+    async def _exists(client: IterableClient, template_id: int) -> bool:
+        try:
+            await client.get_email_template(template_id)
+            return True
+        except (IterableBadRequest, IterableNotFound):
+            return False
+
+    async def _find_or_create(
+        self, client: IterableClient, client_template_id: str
+    ) -> tuple[int, bool]:
+        """Our template's id, and whether it was created now. One may already exist
+        when an earlier publish created it but stopped before remembering its id."""
+        entries = await client.get_templates_by_client_template_id(client_template_id)
+        if entries:
+            return min(e.templateId for e in entries), False
+        answer = await client.upsert_email_template(
+            # Named after the clientTemplateId, which no customer template is, so an
+            # upsert that matches by name can't hit one either.
+            EmailTemplateUpsert(clientTemplateId=client_template_id, name=client_template_id)
+        )
+        for delay in (0.0, *LOOKUP_DELAYS_S):
+            if delay:
+                await self._sleep(delay)
+            entries = await client.get_templates_by_client_template_id(client_template_id)
+            if entries:
+                # Two processes racing may each have created one: all pick the lowest.
+                return min(e.templateId for e in entries), True
+        raise TemplateCreationFailed(
+            f"Iterable created template(s) {answer.ids_in_msg() or '?'} for "
+            f"{client_template_id} but getByClientTemplateId does not list them"
+        )
