@@ -1,0 +1,174 @@
+"""One assignment batch -> `users/bulkUpdate` request(s) -> one outcome per user.
+
+Each user gets `lf_assignments.<campaign key> = <variant key>` with
+`mergeNestedObjects: true`, so the other campaigns' keys in `lf_assignments` survive.
+Requests are packed to at most 1,000 users and under the 4 MB body cap; a batch
+larger than that becomes several requests, each taking its own rate slot.
+
+Failure policy, per request:
+- 429: never a failure. The client honours Retry-After (or backs off) and retries;
+  should it give up, we wait and send again. The job only takes longer.
+- 5xx, timeouts, connection errors: the client retries with backoff; once its retries
+  are spent the request's users fail with reason `unavailable` and the job goes on.
+- 401/403: users fail with `unauthorized` (the caller drops cached credentials).
+- other 4xx: users fail with `rejected`.
+Per user (HTTP 200 with failedUpdates): Iterable's reason (invalid, not_found,
+forgotten, conflict, invalid_data). not_found and conflict are resubmitted
+`user_retries` times after a delay; forgotten users never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from liftstack_shared.iterable import (
+    DEFAULT_RETRYABLE,
+    MAX_BODY_BYTES,
+    MAX_USERS_PER_REQUEST,
+    BulkUpdateUser,
+    IterableAuthError,
+    IterableBadRequest,
+    IterableClient,
+    IterableError,
+    IterableRateLimited,
+    IterableUnavailable,
+    pack_users,
+)
+from liftstack_shared.messages import Assignment, AssignmentBatch
+
+from liftstack_writeback.jobs import BatchOutcome
+
+log = logging.getLogger(__name__)
+
+ASSIGNMENTS_FIELD = "lf_assignments"
+UNAVAILABLE = "unavailable"
+UNAUTHORIZED = "unauthorized"
+REJECTED = "rejected"
+ERROR = "error"
+_RETRYABLE = {str(r) for r in DEFAULT_RETRYABLE}
+# Longer identifiers can't be valid (emails are at most 254 characters) and could
+# not be packed under the body cap: fail them without sending.
+_MAX_IDENTIFIER = 10_000
+
+
+def to_user(assignment: Assignment, campaign_key: str) -> BulkUpdateUser:
+    fields = {ASSIGNMENTS_FIELD: {campaign_key: assignment.variant}}
+    if assignment.email:
+        return BulkUpdateUser(email=assignment.email, dataFields=fields, mergeNestedObjects=True)
+    return BulkUpdateUser(userId=assignment.user_id, dataFields=fields, mergeNestedObjects=True)
+
+
+def _upper_bound_bytes(users: list[BulkUpdateUser]) -> int:
+    """A bound on the serialised body: every character escaped as a 6-byte \\u
+    escape, plus generous room for keys and punctuation. Cheap, unlike serialising
+    each user to measure it as `pack_users` must."""
+    total = 64
+    for u in users:
+        (key, value), = u.dataFields[ASSIGNMENTS_FIELD].items()
+        total += 6 * (len(u.email or u.userId or "") + len(key) + len(value)) + 128
+    return total
+
+
+@dataclass(frozen=True)
+class WriterPolicy:
+    user_retries: int = 1
+    user_retry_delay: float = 2.0
+    # Used only when the client itself gave up on a 429 (it already waited a lot).
+    rate_limit_base_delay: float = 1.0
+    rate_limit_max_delay: float = 60.0
+
+
+class BatchWriter:
+    def __init__(
+        self, policy: WriterPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.policy = policy or WriterPolicy()
+        self._sleep = sleep
+        self._rng = random.Random()
+
+    async def write(self, client: IterableClient, batch: AssignmentBatch) -> BatchOutcome:
+        recipients = [a.recipient for a in batch.assignments]
+        reasons: list[str | None] = [None] * len(recipients)
+        users: dict[int, BulkUpdateUser] = {}
+        for i, assignment in enumerate(batch.assignments):
+            if len(assignment.email or assignment.user_id or "") > _MAX_IDENTIFIER:
+                reasons[i] = "invalid"
+            else:
+                users[i] = to_user(assignment, batch.campaign_key)
+
+        pending = sorted(users)
+        for attempt in range(self.policy.user_retries + 1):
+            if attempt:
+                await self._sleep(self.policy.user_retry_delay)
+            results = await self._send_all(client, [(i, users[i]) for i in pending])
+            for i, reason in results.items():
+                reasons[i] = reason
+            pending = [i for i in pending if reasons[i] in _RETRYABLE]
+            if not pending:
+                break
+        failures = [(recipients[i], r) for i, r in enumerate(reasons) if r is not None]
+        return BatchOutcome(users=len(recipients), failures=failures)
+
+    async def _send_all(
+        self, client: IterableClient, indexed: list[tuple[int, BulkUpdateUser]]
+    ) -> dict[int, str | None]:
+        """Pack and send concurrently (the pacer spaces them); index -> reason."""
+        chunks: list[list[tuple[int, BulkUpdateUser]]] = []
+        users = [u for _, u in indexed]
+        if len(users) <= MAX_USERS_PER_REQUEST and _upper_bound_bytes(users) <= MAX_BODY_BYTES:
+            chunks = [indexed]  # the usual case: one request, no need to measure
+        else:
+            start = 0
+            for packed in pack_users(users):
+                chunks.append(indexed[start:start + len(packed)])
+                start += len(packed)
+        results = await asyncio.gather(*(self._send(client, chunk) for chunk in chunks))
+        merged: dict[int, str | None] = {}
+        for chunk_result in results:
+            merged.update(chunk_result)
+        return merged
+
+    async def _send(
+        self, client: IterableClient, chunk: list[tuple[int, BulkUpdateUser]]
+    ) -> dict[int, str | None]:
+        indexes = [i for i, _ in chunk]
+        users = [u for _, u in chunk]
+        gave_up = 0
+        while True:
+            try:
+                result = await client.bulk_update(users, create_new_fields=True)
+            except IterableRateLimited as exc:
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(gave_up)
+                gave_up += 1
+                log.warning(
+                    "bulkUpdate still rate limited after the client's retries; sending "
+                    "again in %.1fs (a 429 never fails users)", delay,
+                )
+                await self._sleep(delay)
+                continue
+            except IterableUnavailable as exc:
+                log.warning("bulkUpdate of %d users failed after retries: %s", len(users), exc)
+                return dict.fromkeys(indexes, UNAVAILABLE)
+            except IterableAuthError as exc:
+                log.error("bulkUpdate rejected the API key: %s", exc)
+                return dict.fromkeys(indexes, UNAUTHORIZED)
+            except IterableBadRequest as exc:
+                log.error("bulkUpdate rejected a request of %d users: %s", len(users), exc)
+                return dict.fromkeys(indexes, REJECTED)
+            except IterableError as exc:
+                log.error("bulkUpdate of %d users failed: %s", len(users), exc)
+                return dict.fromkeys(indexes, ERROR)
+            return {
+                i: (str(o.reason) if o.reason is not None else None)
+                for i, o in zip(indexes, result.outcomes)
+            }
+
+    def _backoff(self, attempt: int) -> float:
+        p = self.policy
+        full = min(p.rate_limit_max_delay, p.rate_limit_base_delay * 2**attempt)
+        return full / 2 + self._rng.uniform(0, full / 2)

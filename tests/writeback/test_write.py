@@ -1,0 +1,98 @@
+"""Assignments end to end: Kafka -> writeback -> the Iterable sandbox, with exact
+counts in MongoDB and progress on `writeback.progress`."""
+
+from __future__ import annotations
+
+from liftstack_shared.messages import Assignment, WritebackProgress
+from liftstack_shared.topics import WRITEBACK_PROGRESS
+
+from tests.writeback.conftest import Env, emails, make_batches
+
+
+async def test_writes_variant_and_keeps_other_campaigns_assignments(env: Env) -> None:
+    # Profiles that already carry another campaign's assignment and other fields.
+    env.sandbox.put_users(env.project, [
+        {"email": "user0@example.com",
+         "dataFields": {"lf_assignments": {"winter-promo": "C"}, "firstName": "Ada"}},
+        {"email": "user1@example.com", "dataFields": {"lf_assignments": {"winter-promo": "A"}}},
+        {"userId": "u-42", "email": "u42@example.com",
+         "dataFields": {"lf_assignments": {"winter-promo": "B"}}},
+    ])
+    assignments = emails(25) + [Assignment(user_id="u-42", variant="B")]
+    batches = make_batches(assignments, batch_size=10, campaign_key="spring-sale")
+    job_id = batches[0].job_id
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, job_id)
+
+    assert summary.status == "completed"
+    assert (summary.written, summary.succeeded, summary.failed) == (26, 26, 0)
+    assert summary.batches_done == 3
+    user0 = env.sandbox.user(env.project, "user0@example.com")
+    assert user0["dataFields"]["lf_assignments"] == {"winter-promo": "C", "spring-sale": "A"}
+    assert user0["dataFields"]["firstName"] == "Ada"
+    assert env.sandbox.user(env.project, "user1@example.com")["dataFields"]["lf_assignments"] == {
+        "winter-promo": "A", "spring-sale": "B"}
+    assert env.sandbox.user(env.project, "u-42")["dataFields"]["lf_assignments"] == {
+        "winter-promo": "B", "spring-sale": "B"}
+    # New profiles get just this campaign's key.
+    assert env.sandbox.user(env.project, "user7@example.com")["dataFields"] == {
+        "lf_assignments": {"spring-sale": "B"}}
+    # One request per batch of 10 (well under 1,000 users and 4 MB).
+    assert sum(env.sandbox.stats(env.project)["users/bulkUpdate"].values()) == 3
+
+    # Progress snapshots were published; the last one is final and exact.
+    raw = await env.read_topic(WRITEBACK_PROGRESS.name)
+    snaps = [WritebackProgress.model_validate_json(v) for v in raw]
+    mine = [s for s in snaps if s.job_id == job_id]
+    assert mine and mine[-1].status == "completed"
+    assert (mine[-1].total, mine[-1].written, mine[-1].succeeded, mine[-1].failed) == (26, 26, 26, 0)
+    assert mine[-1].started_at is not None and mine[-1].finished_at is not None
+    assert all(a.written <= b.written for a, b in zip(mine, mine[1:]))
+
+
+async def test_large_batch_is_packed_into_requests_of_at_most_1000_users(env: Env) -> None:
+    env.sandbox.configure(env.project, rate_limits=False)
+    batches = make_batches(emails(2500, prefix="big"), batch_size=2500)
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, batches[0].job_id)
+
+    assert (summary.written, summary.succeeded, summary.failed) == (2500, 2500, 0)
+    assert env.sandbox.stats(env.project)["users/bulkUpdate"] == {200: 3}
+    assert env.sandbox.user(env.project, "big2499@example.com")["dataFields"]["lf_assignments"] == {
+        "spring-sale": "B"}
+
+
+async def test_partial_failures_are_counted_per_user_with_reasons(env: Env) -> None:
+    env.sandbox.put_users(env.project, [{"email": "gone@example.com", "dataFields": {}}])
+    env.sandbox.forget(env.project, "gone@example.com")
+    assignments = [
+        *emails(8),
+        Assignment(email="not-an-email", variant="A"),
+        Assignment(email="gone@example.com", variant="B"),
+        Assignment(user_id="nobody-has-this-id", variant="A"),  # email-based project
+    ]
+    batches = make_batches(assignments, batch_size=4)
+    job_id = batches[0].job_id
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, job_id)
+
+    assert summary.status == "completed_with_failures"
+    assert summary.written == summary.succeeded + summary.failed == 11
+    assert summary.succeeded == 8
+    assert summary.failed_by_reason == {"invalid": 1, "forgotten": 1, "not_found": 1}
+    failures = []
+    for seq in range(len(batches)):
+        failures += await svc.store.failures_of(job_id, 1, seq)
+    assert sorted(failures) == sorted([
+        ("not-an-email", "invalid"), ("gone@example.com", "forgotten"),
+        ("userId:nobody-has-this-id", "not_found"),
+    ])
+    # The forgotten user was not written; the others were.
+    assert env.sandbox.user(env.project, "user3@example.com")["dataFields"]["lf_assignments"] == {
+        "spring-sale": "B"}
