@@ -42,15 +42,16 @@ def free_port() -> int:
 
 def serve() -> None:
     """The audiences service with the bench key in memory (child process)."""
+    from liftstack_shared.credentials import StaticCredentials
     from liftstack_shared.http import serve as serve_app
 
     from liftstack_audiences.app import create_app
-    from liftstack_audiences.credentials import StaticCredentials
     from liftstack_audiences.settings import AudiencesSettings
 
     settings = AudiencesSettings()
     credentials = StaticCredentials()
-    credentials.add(WS, CID, os.environ.pop("BENCH_ITERABLE_KEY"), "US")
+    credentials.add(workspace_id=WS, connection_id=CID,
+                    api_key=os.environ.pop("BENCH_ITERABLE_KEY"), region="US")
     serve_app(create_app(settings, credentials), settings)
 
 

@@ -53,14 +53,15 @@ def free_port() -> int:
 
 async def worker() -> None:
     from liftstack_shared.logging import setup_logging
-    from liftstack_writeback.credentials import StaticCredentials
+    from liftstack_shared.credentials import StaticCredentials
     from liftstack_writeback.service import WritebackService
     from liftstack_writeback.settings import WritebackSettings
 
     settings = WritebackSettings()
     setup_logging(settings.log_level)
     credentials = StaticCredentials()
-    credentials.add("bench-conn", "bench-ws", os.environ["BENCH_API_KEY"])
+    credentials.add(workspace_id="bench-ws", connection_id="bench-conn",
+                    api_key=os.environ["BENCH_API_KEY"])
     service = WritebackService(settings, credentials)
     await service.start()
     print("ready", flush=True)

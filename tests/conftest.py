@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.infra",
     "tests.fixtures.sandbox",
+    "tests.fixtures.secrets",
+    "pytester",
 ]

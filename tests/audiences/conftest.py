@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.credentials import IterableCredentials, StaticCredentials
 from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_PROGRESS
 
 from liftstack_audiences.app import create_app
-from liftstack_audiences.credentials import IterableCredentials, StaticCredentials
 from liftstack_audiences.settings import AudiencesSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
@@ -52,7 +52,8 @@ class Service:
 
     def connect(self, api_key: str, region: str = "US", connection_id: str | None = None) -> str:
         cid = connection_id or self.connection_id
-        self.credentials.add(self.workspace_id, cid, api_key, region)
+        self.credentials.add(workspace_id=self.workspace_id, connection_id=cid, api_key=api_key,
+                             region=region)
         return cid
 
     def audiences_path(self, connection_id: str | None = None) -> str:

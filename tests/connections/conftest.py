@@ -5,7 +5,6 @@ see a tracked secret."""
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from liftstack_shared.settings import CommonSettings
 from tests.connections import support
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.secrets import record_text
 
 
 OUR_LOGGERS = ("liftstack", "liftstack_connections", "liftstack_shared")
@@ -29,15 +29,7 @@ class LogCapture(logging.Handler):
         self.texts: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = f"{record.name} {record.levelname}: {record.getMessage()}"
-        except Exception:  # noqa: BLE001 - a bad format string is still worth scanning
-            text = f"{record.name}: {record.msg!r} {record.args!r}"
-        if record.exc_info and record.exc_info[1] is not None:
-            text += "\n" + "".join(traceback.format_exception(*record.exc_info))
-        if record.stack_info:
-            text += "\n" + record.stack_info
-        self.texts.append(text)
+        self.texts.append(record_text(record))
 
 
 @pytest.fixture(scope="session", autouse=True)

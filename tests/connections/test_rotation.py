@@ -112,3 +112,43 @@ async def test_rotation_reports_secrets_no_key_opens(conn_settings, mongo_client
         assert "FAILED" in report.summary()
     finally:
         await mongo_client.drop_database(db)
+
+
+async def test_rotation_rotates_again_what_an_overlapping_edit_put_back(
+    conn_settings, mongo_client, monkeypatch
+):
+    """On FerretDB an edit overlapping a document's rotation write can write the
+    document back as it read it, old-key ciphertexts included. The run reads every
+    document again afterwards and rotates those, so dropping the old key stays safe."""
+    from liftstack_connections import rotation
+
+    old, new = support.track(Fernet.generate_key().decode()), support.track(Fernet.generate_key().decode())
+    db = f"{conn_settings.mongo_db}_rotation_{secrets.token_hex(3)}"
+    before, during = _with(conn_settings, old, db), _with(conn_settings, f"{new},{old}", db)
+    col = mongo_client[db]["connections"]
+    rotate_one = rotation._rotate_one
+    clobbered: list[str] = []
+
+    async def rotate_then_overwritten(store, cipher, doc, report, count_current=True):
+        snapshot = dict(doc)
+        await rotate_one(store, cipher, doc, report, count_current)
+        if not clobbered:  # the first document's rotation write is lost once
+            clobbered.append(doc["_id"])
+            await col.replace_one({"_id": doc["_id"]}, snapshot)
+
+    monkeypatch.setattr(rotation, "_rotate_one", rotate_then_overwritten)
+    try:
+        with serve_asgi(create_app(before)) as url:
+            ws = Workspace(before, url)
+            for _ in range(2):
+                await ws.create(api_key=fake_key(), webhook_secret=webhook_secret())
+        report = await rotate_all(during)
+        # 2 x (key, secret, webhook token), and the lost document's 3 once more.
+        assert report.ok and report.documents == 2 and report.rotated_secrets == 9
+        only_new = CredentialCipher(new)
+        async for doc in col.find({}):
+            for name in ENCRYPTED_FIELDS:
+                if doc.get(name):
+                    assert only_new.is_current(doc["workspace_id"], doc[name]), (doc["_id"], name)
+    finally:
+        await mongo_client.drop_database(db)

@@ -10,25 +10,16 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role, issue_user_token
-from liftstack_shared.iterable import IterableClient, NoRateLimits, Region
+from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.credentials import IterableCredentials, StaticCredentials
+from liftstack_shared.iterable import IterableClient, NoRateLimits
 from liftstack_shared.settings import CommonSettings
 from liftstack_templates.app import create_app
-from liftstack_templates.credentials import (
-    Credentials,
-    HttpCredentialsSource,
-    StaticCredentials,
-    UnknownConnection,
-)
 from liftstack_templates.settings import TemplatesSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.secrets import WatchedSecrets
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +32,12 @@ class Service:
     settings: TemplatesSettings
     credentials: StaticCredentials
     workspace: str
+    watched_keys: WatchedSecrets
+
+    def connect(self, connection_id: str, api_key: str, workspace: str | None = None) -> None:
+        self.watched_keys.add(api_key)
+        self.credentials.add(workspace_id=workspace or self.workspace,
+                             connection_id=connection_id, api_key=api_key)
 
     def headers(self, role: Role = Role.ADMIN, workspace: str | None = None) -> dict[str, str]:
         token = issue_user_token(self.settings, "user-1", workspace or self.workspace, role)
@@ -51,17 +48,20 @@ class Service:
 
 
 @pytest.fixture
-def service(settings: CommonSettings, sandbox: SandboxHandle) -> Iterator[Service]:
+def service(
+    settings: CommonSettings, sandbox: SandboxHandle, watched_keys: WatchedSecrets
+) -> Iterator[Service]:
     templates_settings = TemplatesSettings(**settings.model_dump())
     credentials = StaticCredentials()
 
-    def clients(creds: Credentials) -> IterableClient:
+    def clients(creds: IterableCredentials) -> IterableClient:
         return IterableClient(creds.api_key, creds.region, sandbox_base_url=sandbox.base_url,
                               rate_limits=NoRateLimits())
 
     app = create_app(templates_settings, credentials=credentials, iterable_clients=clients)
     with serve_asgi(app) as url:
-        yield Service(url, templates_settings, credentials, f"ws-{uuid.uuid4().hex[:8]}")
+        yield Service(url, templates_settings, credentials, f"ws-{uuid.uuid4().hex[:8]}",
+                      watched_keys)
 
 
 def spec_json() -> dict[str, Any]:
@@ -81,7 +81,7 @@ def spec_json() -> dict[str, Any]:
 async def test_generate_publish_send_end_to_end(service: Service, sandbox: SandboxHandle) -> None:
     project = sandbox.create_project()
     key = sandbox.create_key(project)
-    service.credentials.add(Credentials("conn-1", service.workspace, SecretStr(key), Region.US))
+    service.connect("conn-1", key)
     profiles = {
         "a@example.com": {"firstName": "Ann", "lf_assignments": {CAMPAIGN: "control"}},
         "b@example.com": {"firstName": "Bob", "vip": True,
@@ -185,7 +185,7 @@ async def test_connection_of_another_workspace_is_not_found(
 ) -> None:
     project = sandbox.create_project()
     key = sandbox.create_key(project)
-    service.credentials.add(Credentials("theirs", "other-ws", SecretStr(key), Region.US))
+    service.connect("theirs", key, workspace="other-ws")
     async with httpx.AsyncClient(headers=service.headers(), timeout=30) as http:
         for connection_id in ("theirs", "unknown"):
             response = await http.post(service.path("/publish"), json={
@@ -201,7 +201,7 @@ async def test_connection_of_another_workspace_is_not_found(
 async def test_read_only_key_says_so(service: Service, sandbox: SandboxHandle) -> None:
     project = sandbox.create_project()
     key = sandbox.create_key(project, type="read_only")
-    service.credentials.add(Credentials("ro", service.workspace, SecretStr(key), Region.US))
+    service.connect("ro", key)
     async with httpx.AsyncClient(headers=service.headers(), timeout=30) as http:
         response = await http.post(service.path("/publish"), json={
             "connection_id": "ro", "template": spec_json()})
@@ -220,31 +220,3 @@ async def test_health_and_openapi(service: Service) -> None:
     base = "/v1/workspaces/{workspace_id}/templates"
     assert {base, base + "/generate", base + "/publish", base + "/preview"} <= set(paths)
     assert "TemplateSpec" in openapi["components"]["schemas"]
-
-
-async def test_http_credentials_source_asks_the_connections_service(
-    settings: CommonSettings,
-) -> None:
-    seen: list[str | None] = []
-
-    async def internal(request: Request) -> JSONResponse:
-        seen.append(request.headers.get(SERVICE_TOKEN_HEADER))
-        if request.path_params["connection_id"] != "conn-1":
-            return JSONResponse({"error": {"code": "not_found"}}, status_code=404)
-        return JSONResponse({
-            "connection_id": "conn-1", "workspace_id": "ws-1", "name": "Main",
-            "platform": "iterable", "region": "EU", "api_key": "k" * 32,
-            "webhook_secrets": [], "event_types": ["open"], "status": "connected",
-        })
-
-    fake = Starlette(routes=[Route("/internal/connections/{connection_id}", internal)])
-    with serve_asgi(fake) as url:
-        source = HttpCredentialsSource(settings.model_copy(update={"connections_url": url}))
-        try:
-            creds = await source.get("conn-1")
-            with pytest.raises(UnknownConnection):
-                await source.get("conn-2")
-        finally:
-            await source.aclose()
-    assert creds == Credentials("conn-1", "ws-1", SecretStr("k" * 32), Region.EU)
-    assert seen == [settings.service_token.get_secret_value()] * 2

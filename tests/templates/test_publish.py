@@ -12,15 +12,16 @@ import pytest
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
+from liftstack_shared.credentials import IterableCredentials
 from liftstack_shared.handlebars import HandlebarsRenderer
 from liftstack_shared.iterable import IterableAuthError, IterableClient, NoRateLimits, Region
 from liftstack_shared.mongo import database
 from liftstack_shared.settings import CommonSettings
-from liftstack_templates.credentials import Credentials
 from liftstack_templates.generate import TemplateSpec, Variant, client_template_id, generate
 from liftstack_templates.publish import Publisher, PublishStatus
 from liftstack_templates.store import TemplateRecord, TemplateStore
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.secrets import WatchedSecrets
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +48,21 @@ class World:
     publisher: Publisher
     calls: Calls
     workspace: str
+    watched_keys: WatchedSecrets
 
-    def connect(self, region: str = "US", key_type: str = "server_side", **config: object) -> Credentials:
+    def connect(
+        self, region: str = "US", key_type: str = "server_side", **config: object
+    ) -> IterableCredentials:
         project = self.sandbox.create_project(region=region, **config)
         key = self.sandbox.create_key(project, type=key_type)
-        return Credentials(
+        self.watched_keys.add(key)
+        return IterableCredentials(
             connection_id=f"conn-{project.id}", workspace_id=self.workspace,
             api_key=SecretStr(key), region=Region(region),
         )
 
     @staticmethod
-    def project_id(creds: Credentials) -> int:
+    def project_id(creds: IterableCredentials) -> int:
         return int(creds.connection_id.removeprefix("conn-"))
 
     async def save(self, spec: TemplateSpec) -> TemplateRecord:
@@ -71,13 +76,13 @@ class World:
 @pytest.fixture
 async def world(
     sandbox: SandboxHandle, settings: CommonSettings, mongo_client: AsyncMongoClient,
-    renderer: HandlebarsRenderer,
+    renderer: HandlebarsRenderer, watched_keys: WatchedSecrets,
 ) -> World:
     store = TemplateStore(database(mongo_client, settings))
     await store.ensure_indexes()
     calls = Calls()
 
-    def clients(creds: Credentials) -> IterableClient:
+    def clients(creds: IterableCredentials) -> IterableClient:
         return IterableClient(
             creds.api_key, creds.region, sandbox_base_url=sandbox.base_url,
             rate_limits=NoRateLimits(), event_hooks={"request": [calls.hook]},
@@ -87,7 +92,7 @@ async def world(
         return None
 
     return World(sandbox, store, renderer, Publisher(store, clients, sleep=no_sleep), calls,
-                 workspace=f"ws-{uuid.uuid4().hex[:8]}")
+                 workspace=f"ws-{uuid.uuid4().hex[:8]}", watched_keys=watched_keys)
 
 
 def spec(campaign: str = "cmp-1", subject_b: str = "B subject") -> TemplateSpec:

@@ -77,14 +77,45 @@ async def test_one_document_per_workspace_and_campaign_even_when_racing(
     s = spec(campaign)
     generated = await generate(s, renderer)
     cid = client_template_id(ws, campaign)
+    # One store serialises its own writes of a document; separate stores (as separate
+    # processes would) still race at the server.
+    stores = [store] + [TemplateStore(database(mongo_client, settings)) for _ in range(7)]
     await asyncio.gather(*(
-        store.save_generated(ws, s, generated, cid, f"user-{i}") for i in range(8)
+        st.save_generated(ws, s, generated, cid, f"user-{i}") for i, st in enumerate(stores)
     ))
     col = database(mongo_client, settings)[COLLECTION]
     assert await col.count_documents({"workspace_id": ws, "campaign_key": campaign}) == 1
     # The unique index itself.
     with pytest.raises(Exception):  # noqa: B017 - DuplicateKeyError or FerretDB's failure
         await col.insert_one({"workspace_id": ws, "campaign_key": campaign})
+
+
+async def test_overlapping_writes_of_one_campaign_all_land(
+    store: TemplateStore, renderer: HandlebarsRenderer
+) -> None:
+    """FerretDB rewrites whole documents without isolation: a re-generate overlapping a
+    publish's bookkeeping must not wipe out the target it set, nor the reverse. The
+    store writes one campaign's document one write at a time."""
+    ws = f"ws-{uuid.uuid4().hex[:6]}"
+    first, second = spec("overlap"), spec("overlap", subject="Changed")
+    generated1, generated2 = await generate(first, renderer), await generate(second, renderer)
+    for i in range(20):
+        campaign = f"overlap-{i}"
+        s1 = first.model_copy(update={"campaign_key": campaign})
+        s2 = second.model_copy(update={"campaign_key": campaign})
+        g1 = generated1.model_copy(update={"campaign_key": campaign})
+        g2 = generated2.model_copy(update={"campaign_key": campaign})
+        cid = client_template_id(ws, campaign)
+        await store.save_generated(ws, s1, g1, cid, "user-1")
+        await asyncio.gather(
+            store.set_target(ws, campaign, "conn-1", 1000 + i),
+            store.save_generated(ws, s2, g2, cid, "user-2"),
+            store.mark_published(ws, campaign, g1.content_hash),
+        )
+        got = await store.get(ws, campaign)
+        assert got is not None
+        assert (got.connection_id, got.template_id) == ("conn-1", 1000 + i), i
+        assert got.generated == g2 and got.spec == s2, i
 
 
 async def test_publication_updates_need_a_saved_template(store: TemplateStore) -> None:

@@ -9,25 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import Assignment, AssignmentBatch
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
-from liftstack_writeback.credentials import StaticCredentials
 from liftstack_writeback.jobs import RunSummary
 from liftstack_writeback.service import WritebackService
 from liftstack_writeback.settings import WritebackSettings
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.secrets import WatchedSecrets, capture_debug
 
 _prefixes = itertools.count()
 TOPICS = (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER)
@@ -144,22 +144,14 @@ class Env:
 
 
 @pytest.fixture(autouse=True)
-def watched_keys(caplog: pytest.LogCaptureFixture) -> Iterator[set[str]]:
+def watched_keys(
+    caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets
+) -> WatchedSecrets:
     """Every writeback test: no Iterable key a test used (`env` adds its own) shows up
-    in a log line or logged traceback (writeback, the client, httpx, httpcore at DEBUG)."""
-    keys: set[str] = set()
-    for name in ("liftstack_writeback", "liftstack", "httpx", "httpcore"):
-        caplog.set_level(logging.DEBUG, logger=name)
-    yield keys
-    # caplog.text/records only hold the current phase (teardown, here): read them all.
-    formatter = logging.Formatter()
-    text = "\n".join(
-        formatter.format(record)
-        for phase in ("setup", "call", "teardown")
-        for record in caplog.get_records(phase)  # type: ignore[arg-type]
-    )
-    for key in keys:
-        assert key not in text, "an Iterable API key leaked into the logs"
+    in a log line or logged traceback of any phase (writeback, liftstack_shared, the
+    client, httpx, httpcore at DEBUG; tests/fixtures/secrets.py)."""
+    capture_debug(caplog, "liftstack_writeback")
+    return no_secrets_in_logs
 
 
 @pytest.fixture
@@ -173,7 +165,7 @@ async def env(
     key = sandbox.create_key(project)
     watched_keys.add(key)
     e = Env(base=base, sandbox=sandbox, prefix=prefix, project=project, key=key)
-    e.credentials.add(e.connection_id, e.workspace_id, key)
+    e.credentials.add(workspace_id=e.workspace_id, connection_id=e.connection_id, api_key=key)
     yield e
     await e.close()
 

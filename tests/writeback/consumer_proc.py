@@ -11,8 +11,8 @@ import asyncio
 import os
 import sys
 
+from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.logging import setup_logging
-from liftstack_writeback.credentials import StaticCredentials
 from liftstack_writeback.service import WritebackService
 from liftstack_writeback.settings import WritebackSettings
 
@@ -22,8 +22,9 @@ async def main() -> None:
     setup_logging(settings.log_level)
     credentials = StaticCredentials()
     credentials.add(
-        os.environ["WB_TEST_CONNECTION_ID"], os.environ["WB_TEST_WORKSPACE_ID"],
-        os.environ["WB_TEST_API_KEY"],
+        workspace_id=os.environ["WB_TEST_WORKSPACE_ID"],
+        connection_id=os.environ["WB_TEST_CONNECTION_ID"],
+        api_key=os.environ["WB_TEST_API_KEY"],
     )
     service = WritebackService(settings, credentials)
     await service.start()

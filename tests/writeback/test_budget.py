@@ -42,7 +42,7 @@ async def test_several_instances_share_one_projects_budget(env: Env) -> None:
     the same project at the same time. The sandbox enforces Iterable's published
     5 req/s (leaky bucket): it never answers 429, and the rate stays under 5/s."""
     for n in range(3):
-        env.credentials.add(f"conn-{n}", "ws-1", env.key)
+        env.credentials.add(workspace_id="ws-1", connection_id=f"conn-{n}", api_key=env.key)
     jobs = []
     for partition in range(6):
         batches = make_batches(emails(60, prefix=f"p{partition}-"), batch_size=5,

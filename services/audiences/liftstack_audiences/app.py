@@ -21,6 +21,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from liftstack_shared.auth import Principal, principal_from_request
+from liftstack_shared.connections_client import ConnectionsClient
+from liftstack_shared.credentials import (
+    ConnectionsServiceCredentials,
+    CredentialsSource,
+    IterableCredentials,
+)
 from liftstack_shared.errors import ApiError
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, parse_body, standard_routes
 from liftstack_shared.iterable import IterableAuthError, IterableClient
@@ -28,11 +34,6 @@ from liftstack_shared.kafka import make_broker
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 
 from liftstack_audiences.audiences import audience_size, audience_type, find_audience, list_audiences
-from liftstack_audiences.credentials import (
-    ConnectionsServiceCredentials,
-    Credentials,
-    IterableCredentials,
-)
 from liftstack_audiences.failures import KNOWN_FAILURES, to_api_error
 from liftstack_audiences.models import (
     AudienceList,
@@ -79,17 +80,15 @@ class _Runtime:
 
 def create_app(
     settings: AudiencesSettings,
-    credentials: Credentials | None = None,
+    credentials: CredentialsSource | None = None,
     client_factory: ClientFactory | None = None,
 ) -> Starlette:
     """`credentials`: where connection keys come from (default: the connections
     service). `client_factory`: how to build an Iterable client for a key (default:
     from settings, i.e. Iterable or LIFTSTACK_ITERABLE_BASE_URL's sandbox)."""
-    if credentials is None:
-        from liftstack_shared.connections_client import ConnectionsClient
-
-        credentials = ConnectionsServiceCredentials(ConnectionsClient(settings))
-    creds: Credentials = credentials
+    creds: CredentialsSource = credentials or ConnectionsServiceCredentials(
+        ConnectionsClient(settings)
+    )
 
     def default_factory(c: IterableCredentials) -> IterableClient:
         return IterableClient.from_settings(settings, c.api_key, c.region)

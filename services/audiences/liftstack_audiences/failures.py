@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiokafka.errors import KafkaError
 
-from liftstack_shared.connections_client import ConnectionNotFound
+from liftstack_shared.credentials import ConnectionNotFound, CredentialsUnavailable
 from liftstack_shared.errors import ApiError
 from liftstack_shared.iterable import (
     IterableAuthError,
@@ -18,8 +18,6 @@ from liftstack_shared.iterable import (
     IterableRateLimited,
     IterableUnavailable,
 )
-
-from liftstack_audiences.credentials import CredentialsUnavailable
 
 
 def audience_not_found(list_id: int) -> ApiError:

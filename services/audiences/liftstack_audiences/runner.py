@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from liftstack_shared.credentials import CredentialsSource, IterableCredentials
 from liftstack_shared.iterable import (
     IterableAuthError,
     IterableBadRequest,
@@ -19,7 +20,6 @@ from liftstack_shared.messages import AudienceSyncProgress
 
 from liftstack_audiences import metrics
 from liftstack_audiences.audiences import find_audience
-from liftstack_audiences.credentials import Credentials, IterableCredentials
 from liftstack_audiences.failures import is_known_failure, to_api_error
 from liftstack_audiences.models import SyncError, SyncRecord
 from liftstack_audiences.publisher import AudiencePublisher
@@ -50,7 +50,7 @@ class SyncRunner:
         settings: AudiencesSettings,
         store: SyncStore,
         sizes: SizeCache,
-        credentials: Credentials,
+        credentials: CredentialsSource,
         publisher: AudiencePublisher,
         client_factory: ClientFactory,
     ) -> None:

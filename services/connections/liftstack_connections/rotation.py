@@ -8,6 +8,15 @@ Each document is updated only if its ciphertexts are still the ones read
 (compare-and-set), so a concurrent edit is never overwritten; such a document is
 re-read and retried. Safe to run again: ciphertexts already under the newest key are
 left alone.
+
+On FerretDB that compare-and-set is not atomic against the connections service's
+writes (another process; see liftstack_shared.mongo): an edit overlapping a
+document's rotation write can write the document back as it read it, old-key
+ciphertexts included. Dropping the old key then would make that secret unreadable for
+good, so after the sweep every document is read again and anything not under the
+newest key is rotated again, until a pass finds nothing left (or the run fails). The
+reverse, the rotation write landing over an overlapping edit, can't be seen
+afterwards: run rotations when nobody is editing connections (README).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from liftstack_connections.store import ENCRYPTED_FIELDS, ConnectionStore, Doc
 
 log = logging.getLogger("liftstack.connections.rotation")
 _ATTEMPTS = 5
+_VERIFY_PASSES = 3
 
 
 @dataclass
@@ -53,14 +63,44 @@ async def rotate_all(settings: ConnectionsSettings) -> RotationReport:
         async for doc in store.all():
             report.documents += 1
             await _rotate_one(store, cipher, doc, report)
+        await _verify(store, cipher, report)
         log.info("%s", report.summary())
         return report
     finally:
         await client.close()
 
 
+def _outdated(cipher: CredentialCipher, doc: Doc) -> bool:
+    return any(
+        doc.get(name) and not cipher.is_current(doc["workspace_id"], doc[name])
+        for name in ENCRYPTED_FIELDS
+    )
+
+
+async def _verify(store: ConnectionStore, cipher: CredentialCipher, report: RotationReport) -> None:
+    """Read everything again; rotate what an overlapping write put back."""
+    for _ in range(_VERIFY_PASSES):
+        again = [
+            doc async for doc in store.all()
+            if doc["_id"] not in report.failed and _outdated(cipher, doc)
+        ]
+        if not again:
+            return
+        for doc in again:
+            log.warning("connection %s: old-key secrets reappeared (an edit overlapped its "
+                        "rotation); rotating again", doc["_id"])
+            # Counted once already: only what is re-encrypted now adds up.
+            await _rotate_one(store, cipher, doc, report, count_current=False)
+    for doc in [d async for d in store.all() if d["_id"] not in report.failed]:
+        if _outdated(cipher, doc):
+            log.error("connection %s: still has secrets under an old key; run rotate-keys "
+                      "again", doc["_id"])
+            report.failed.append(doc["_id"])
+
+
 async def _rotate_one(
-    store: ConnectionStore, cipher: CredentialCipher, doc: Doc, report: RotationReport
+    store: ConnectionStore, cipher: CredentialCipher, doc: Doc, report: RotationReport,
+    count_current: bool = True,
 ) -> None:
     ws, cid = doc["workspace_id"], doc["_id"]
     for _ in range(_ATTEMPTS):
@@ -84,7 +124,8 @@ async def _rotate_one(
             return
         if not new or await store.update(ws, cid, {"$set": new}, expect=expect) is not None:
             report.rotated_secrets += len(new)
-            report.already_current += current
+            if count_current:
+                report.already_current += current
             return
         fresh = await store.get(ws, cid)
         if fresh is None:

@@ -3,6 +3,16 @@
 No transactions (FerretDB has none), so every write is one document: uniqueness is
 enforced by unique indexes, concurrent edits by conditional updates on `rev` fields.
 
+Those conditional updates are compare-and-set only if no other update of the same
+document overlaps them: FerretDB applies an update as an unisolated read-modify-write
+of the whole document (liftstack_shared.mongo), so two overlapping updates can both
+pass the `rev` check, and either can wipe out the other's fields (a test result
+written back over a key that was just replaced, putting the old key back). So every
+update and delete of a connection goes through this store's `SingleWriter`: one at a
+time per connection in this process, which makes the `rev` / `credentials_rev` checks
+exact. That holds within one process: on FerretDB, run the connections service as
+ONE instance. (rotation.py, a separate process, checks its own work afterwards.)
+
 Document fields:
     _id, workspace_id, name, name_key (casefolded; unique per workspace), platform,
     region, event_types, status, last_test,
@@ -24,6 +34,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from liftstack_shared.mongo import SingleWriter, is_duplicate_key
+
 Doc = dict[str, Any]
 COLLECTION = "connections"
 # Every field that holds a Fernet ciphertext (what key rotation re-encrypts).
@@ -36,17 +48,12 @@ class NameTaken(Exception):
     """Another connection in the workspace already has this name."""
 
 
-def _is_duplicate(exc: Exception) -> bool:
-    # MongoDB raises DuplicateKeyError; FerretDB (SQLite) raises it on insert but a
-    # generic OperationFailure naming the constraint on update.
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    return isinstance(exc, OperationFailure) and "UNIQUE constraint failed" in str(exc)
-
-
 class ConnectionStore:
+    """One per process: its `SingleWriter` is what keeps a connection's updates apart."""
+
     def __init__(self, db: AsyncDatabase) -> None:
         self._col: AsyncCollection = db[COLLECTION]
+        self._writer = SingleWriter()
 
     async def ensure_indexes(self) -> None:
         await self._col.create_index(
@@ -62,7 +69,7 @@ class ConnectionStore:
         try:
             await self._col.insert_one(doc)
         except (DuplicateKeyError, OperationFailure) as exc:
-            if _is_duplicate(exc) and await self._name_exists(doc["workspace_id"], doc["name_key"]):
+            if is_duplicate_key(exc) and await self._name_exists(doc["workspace_id"], doc["name_key"]):
                 raise NameTaken from None
             raise
 
@@ -91,18 +98,18 @@ class ConnectionStore:
         `expect`; the updated document, or None if it is gone or no longer matches."""
         query = {"_id": connection_id, "workspace_id": workspace_id, **(expect or {})}
         try:
-            return await self._col.find_one_and_update(
+            return await self._writer.run(connection_id, lambda: self._col.find_one_and_update(
                 query, changes, return_document=ReturnDocument.AFTER
-            )
+            ))
         except (DuplicateKeyError, OperationFailure) as exc:
-            if _is_duplicate(exc):
+            if is_duplicate_key(exc):
                 raise NameTaken from None
             raise
 
     async def delete(self, workspace_id: str, connection_id: str) -> Doc | None:
-        return await self._col.find_one_and_delete(
+        return await self._writer.run(connection_id, lambda: self._col.find_one_and_delete(
             {"_id": connection_id, "workspace_id": workspace_id}
-        )
+        ))
 
     async def all(self) -> AsyncIterator[Doc]:
         async for doc in self._col.find({}).sort("_id", ASCENDING):

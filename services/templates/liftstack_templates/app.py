@@ -27,6 +27,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from liftstack_shared.auth import Principal, principal_from_request, require_manager
+from liftstack_shared.connections_client import ConnectionsClient
+from liftstack_shared.credentials import (
+    ConnectionNotFound,
+    ConnectionsServiceCredentials,
+    CredentialsSource,
+    CredentialsUnavailable,
+    IterableCredentials,
+)
 from liftstack_shared.errors import ApiError
 from liftstack_shared.handlebars import HandlebarsError, HandlebarsRenderer
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, parse_body, standard_routes
@@ -39,13 +47,6 @@ from liftstack_shared.iterable import (
 )
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 
-from liftstack_templates.credentials import (
-    ConnectionCredentialsSource,
-    Credentials,
-    CredentialsUnavailable,
-    HttpCredentialsSource,
-    UnknownConnection,
-)
 from liftstack_templates.generate import (
     ASSIGNMENTS_FIELD,
     ContentError,
@@ -119,7 +120,7 @@ class _State:
 def create_app(
     settings: TemplatesSettings,
     *,
-    credentials: ConnectionCredentialsSource | None = None,
+    credentials: CredentialsSource | None = None,
     iterable_clients: ClientFactory | None = None,
     mongo: AsyncMongoClient | None = None,
 ) -> Starlette:
@@ -128,9 +129,9 @@ def create_app(
     from settings, which may point at the sandbox)."""
     state = _State()
     mongo_client = mongo or make_mongo_client(settings)
-    creds_source = credentials or HttpCredentialsSource(settings)
+    creds_source = credentials or ConnectionsServiceCredentials(ConnectionsClient(settings))
 
-    def default_clients(creds: Credentials) -> IterableClient:
+    def default_clients(creds: IterableCredentials) -> IterableClient:
         return IterableClient.from_settings(settings, creds.api_key, creds.region)
 
     @asynccontextmanager
@@ -198,6 +199,8 @@ def create_app(
         try:
             result = await publisher.publish(record, creds, force=req.force)
         except IterableAuthError as exc:
+            # The key may have been replaced since it was cached: ask again next time.
+            creds_source.invalidate(req.connection_id)
             raise ApiError(
                 422, "iterable_auth",
                 f"Iterable rejected the connection's API key: {exc.message}. Check the "
@@ -213,18 +216,16 @@ def create_app(
         )
         return json_response(result)
 
-    async def credentials_for(who: Principal, connection_id: str) -> Credentials:
+    async def credentials_for(who: Principal, connection_id: str) -> IterableCredentials:
         try:
-            creds = await creds_source.get(connection_id)
-        except UnknownConnection:
-            creds = None
+            return await creds_source.get(who.workspace_id, connection_id)
+        except ConnectionNotFound:
+            # Also another workspace's connection: the same answer, no probing.
+            raise ApiError(404, "connection_not_found", "No such connection.",
+                           field="connection_id") from None
         except CredentialsUnavailable:
             raise ApiError(503, "connections_unavailable",
                            "The connections service did not answer; try again.") from None
-        if creds is None or creds.workspace_id != who.workspace_id:
-            raise ApiError(404, "connection_not_found", "No such connection.",
-                           field="connection_id")
-        return creds
 
     async def preview_route(request: Request) -> Response:
         who = caller(request, manage=False)

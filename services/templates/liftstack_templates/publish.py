@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from liftstack_shared.credentials import IterableCredentials
 from liftstack_shared.iterable import (
     EmailTemplateUpdate,
     EmailTemplateUpsert,
@@ -28,13 +29,12 @@ from liftstack_shared.iterable import (
     IterableNotFound,
 )
 
-from liftstack_templates.credentials import Credentials
 from liftstack_templates.generate import GeneratedTemplate
 from liftstack_templates.store import TemplateRecord, TemplateStore
 
 log = logging.getLogger(__name__)
 
-ClientFactory = Callable[[Credentials], IterableClient]
+ClientFactory = Callable[[IterableCredentials], IterableClient]
 Sleep = Callable[[float], Awaitable[None]]
 
 # getByClientTemplateId right after an upsert may not see the new template yet.
@@ -68,11 +68,12 @@ class Publisher:
         self._clients = clients
         self._sleep = sleep
         # One publish per campaign at a time in this process, so two concurrent
-        # first publishes can't both create a template.
+        # first publishes can't both create a template. Per process: the templates
+        # service runs as one instance (store.py).
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def publish(
-        self, record: TemplateRecord, credentials: Credentials, force: bool = False
+        self, record: TemplateRecord, credentials: IterableCredentials, force: bool = False
     ) -> PublishResult:
         """Publish `record.generated` (already saved) to the connection's project."""
         key = (record.workspace_id, record.campaign_key)
@@ -82,7 +83,7 @@ class Publisher:
             return await self._publish(current, record.generated, credentials, force)
 
     async def _publish(
-        self, record: TemplateRecord, generated: GeneratedTemplate, creds: Credentials,
+        self, record: TemplateRecord, generated: GeneratedTemplate, creds: IterableCredentials,
         force: bool,
     ) -> PublishResult:
         ours = record.template_id if record.connection_id == creds.connection_id else None

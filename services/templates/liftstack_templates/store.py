@@ -4,6 +4,14 @@ spec, the generated source and where it was published.
 No transactions (FerretDB has none): every write is a single-document upsert keyed by
 (workspace_id, campaign_key), which a unique index enforces.
 
+FerretDB also rewrites a whole document on every update without checking it is
+unchanged (liftstack_shared.mongo), so two overlapping updates of one campaign's
+document could lose one entirely (a publish's `template_id` overwritten by a
+concurrent re-generate's stale copy, or the new spec by a publish's). Every write of
+a document therefore goes through this store's `SingleWriter`: one at a time per
+campaign in this process. The templates service runs as ONE instance: this and the
+publisher's per-campaign lock (publish.py) are per process.
+
 Document fields:
     workspace_id, campaign_key, spec_json (the input, as JSON text: block names may
     hold dots, which field names should not), name, subject, preheader, html,
@@ -22,6 +30,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from liftstack_shared.mongo import SingleWriter, is_duplicate_key
 
 from liftstack_templates.generate import GeneratedTemplate, TemplateSpec
 
@@ -42,14 +52,6 @@ class TemplateRecord(BaseModel):
     published_at: datetime | None = None
 
 
-def _is_duplicate(exc: Exception) -> bool:
-    # MongoDB raises DuplicateKeyError; FerretDB (SQLite) may raise a generic
-    # OperationFailure naming the constraint.
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    return isinstance(exc, OperationFailure) and "UNIQUE constraint failed" in str(exc)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -57,6 +59,7 @@ def _now() -> datetime:
 class TemplateStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._col: AsyncCollection = db[COLLECTION]
+        self._writer = SingleWriter()
 
     async def ensure_indexes(self) -> None:
         await self._col.create_index(
@@ -108,20 +111,23 @@ class TemplateStore:
 
     async def _upsert(self, workspace_id: str, campaign_key: str, changes: dict[str, Any]) -> None:
         key = {"workspace_id": workspace_id, "campaign_key": campaign_key}
-        try:
-            await self._col.update_one(key, {"$set": changes}, upsert=True)
-        except (DuplicateKeyError, OperationFailure) as exc:
-            if not _is_duplicate(exc):
-                raise
-            # A concurrent upsert inserted the document first: now it exists.
-            await self._col.update_one(key, {"$set": changes})
 
+        async def write() -> None:
+            try:
+                await self._col.update_one(key, {"$set": changes}, upsert=True)
+            except (DuplicateKeyError, OperationFailure) as exc:
+                if not is_duplicate_key(exc):
+                    raise
+                # Another process's upsert inserted the document first: now it exists.
+                await self._col.update_one(key, {"$set": changes})
+
+        await self._writer.run((workspace_id, campaign_key), write)
 
     async def _update(self, workspace_id: str, campaign_key: str, changes: dict[str, Any]) -> None:
         # Only after save_generated: a document without a spec must never appear.
-        result = await self._col.update_one(
+        result = await self._writer.run((workspace_id, campaign_key), lambda: self._col.update_one(
             {"workspace_id": workspace_id, "campaign_key": campaign_key}, {"$set": changes}
-        )
+        ))
         if result.matched_count != 1:
             raise LookupError(f"no template saved for campaign {campaign_key!r}")
 

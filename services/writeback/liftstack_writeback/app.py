@@ -16,11 +16,11 @@ from starlette.routing import Route
 
 from liftstack_shared.auth import Principal, principal_from_request, require_manager
 from liftstack_shared.connections_client import ConnectionsClient
+from liftstack_shared.credentials import ConnectionsServiceCredentials, CredentialsSource
 from liftstack_shared.errors import ApiError
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, standard_routes
 from liftstack_shared.messages.writeback import WritebackStatus
 
-from liftstack_writeback.credentials import ConnectionsCredentials, CredentialsPort
 from liftstack_writeback.jobs import JobHeader, RunSummary
 from liftstack_writeback.service import RetriggerRefused, WritebackService
 from liftstack_writeback.settings import WritebackSettings
@@ -67,7 +67,7 @@ class JobView(BaseModel):
 
 def create_app(
     settings: WritebackSettings,
-    credentials: CredentialsPort | None = None,
+    credentials: CredentialsSource | None = None,
     *,
     consume: bool = True,
 ) -> Starlette:
@@ -129,7 +129,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Built here, on the serving event loop: aiokafka binds to the loop it's
         # created on.
-        creds = credentials or ConnectionsCredentials(ConnectionsClient(settings))
+        creds = credentials or ConnectionsServiceCredentials(ConnectionsClient(settings))
         service = WritebackService(settings, creds)
         await service.start(consume=consume)
         app.state.writeback = service

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from liftstack_shared.credentials import CredentialsSource, IterableCredentials
 from liftstack_shared.iterable import (
     Endpoint,
     IterableClient,
@@ -23,7 +24,6 @@ from liftstack_shared.iterable import (
 )
 from liftstack_shared.iterable.client import parse_retry_after
 
-from liftstack_writeback.credentials import Credentials, CredentialsPort
 from liftstack_writeback.pacer import MongoPacer
 from liftstack_writeback.settings import WritebackSettings
 
@@ -59,7 +59,7 @@ class _Entry:
 
 class IterableClients:
     def __init__(
-        self, settings: WritebackSettings, credentials: CredentialsPort, pacer: MongoPacer,
+        self, settings: WritebackSettings, credentials: CredentialsSource, pacer: MongoPacer,
     ) -> None:
         self._settings = settings
         self.credentials = credentials
@@ -72,7 +72,7 @@ class IterableClients:
         self._entries: dict[str, _Entry] = {}
         self._retired: dict[asyncio.Task[None], IterableClient] = {}
 
-    async def client_for(self, creds: Credentials) -> IterableClient:
+    async def client_for(self, creds: IterableCredentials) -> IterableClient:
         key = creds.api_key.get_secret_value()
         fingerprint = f"{project_key(key)}:{creds.region}"
         entry = self._entries.get(creds.connection_id)

@@ -29,10 +29,14 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
+from liftstack_shared.credentials import (
+    ConnectionInOtherWorkspace,
+    ConnectionNotFound,
+    CredentialsUnavailable,
+)
 from liftstack_shared.messages import AssignmentBatch, DeadLetter
 
 from liftstack_writeback.clients import IterableClients
-from liftstack_writeback.credentials import UnknownConnection
 from liftstack_writeback.jobs import JobHeader, JobStore
 from liftstack_writeback.progress import ProgressTracker
 from liftstack_writeback.writer import UNAUTHORIZED, BatchWriter
@@ -51,7 +55,10 @@ USERS = Counter(
 )
 
 # Infrastructure we wait out; anything else retried this often becomes a dead letter.
-_TRANSIENT = (PyMongoError, KafkaError, httpx.HTTPError, OSError, asyncio.TimeoutError)
+_TRANSIENT = (
+    PyMongoError, KafkaError, httpx.HTTPError, CredentialsUnavailable, OSError,
+    asyncio.TimeoutError,
+)
 _MAX_UNEXPECTED = 5
 
 DeadLetters = Callable[[DeadLetter], Awaitable[None]]
@@ -112,12 +119,13 @@ class BatchProcessor:
             return
 
         try:
-            creds = await self._clients.credentials.get(batch.connection_id)
-        except UnknownConnection:
-            await self._dead(record, f"unknown connection {batch.connection_id!r}")
-            return
-        if creds.workspace_id != batch.workspace_id:
+            creds = await self._clients.credentials.get(batch.workspace_id, batch.connection_id)
+        except ConnectionInOtherWorkspace:
+            # Dead letters are internal: they may say which of the two it was.
             await self._dead(record, f"connection {batch.connection_id!r} belongs to another workspace")
+            return
+        except ConnectionNotFound:
+            await self._dead(record, f"unknown connection {batch.connection_id!r}")
             return
 
         header = JobHeader.of(batch)

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
+from liftstack_shared.credentials import CredentialsSource
 from liftstack_shared.iterable import Endpoint, Limit
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import AssignmentBatch, DeadLetter, WritebackProgress, utcnow
@@ -21,7 +22,6 @@ from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, 
 
 from liftstack_writeback.clients import IterableClients
 from liftstack_writeback.consumer import OrderedConsumer
-from liftstack_writeback.credentials import CredentialsPort
 from liftstack_writeback.jobs import RETRIGGER, JobHeader, JobStore, RunSummary
 from liftstack_writeback.pacer import MongoPacer
 from liftstack_writeback.processor import BatchProcessor
@@ -44,7 +44,7 @@ class RetriggerRefused(Exception):
 
 
 class WritebackService:
-    def __init__(self, settings: WritebackSettings, credentials: CredentialsPort) -> None:
+    def __init__(self, settings: WritebackSettings, credentials: CredentialsSource) -> None:
         self.settings = settings
         self.credentials = credentials
         # Names this process in outcome documents (who wrote which batch).
