@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.infra",
     "tests.fixtures.sandbox",
+    "tests.console.livestack",
     "tests.fixtures.secrets",
     "pytester",
 ]

@@ -300,6 +300,7 @@ SERVICES = (
     Service("writeback", "liftstack_writeback", 8103),
     Service("templates", "liftstack_templates", 8104),
     Service("audiences", "liftstack_audiences", 8105),
+    Service("console", "liftstack_console", 8080),
 )
 
 
@@ -334,6 +335,12 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_CONNECTIONS_URL": urls["connections"],
         "LIFTSTACK_INGEST_PUBLIC_URL": urls["ingest"],
         "LIFTSTACK_ITERABLE_BASE_URL": urls["iterable-sandbox"],
+        # Where the console finds the services it drives (and the sandbox's admin API).
+        "LIFTSTACK_INGEST_URL": urls["ingest"],
+        "LIFTSTACK_WRITEBACK_URL": urls["writeback"],
+        "LIFTSTACK_TEMPLATES_URL": urls["templates"],
+        "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
+        "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
     }
 
 
@@ -358,7 +365,9 @@ def services_up(timeout_s: float = 60.0) -> None:
             spawn(
                 service.name,
                 [sys.executable, "-m", service.module],
-                env={**env, "LIFTSTACK_PORT": str(service.port)},
+                # The sandbox reads its own LIFTSTACK_SANDBOX_* settings.
+                env={**env, "LIFTSTACK_PORT": str(service.port),
+                     "LIFTSTACK_SANDBOX_PORT": str(service.port)},
             )
         started.append(service)
     deadline = time.monotonic() + timeout_s
@@ -370,6 +379,42 @@ def services_up(timeout_s: float = 60.0) -> None:
                 )
             time.sleep(0.3)
         say(f"{service.name:<18} http://127.0.0.1:{service.port}  (healthz ok)")
+
+
+def demo_secrets() -> dict[str, str]:
+    """The demo's sandbox API key and webhook secret, generated once per checkout (kept
+    apart from dev.env so no service gets them in its environment)."""
+    path = RUNTIME / "demo.env"
+    if not path.exists():
+        RUNTIME.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"DEMO_ITERABLE_API_KEY={secrets.token_hex(16)}\n"
+            f"DEMO_WEBHOOK_SECRET={secrets.token_urlsafe(24)}\n"
+        )
+        path.chmod(0o600)
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def seed_demo() -> None:
+    """The demo workspace: a sandbox project + key + demo list, and a connection to it
+    made through the connections API. Idempotent (safe on every `up`)."""
+    from pydantic import SecretStr
+
+    from liftstack_console.seed import seed_demo as seed
+    from liftstack_console.settings import ConsoleSettings
+
+    env = services_env()
+    demo = demo_secrets()
+    settings = ConsoleSettings(
+        jwt_secret=SecretStr(env["LIFTSTACK_JWT_SECRET"]),
+        connections_url=env["LIFTSTACK_CONNECTIONS_URL"],
+    )
+    result = asyncio.run(seed(
+        settings, sandbox_url=env["LIFTSTACK_SANDBOX_URL"], workspace_id=settings.demo_workspace,
+        api_key=demo["DEMO_ITERABLE_API_KEY"], webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
+    ))
+    say(f"demo workspace {result.workspace_id}: connection {result.connection_id}, "
+        f"sandbox project {result.project_id}, list {result.list_id} ({result.members:,} members)")
 
 
 def services_down() -> None:
@@ -397,6 +442,9 @@ def main() -> int:
         infra_up()
         if args.scope == "all":
             services_up()
+            if _healthy(8080) and _healthy(8200) and _healthy(8101):
+                seed_demo()
+                say("console: http://127.0.0.1:8080  (open it in a browser; `./liftstack demo` runs the loop headless)")
         env = infra_env() if args.scope == "infra" else services_env()
         # Secrets stay in .runtime/dev.env; print only where things are.
         for key, value in env.items():

@@ -46,7 +46,10 @@ func main() {
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		// BEGIN IMMEDIATE: a write transaction takes SQLite's write lock up front, so
+		// concurrent writers wait (busy_timeout) instead of failing with SQLITE_BUSY
+		// when a deferred read transaction tries to upgrade to a write.
+		SQLiteURL: "file:" + abs + "/?_txlock=immediate",
 	})
 	if err != nil {
 		logger.Error("cannot start FerretDB", "err", err)

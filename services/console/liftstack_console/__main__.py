@@ -1,0 +1,17 @@
+"""`liftstack-console`: serve the web console."""
+
+from __future__ import annotations
+
+from liftstack_shared.http import serve
+
+from liftstack_console.app import create_app
+from liftstack_console.settings import ConsoleSettings
+
+
+def main() -> None:
+    settings = ConsoleSettings()
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

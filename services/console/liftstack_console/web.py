@@ -1,0 +1,145 @@
+"""What every console route shares: the app context, sign-in checks, rendering and
+error answers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from liftstack_shared.auth import Principal
+from liftstack_shared.http import validation_error
+from liftstack_console import session
+from liftstack_console.campaigns import CampaignStore
+from liftstack_console.results import ResultsStore
+from liftstack_console.services import ServiceError, Services
+from liftstack_console.settings import ConsoleSettings
+
+HERE = Path(__file__).parent
+STATUS_LABEL = {"active": "Active", "connected": "Connected", "error": "Error"}
+
+
+@dataclass
+class Console:
+    settings: ConsoleSettings
+    services: Services
+    campaigns: CampaignStore
+    results: ResultsStore
+    templates: Jinja2Templates
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def background(self, coro: Any, name: str) -> None:
+        """Run work that outlives the request; keep a reference so it isn't GC'd."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+@dataclass(frozen=True)
+class User:
+    principal: Principal
+    token: str
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    @property
+    def role(self) -> str:
+        return str(self.principal.role)
+
+    @property
+    def manages(self) -> bool:
+        return self.principal.role.manages
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def console(request: Request) -> Console:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+def user(request: Request) -> User:
+    found = session.current(request, console(request).settings)
+    if found is None:
+        raise SignInRequired
+    return User(*found)
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.filters["when"] = _when
+    env.filters["num"] = lambda n: "–" if n is None else f"{int(n):,}"
+    env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.1f}%"
+    env.filters["signed_pct"] = lambda x: "–" if x is None else f"{100 * x:+.1f}%"
+    return templates
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    found = session.current(request, console(request).settings)
+    context.setdefault("user", User(*found) if found else None)
+    context.setdefault("status_label", STATUS_LABEL)
+    return console(request).templates.TemplateResponse(
+        request, name, context, status_code=status
+    )
+
+
+def error_page(request: Request, exc: ServiceError | Exception, title: str = "Something went wrong") -> Response:
+    if isinstance(exc, ServiceError):
+        return page(request, "error.html", status=exc.status, title=title, message=exc.message)
+    return page(request, "error.html", status=500, title=title, message=str(exc))
+
+
+async def json_body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate(await request.json())
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    except ValueError:
+        raise ServiceError(400, "invalid_json", "Request body is not valid JSON.") from None
+
+
+def api_error(exc: ServiceError) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def on_signin_required(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse(
+            {"error": {"code": "unauthenticated", "message": "Sign in first.", "field": None}},
+            status_code=401,
+        )
+    return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
+
+
+async def on_service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    if request.url.path.startswith("/api/"):
+        return api_error(exc)
+    return error_page(request, exc)

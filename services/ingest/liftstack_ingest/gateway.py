@@ -1,0 +1,152 @@
+"""`POST /webhooks/iterable/{token}`: one Iterable webhook in, at most one event out.
+
+Order of checks: connection (404) -> secret (403, before the body is read) -> size
+(413) -> JSON and required fields (400) -> event name known? (else counted
+"unknown", 200) -> type processed by the connection? (else counted "filtered", 200)
+-> publish and wait for Kafka's ack (else 503, so Iterable retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from liftstack_ingest import metrics
+from liftstack_ingest.lookup import ConnectionLookup, ConnectionNotFound
+from liftstack_ingest.normalise import BadPayload, normalise, parse_body
+from liftstack_ingest.publisher import EventPublisher, KafkaUnavailable
+from liftstack_ingest.settings import IngestSettings
+from liftstack_ingest.verify import Verdict, verify
+from liftstack_shared.connections_client import InternalConnection
+from liftstack_shared.errors import ApiError
+from liftstack_shared.messages import IngestObservation, IngestOutcome
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhooks/iterable/{token}"
+# Tokens are URL-safe random strings; anything else can't be one, and must not reach
+# the lookup (it becomes part of an internal URL path).
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+RETRY_AFTER_S = "5"
+
+
+class WebhookGateway:
+    def __init__(
+        self, settings: IngestSettings, connections: ConnectionLookup, publisher: EventPublisher
+    ) -> None:
+        self._settings = settings
+        self._connections = connections
+        self._publisher = publisher
+
+    async def handle(self, request: Request) -> Response:
+        # The token is a credential-like capability: never log it.
+        token = request.path_params["token"]
+        if not TOKEN_RE.fullmatch(token):
+            metrics.REJECTED.labels("unknown_connection").inc()
+            return _error(404, "not_found", "No connection has this webhook URL.")
+        try:
+            connection = await self._connections.by_webhook_token(token)
+        except ConnectionNotFound:
+            metrics.REJECTED.labels("unknown_connection").inc()
+            return _error(404, "not_found", "No connection has this webhook URL.")
+        except httpx.HTTPError as exc:
+            log.warning("connection lookup failed: %s", type(exc).__name__)
+            metrics.REJECTED.labels("connections_unavailable").inc()
+            return _error(503, "unavailable", "Try again later.", retry=True)
+        metrics.RECEIVED.inc()
+
+        verdict = verify(request.headers, connection.webhook_secrets)
+        if verdict is not Verdict.OK:
+            return self._reject(connection, 403, verdict.value, "The webhook secret is missing or wrong.")
+
+        body = await _read_capped(request, self._settings.webhook_max_body_bytes)
+        if body is None:
+            return self._reject(
+                connection, 413, "body_too_large",
+                f"Request body is over {self._settings.webhook_max_body_bytes} bytes.",
+            )
+
+        received_at = datetime.now(timezone.utc)
+        event_name: str | None = None
+        try:
+            payload = parse_body(body)
+            raw_name = payload.get("eventName")
+            event_name = raw_name if isinstance(raw_name, str) and raw_name.strip() else None
+            item = normalise(payload, connection.connection_id)
+        except BadPayload as exc:
+            return self._reject(connection, 400, exc.code, exc.message, event_name)
+
+        if item.event_type is None:
+            metrics.UNKNOWN.inc()
+            self._observe(connection, item.event_name, IngestOutcome.UNKNOWN, item.event_id, received_at)
+            return _accepted("unknown", item.event_id)
+        if item.event_type.value not in connection.event_types:
+            metrics.FILTERED.labels(item.event_type.value).inc()
+            self._observe(connection, item.event_name, IngestOutcome.FILTERED, item.event_id, received_at)
+            return _accepted("filtered", item.event_id)
+
+        event = item.event(payload, connection, received_at)
+        try:
+            await self._publisher.publish_event(event, item.key)
+        except KafkaUnavailable:
+            return self._reject(
+                connection, 503, "kafka_unavailable", "Try again later.", item.event_name,
+                retry=True,
+            )
+        metrics.PUBLISHED.labels(item.event_type.value).inc()
+        return _accepted("published", item.event_id)
+
+    def _reject(
+        self, connection: InternalConnection, status: int, reason: str, message: str,
+        event_name: str | None = None, retry: bool = False,
+    ) -> Response:
+        metrics.REJECTED.labels(reason).inc()
+        self._observe(connection, event_name, IngestOutcome.REJECTED, None, None, reason)
+        code = "unavailable" if status == 503 else reason
+        return _error(status, code, message, retry=retry)
+
+    def _observe(
+        self, connection: InternalConnection, event_name: str | None, outcome: IngestOutcome,
+        event_id: str | None, at: datetime | None, reason: str | None = None,
+    ) -> None:
+        self._publisher.observe(
+            IngestObservation(
+                workspace_id=connection.workspace_id,
+                connection_id=connection.connection_id,
+                event_name=event_name,
+                outcome=outcome,
+                reason=reason,
+                event_id=event_id,
+                at=at or datetime.now(timezone.utc),
+            )
+        )
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` bytes (without
+    buffering more than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _accepted(status: str, event_id: str) -> Response:
+    return JSONResponse({"status": status, "event_id": event_id}, status_code=200)
+
+
+def _error(status: int, code: str, message: str, retry: bool = False) -> Response:
+    headers = {"Retry-After": RETRY_AFTER_S} if retry else None
+    return JSONResponse(ApiError(status, code, message).body(), status_code=status, headers=headers)

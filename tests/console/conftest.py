@@ -1,0 +1,1 @@
+from tests.console.browser import browser, context, page  # noqa: F401
