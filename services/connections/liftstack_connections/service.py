@@ -79,7 +79,9 @@ class ConnectionService:
         token = secrets.token_urlsafe(32)
         api_key = body.api_key.get_secret_value()
         doc: Doc = {
-            "_id": uuid.uuid4().hex,
+            # Prefixed and shorter than 32 hex characters, so the log redaction
+            # (which scrubs API-key-shaped hex runs) leaves connection ids readable.
+            "_id": f"conn_{uuid.uuid4().hex[:24]}",
             "workspace_id": ws,
             "name": body.name,
             "name_key": name_key(body.name),
