@@ -131,7 +131,8 @@ def provision_kafka() -> Path:
     subprocess.run(
         ["mvn", "-q", "-B", "-Dstyle.color=never", "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
          "-DincludeScope=runtime"],
-        cwd=LOCAL / "kafka", check=True,
+        # stdout carries only the `export` lines that callers eval; tools talk on stderr.
+        cwd=LOCAL / "kafka", check=True, stdout=sys.stderr,
     )
     marker.touch()
     return libs
@@ -150,7 +151,7 @@ def provision_ferretdb() -> Path:
     if shutil.which("go") is None:
         sys.exit("go is required to build FerretDB")
     binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, check=True)
+    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=src, check=True, stdout=sys.stderr)
     return binary
 
 
