@@ -22,8 +22,9 @@ LISTS: dict[str, Any] = {
 }
 TEMPLATES: dict[str, Any] = {
     "templates": [
-        {"templateId": 11, "name": "Welcome", "createdAt": "2024-01-01T00:00:00Z",
-         "updatedAt": "2024-01-02T00:00:00Z", "creatorUserId": "a@b.co", "messageTypeId": 5,
+        # Epoch ms, as Iterable sends them (its official client requires numbers).
+        {"templateId": 11, "name": "Welcome", "createdAt": 1704067200000,
+         "updatedAt": 1704153600000, "creatorUserId": "a@b.co", "messageTypeId": 5,
          "campaignId": 7, "clientTemplateId": "lf-welcome"},
     ],
 }
@@ -35,7 +36,7 @@ EMAIL_TEMPLATE: dict[str, Any] = {
 }
 BY_CLIENT_ID: dict[str, Any] = {
     "templates": [{"templateId": 11, "campaignId": 7,
-                   "locales": [{"displayLanguage": "English", "languageTag": "en"}]}]
+                   "locales": ["en", "fr"]}]
 }
 UPSERT_OK: dict[str, Any] = {
     "msg": "Upserted 1 templates with IDs: 11", "code": "Success",

@@ -30,7 +30,17 @@ _PREFIX = re.compile(r"^(?:.*?)/(?:us|eu)(?=/api/)")
 
 @cache
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())
+    """Iterable's spec, corrected where its official client (@iterable/api, whose zod
+    schemas run against the live API) shows the live API differs: template dates are
+    epoch ms, totalTemplatesCount a number, getByClientTemplateId locales strings
+    (services/iterable_sandbox/README.md, "Where the sources disagree")."""
+    loaded = json.loads(SPEC_PATH.read_text())
+    defs = loaded["definitions"]
+    for name in ("createdAt", "updatedAt"):
+        defs["ApiTemplateResponse"]["properties"][name] = {"type": "integer", "format": "int64"}
+    defs["GetTemplatesResponse"]["properties"]["totalTemplatesCount"] = {"type": "integer"}
+    defs["ApiTemplateEntry"]["properties"]["locales"]["items"] = {"type": "string"}
+    return loaded  # type: ignore[no-any-return]
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft4Validator:

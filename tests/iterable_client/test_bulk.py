@@ -79,7 +79,11 @@ def test_retryable_never_includes_forgotten() -> None:
         "failedUpdates": {"notFoundEmails": ["nf@x.test"], "forgottenEmails": ["gone@x.test"],
                           "invalidDataEmails": ["bad@x.test"], "conflictEmails": ["clash@x.test"]},
     })
-    assert [u.email for u in result.retryable()] == ["nf@x.test", "clash@x.test"]
+    # Nothing is resubmitted by default: notFound* is for subscribe/unsubscribe and
+    # conflict* is deterministic (the spec); the reasons are kept per user.
+    assert result.retryable() == []
+    assert result.failed["nf@x.test"] == FailureReason.NOT_FOUND
+    assert result.failed["clash@x.test"] == FailureReason.CONFLICT
     everything = result.retryable(reasons=list(FailureReason))
     assert "gone@x.test" not in [u.email for u in everything]
     assert len(everything) == 3
@@ -198,3 +202,34 @@ async def test_client_sends_exactly_what_was_measured(make_client) -> None:
             assert len(result.succeeded) == len(batch)
     assert all(len(body) <= MAX_BODY_BYTES for body in sent)
     assert sum(len(json.loads(b)["users"]) for b in sent) == 3000
+
+
+def test_filtered_out_fields_fail_the_users_that_carried_them() -> None:
+    users = [
+        BulkUpdateUser(email="a@x.test", dataFields={"lf_assignments": {"c1": "v1"}}, mergeNestedObjects=True),
+        BulkUpdateUser(email="b@x.test", dataFields={"plan": "pro"}),
+        BulkUpdateUser(email="c@x.test", dataFields={"lf_assignments": {"c1": "v2"}}),
+    ]
+    result = parse(users, {
+        "successCount": 2, "failCount": 1, "filteredOutFields": ["lf_assignments.c1"],
+        "failedUpdates": {"invalidDataEmails": ["c@x.test"]},
+    })
+    assert result.failed == {"a@x.test": FailureReason.FIELD_DROPPED, "c@x.test": FailureReason.INVALID_DATA}
+    assert result.succeeded == ["b@x.test"]
+    assert result.unattributed_fail_count == 0  # a dropped field is not one of Iterable's failures
+
+
+def test_fail_count_nobody_is_named_for_is_kept() -> None:
+    users = by_email("a@x.test", "b@x.test", "c@x.test")
+    result = parse(users, {"successCount": 1, "failCount": 2, "failedUpdates": {"invalidEmails": ["b@x.test"]}})
+    assert result.failed == {"b@x.test": FailureReason.INVALID}
+    assert result.unattributed_fail_count == 1
+
+
+def test_nulls_and_unknown_fields_in_the_response_are_tolerated() -> None:
+    users = by_email("a@x.test")
+    result = parse(users, {
+        "successCount": "1", "failCount": 0, "failedUpdates": None, "filteredOutFields": None,
+        "createdFields": ["x"], "somethingNew": {"a": 1},
+    })
+    assert result.succeeded == ["a@x.test"] and result.successCount == 1

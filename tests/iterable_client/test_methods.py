@@ -177,7 +177,7 @@ async def test_get_templates_by_client_template_id(make_client) -> None:
         entries = await client.get_templates_by_client_template_id("lf-welcome")
     assert dict(capture.last.url.params) == {"clientTemplateId": "lf-welcome"}
     assert [e.templateId for e in entries] == [11]
-    assert entries[0].locales and entries[0].locales[0].languageTag == "en"
+    assert entries[0].locales == ["en", "fr"]  # locale strings, as Iterable sends them
 
 
 async def test_get_templates_by_client_template_id_none(make_client) -> None:

@@ -81,7 +81,8 @@ async def test_bulk_update_partial_failures_per_user(sandbox, project, key) -> N
     assert result.failed == {
         "not-an-email": R.INVALID,
         "gone@example.com": R.FORGOTTEN,
-        "nobody": R.NOT_FOUND,
+        # Iterable names an unknown userId only in the deprecated invalidUserIds.
+        "nobody": R.INVALID,
         "mistyped@example.com": R.INVALID_DATA,
         "trailing ": R.INVALID,
         "inner": R.INVALID,  # attributed through dataFields.email
@@ -89,7 +90,7 @@ async def test_bulk_update_partial_failures_per_user(sandbox, project, key) -> N
     assert result.succeeded == ["ok@example.com", "created"]
     assert (result.successCount, result.failCount) == (2, 6)
     assert result.unmatched == {} and result.unattributed_fail_count == 0
-    assert [u.identifier for u in result.retryable()] == ["nobody"]
+    assert result.retryable() == []  # nothing bulkUpdate reports is worth resubmitting
     assert [u.identifier for u in result.retryable(list(R))] == [
         "not-an-email", "nobody", "mistyped@example.com", "trailing ", "inner"]
     assert sandbox.user(project, "ok@example.com")["dataFields"] == {"plan": "free"}
@@ -103,7 +104,8 @@ async def test_bulk_update_not_found_emails_in_a_user_id_project(sandbox, watche
     async with sandbox_client(sandbox, key) as client:
         result = await client.bulk_update([BulkUpdateUser(email="new@example.com"),
                                            BulkUpdateUser(userId="u1", dataFields={"a": 1})])
-    assert result.failed == {"new@example.com": R.NOT_FOUND}
+    # Never notFoundEmails (that is for subscribe/unsubscribe): the deprecated list.
+    assert result.failed == {"new@example.com": R.INVALID}
     assert result.succeeded == ["u1"]
 
 
@@ -116,6 +118,25 @@ async def test_create_new_fields_false_filters_unknown_fields(sandbox, project, 
         )
     assert result.filteredOutFields == ["unknown"] and result.createdFields == []
     assert sandbox.user(project, "a@example.com")["dataFields"] == {"known": 2}
+    # Iterable counts the user as a success; a dropped field means it is not one.
+    assert result.successCount == 1
+    assert result.failed == {"a@example.com": R.FIELD_DROPPED} and result.succeeded == []
+
+
+async def test_dropped_lf_assignments_fails_only_users_that_carried_it(sandbox, project, key) -> None:
+    sandbox.put_users(project, [{"email": "a@example.com", "dataFields": {"plan": "pro"}},
+                                {"email": "b@example.com", "dataFields": {"plan": "pro"}}])
+    async with sandbox_client(sandbox, key) as client:
+        result = await client.bulk_update(
+            [BulkUpdateUser(email="a@example.com", dataFields={"lf_assignments": {"c1": "v1"}},
+                            mergeNestedObjects=True),
+             BulkUpdateUser(email="b@example.com", dataFields={"plan": "free"})],
+            create_new_fields=False,
+        )
+    assert result.filteredOutFields == ["lf_assignments"]
+    assert result.failed == {"a@example.com": R.FIELD_DROPPED}
+    assert result.succeeded == ["b@example.com"] and result.unattributed_fail_count == 0
+    assert "lf_assignments" not in sandbox.user(project, "a@example.com")["dataFields"]
 
 
 async def test_packed_batches_fit_the_sandbox_body_cap(sandbox, project, key) -> None:
@@ -223,6 +244,32 @@ async def test_template_upsert_lookup_update_get(sandbox, project, key) -> None:
     assert template.metadata is not None and template.metadata.templateId == entry.templateId
     assert again.ids_in_msg() == [entry.templateId]  # matched, not created
     assert sandbox.template(project, entry.templateId)["preheaderText"] == "pre"
+
+
+async def test_existing_template_is_found_with_locale_strings(sandbox, project, key) -> None:
+    """Defect: locales were modelled as objects, so the first publish of a campaign
+    whose template already existed raised against real Iterable (locale strings)."""
+    existing = sandbox.create_template(project, clientTemplateId="lf-old", name="old", locale="fr")
+    async with sandbox_client(sandbox, key) as client:
+        (entry,) = await client.get_templates_by_client_template_id("lf-old")
+    assert entry.templateId == existing and entry.locales == ["fr"]
+
+
+@pytest.mark.parametrize("answer", ["empty", "404", "400"])
+async def test_unknown_client_template_id_means_none(sandbox, project, key, answer) -> None:
+    """getByClientTemplateId for an unknown id: 200 [], 404 and a not-found 400 all
+    mean "no template" (the spec lists 200/400/401)."""
+    sandbox.configure(project, unknown_client_template_id=answer)
+    async with sandbox_client(sandbox, key) as client:
+        assert await client.get_templates_by_client_template_id("never-created") == []
+    assert sandbox.stats(project)["templates/getByClientTemplateId"] == {
+        {"empty": 200, "404": 404, "400": 400}[answer]: 1}
+
+
+async def test_other_400s_of_get_by_client_template_id_still_raise(sandbox, project, key) -> None:
+    async with sandbox_client(sandbox, key) as client:
+        with pytest.raises(IterableBadRequest, match="Missing required parameter"):
+            await client.get_templates_by_client_template_id("")
 
 
 async def test_get_templates_pages(sandbox, project, key) -> None:

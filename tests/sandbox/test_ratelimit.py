@@ -14,7 +14,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from tests.sandbox.conftest import Api
 
 TINY = {"users": [{"email": "a@example.com", "dataFields": {"n": 1}}]}
-RATE_LIMITED = {"code": "RateLimitExceeded", "params": None}
+RATE_LIMITED = {"code": "RateLimitExceeded", "params": {"endpoint": "/api/users/bulkUpdate"}}
 
 
 def test_bucket_arithmetic() -> None:

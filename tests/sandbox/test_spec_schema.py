@@ -40,6 +40,16 @@ def definitions() -> dict[str, Any]:
     brief's 401/429 bodies), so IterableApiResponse.params may also be null."""
     defs = json.loads(json.dumps(spec()["definitions"]))
     defs["IterableApiResponse"]["properties"]["params"]["type"] = ["object", "null"]
+    # Where the spec and Iterable's official client (@iterable/api, whose zod schemas
+    # its integration tests run against the live API) disagree, the live API wins
+    # (services/iterable_sandbox/README.md, "Where the sources disagree"):
+    # template dates are epoch-ms integers, totalTemplatesCount a number, and
+    # ApiTemplateEntry.locales an array of strings (the spec's `#/definitions/string`
+    # is an object {displayLanguage, languageTag}, an artefact).
+    for name in ("createdAt", "updatedAt"):
+        defs["ApiTemplateResponse"]["properties"][name] = {"type": "integer", "format": "int64"}
+    defs["GetTemplatesResponse"]["properties"]["totalTemplatesCount"] = {"type": "integer"}
+    defs["ApiTemplateEntry"]["properties"]["locales"]["items"] = {"type": "string"}
     return defs  # type: ignore[no-any-return]
 
 

@@ -13,7 +13,8 @@ from tests.sandbox.conftest import Api
 EMPTY_FAILURES = {
     name: []
     for name in (
-        "invalidEmails", "invalidUserIds", "notFoundEmails", "notFoundUserIds", "forgottenEmails",
+        # No notFound*: per the spec those are for subscribe/unsubscribe, never bulkUpdate.
+        "invalidEmails", "invalidUserIds", "forgottenEmails",
         "forgottenUserIds", "conflictEmails", "conflictUserIds", "invalidDataEmails", "invalidDataUserIds",
     )
 }
@@ -70,7 +71,7 @@ def test_field_type_is_fixed_by_first_write(sandbox: SandboxHandle, api: Api) ->
             {"email": "b@example.com", "dataFields": {"score": "high"}},  # string into long
             {"email": "c@example.com", "dataFields": {"ratio": 2}},  # long into double: fine
             {"email": "d@example.com", "dataFields": {"signup": "not a date"}},  # string into date
-            {"userId": "no-such-user", "dataFields": {}},  # email-based project: notFound
+            {"userId": "no-such-user", "dataFields": {}},  # email-based project: fails, unlisted
             {"email": "e@example.com", "dataFields": {"score": 2.5}},  # double into long
             {"email": "f@example.com", "dataFields": {"tags": [1, 2]}},  # long array into string
             {"email": "g@example.com", "dataFields": {"score": None}},  # null clears, any type
@@ -79,8 +80,8 @@ def test_field_type_is_fixed_by_first_write(sandbox: SandboxHandle, api: Api) ->
     assert body["successCount"] == 2 and body["failCount"] == 5
     assert body["failedUpdates"] == failures(
         invalidDataEmails=["b@example.com", "d@example.com", "e@example.com", "f@example.com"],
-        notFoundUserIds=["no-such-user"],
     )
+    assert body["invalidUserIds"] == ["no-such-user"]  # only the deprecated list names it
     assert sandbox.user(api.project, "b@example.com") is None  # rejected users are not created
     assert sandbox.user(api.project, "c@example.com")["dataFields"] == {"ratio": 2}
     fields = api.client.get("/api/users/getFields").json()["fields"]
@@ -156,7 +157,8 @@ def test_create_new_fields_false_filters_unknown_fields(sandbox: SandboxHandle, 
 def test_prefer_user_id_and_identity_modes(sandbox: SandboxHandle, api: Api) -> None:
     # Email-based project: an unknown userId is created only with preferUserId.
     body = bulk(api, [{"userId": "u1", "dataFields": {"a": 1}}, {"userId": "u2", "preferUserId": True, "dataFields": {"a": 1}}])
-    assert body["failedUpdates"]["notFoundUserIds"] == ["u1"] and body["successCount"] == 1
+    assert body["failCount"] == 1 and body["successCount"] == 1
+    assert body["failedUpdates"] == EMPTY_FAILURES and body["invalidUserIds"] == ["u1"]
     u2 = sandbox.user(api.project, "u2")
     assert u2["userId"] == "u2" and u2["email"].endswith("@placeholder.email")
     # Attaching a real email to that user replaces the placeholder.
@@ -169,8 +171,8 @@ def test_prefer_user_id_and_identity_modes(sandbox: SandboxHandle, api: Api) -> 
         body = client.post("/api/users/bulkUpdate", json={"users": [
             {"userId": "x1", "dataFields": {"a": 1}}, {"email": "nobody@example.com", "dataFields": {"a": 1}},
         ]}).json()
-    assert body["successCount"] == 1
-    assert body["failedUpdates"] == failures(notFoundEmails=["nobody@example.com"])
+    assert body["successCount"] == 1 and body["failCount"] == 1
+    assert body["failedUpdates"] == EMPTY_FAILURES and body["invalidEmails"] == ["nobody@example.com"]
 
 
 def test_identity_conflicts(sandbox: SandboxHandle, api: Api) -> None:
@@ -237,3 +239,21 @@ def test_generated_list_members_have_profiles_on_demand(sandbox: SandboxHandle, 
     assert body["successCount"] == 1
     assert sandbox.user(api.project, "user5@example.com")["dataFields"] == {"lf_assignments": {"c": "A"}}
     assert api.client.get("/api/users/byUserId/user5").json()["user"]["email"] == "user5@example.com"
+
+
+def test_emails_are_stored_lowercase_and_matched_case_insensitively(sandbox: SandboxHandle, api: Api) -> None:
+    body = bulk(api, [{"email": "Ann.Lee@Example.COM", "dataFields": {"a": 1}}])
+    assert body["successCount"] == 1
+    assert sandbox.user(api.project, "ann.lee@example.com")["email"] == "ann.lee@example.com"
+    # A second write in another case is the same user.
+    bulk(api, [{"email": "ANN.LEE@example.com", "mergeNestedObjects": True, "dataFields": {"b": 2}}])
+    assert sandbox.user(api.project, "Ann.Lee@example.com")["dataFields"] == {"a": 1, "b": 2}
+    got = api.client.get("/api/users/getByEmail", params={"email": "ANN.LEE@EXAMPLE.COM"}).json()
+    assert got["user"]["email"] == "ann.lee@example.com"
+    # Lists answer emails lowercase, explicit and generated members alike.
+    list_id = sandbox.create_list(api.project, "mixed", ["Zed@Example.com"], generate=2, prefix="Gen", domain="Example.ORG")
+    lines = api.client.get("/api/lists/getUsers", params={"listId": list_id}).text.split()
+    assert lines == ["zed@example.com", "gen0@example.org", "gen1@example.org"]
+    # Forgetting in any case forgets the user.
+    sandbox.forget(api.project, "ZED@example.com")
+    assert bulk(api, [{"email": "zed@EXAMPLE.com", "dataFields": {}}])["failedUpdates"]["forgottenEmails"] == ["zed@example.com"]

@@ -84,10 +84,13 @@ def authenticate(state: SandboxState, request: Request, access: Access) -> tuple
     key = state.find_key(value) if value else None
     project = state.projects.get(key.project_id) if key else None
     region = request.scope.get(SCOPE_REGION, "US")
+    # Iterable's auth errors name the caller's address and the endpoint in `params`
+    # (never the key itself).
+    params = {"ip": request.client.host if request.client else None, "endpoint": request.scope["path"]}
     if key is None or project is None or project.region != region:
-        raise IterableError(401, "BadApiKey", INVALID_KEY_MSG)
+        raise IterableError(401, "BadApiKey", INVALID_KEY_MSG, params)
     if key.disabled or access not in PRIVILEGES[key.type]:
-        raise IterableError(401, "BadApiKey", DISABLED_KEY_MSG)
+        raise IterableError(401, "BadApiKey", DISABLED_KEY_MSG, params)
     return project, key
 
 
@@ -115,6 +118,9 @@ def iterable_route(path: str, method: str, bucket: str, access: Access) -> Calla
                     check_rate(project, bucket)
                     response = await handler(Ctx(request, state, project, key))
             except IterableError as exc:
+                if exc.params is None:
+                    # Iterable's error bodies carry a `params` object; null is rare.
+                    exc.params = {"endpoint": request.scope["path"]}
                 response = exc.response()
             except DropConnection:
                 if project is not None:

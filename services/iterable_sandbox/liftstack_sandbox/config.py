@@ -78,13 +78,22 @@ class ProjectConfig(BaseModel):
     # The spec says upsert matches by clientTemplateId in one place and by name in
     # another (iterable-api.md): clientTemplateId by default, switchable.
     template_upsert_match: Literal["clientTemplateId", "name"] = "clientTemplateId"
-    # Template createdAt/updatedAt: the spec types them `string` `date-time` ("iso",
-    # RFC 3339); Iterable's own responses have been seen with epoch millis.
-    template_dates: Literal["iso", "epoch_ms"] = "iso"
-    # GET /api/templates' totalTemplatesCount: the spec types it `object` (an
-    # artefact), Iterable sends a number. Off = omitted (it is optional), so answers
-    # stay valid against the spec; on = the integer, as Iterable does in practice.
-    templates_total_count: bool = False
+    # Template createdAt/updatedAt. Iterable sends epoch milliseconds (its official
+    # client's zod schemas require numbers, and its integration tests run them against
+    # the live API); the spec types them `string` `date-time`. "iso" is kept to test a
+    # client's tolerance of the spec's reading.
+    template_dates: Literal["iso", "epoch_ms"] = "epoch_ms"
+    # GET /api/templates' totalTemplatesCount: Iterable sends a number (the official
+    # client requires it); the spec types it `object`, an artefact. Off = omitted.
+    templates_total_count: bool = True
+    # getByClientTemplateId for an id no template has. Iterable's spec lists 200, 400
+    # and 401: "empty" answers 200 {"templates": []}; "400" answers 400 NotFound-style
+    # ("No templates found for clientTemplateId ..."); "404" answers 404 NotFound.
+    unknown_client_template_id: Literal["empty", "400", "404"] = "empty"
+    # Eventual consistency: a template created by email/upsert answers email/get with
+    # 404 NotFound for this many milliseconds (Iterable applies writes eventually).
+    # 0 = read-after-write is immediate.
+    template_read_delay_ms: int = Field(default=0, ge=0)
 
     # lists/getUsers writes this many lines per chunk of the streamed body.
     stream_chunk_lines: int = Field(default=1000, ge=1)

@@ -40,6 +40,9 @@ KEY_TYPES: tuple[KeyType, ...] = ("server_side", "read_only", "js", "mobile")
 REGIONS: tuple[Region, ...] = ("US", "EU")
 
 
+DEFAULT_LOCALE = "en"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -89,6 +92,11 @@ class User:
         }
 
 
+def normalise_email(email: str) -> str:
+    """Iterable stores every email lowercase and matches emails case-insensitively."""
+    return email.lower()
+
+
 def placeholder_email(user_id: str) -> str:
     """Iterable gives userId-only users a placeholder address in the
     `placeholder.email` domain; ours is derived from the userId so it is stable."""
@@ -113,11 +121,14 @@ class GeneratedMembers:
     user_ids: bool = False
 
     def __post_init__(self) -> None:
-        self._email_re = re.compile(rf"^{re.escape(self.prefix)}(\d+)@{re.escape(self.domain)}$")
+        # Emails are lowercase (as Iterable stores them); userIds keep their case.
+        self._email_re = re.compile(
+            rf"^{re.escape(self.prefix.lower())}(\d+)@{re.escape(self.domain.lower())}$"
+        )
         self._uid_re = re.compile(rf"^{re.escape(self.prefix)}(\d+)$")
 
     def email(self, i: int) -> str:
-        return f"{self.prefix}{i}@{self.domain}"
+        return f"{self.prefix}{i}@{self.domain}".lower()
 
     def user_id(self, i: int) -> str | None:
         return f"{self.prefix}{i}" if self.user_ids else None
@@ -200,6 +211,9 @@ class Template:
     message_type_id: int
     template_type: Literal["Base", "Blast", "Triggered", "Workflow"] = "Base"
     campaign_id: int | None = None
+    # Eventual consistency (config template_read_delay_ms): reads by templateId
+    # answer as if it did not exist until this moment (epoch ms).
+    readable_from_ms: int = 0
 
     @property
     def name(self) -> str:
@@ -208,6 +222,14 @@ class Template:
     @property
     def client_template_id(self) -> str | None:
         return self.fields.get("clientTemplateId")
+
+    @property
+    def locales(self) -> list[str]:
+        """Locales with content: Iterable answers locale strings ("en")."""
+        return [str(self.fields.get("locale") or DEFAULT_LOCALE)]
+
+    def readable(self) -> bool:
+        return now_ms() >= self.readable_from_ms
 
 
 @dataclass
@@ -287,8 +309,9 @@ class Project:
 
     def find_user(self, email: str | None = None, user_id: str | None = None) -> User | None:
         """The stored user, or a virtual (unstored) one if the identifier belongs to a
-        generated list member. Forgotten users are gone."""
+        generated list member. Forgotten users are gone. Emails match case-insensitively."""
         if email is not None:
+            email = normalise_email(email)
             user = self.users_by_email.get(email)
             if user is not None:
                 return user
@@ -336,6 +359,8 @@ class Project:
 
     def new_user(self, email: str | None, user_id: str | None) -> User:
         placeholder = False
+        if email is not None:
+            email = normalise_email(email)
         if email is None:
             assert user_id is not None
             email, placeholder = placeholder_email(user_id), True
@@ -345,6 +370,8 @@ class Project:
 
     def forget(self, email: str | None = None, user_id: str | None = None) -> bool:
         """GDPR forget: delete the profile and refuse future writes for its ids."""
+        if email is not None:
+            email = normalise_email(email)
         user = self.find_user(email=email, user_id=user_id)
         if email is not None:
             self.forgotten_emails.add(email)

@@ -10,11 +10,19 @@ Semantics (spec + iterable-api.md):
 - update (ApiEmailTemplateModel): templateId required; only the fields given change.
   Unknown templateId: 400 BadParams.
 - get: the full template plus `metadata` (ApiTemplateResponse). Unknown templateId:
-  400 BadParams; a `locale` the template has no content for: 404 NotFound.
+  400 BadParams; a `locale` the template has no content for: 404 NotFound. With
+  config `template_read_delay_ms`, a template just created by upsert answers get
+  with 404 NotFound (and update with 400, as an unknown id) for that long.
+- getByClientTemplateId: `{"templates": [{templateId, campaignId?, locales}]}` with
+  `locales` an array of locale strings (Iterable's official client requires that;
+  the spec's `#/definitions/string` is an object, an artefact). An unknown id answers
+  per config `unknown_client_template_id`: 200 with [], 400 or 404.
 - list: paged (page from 1, pageSize default 20, max 1000); without paging
   parameters the sandbox still pages (Iterable's unpaginated mode is deprecated).
   nextPageUrl/previousPageUrl are absolute URLs on the same region prefix.
-  totalTemplatesCount only with config `templates_total_count` (see config.py).
+  createdAt/updatedAt are epoch ms and totalTemplatesCount a number, as Iterable
+  sends them (config `template_dates`, `templates_total_count` switch to the spec's
+  reading).
 - Unknown body fields are ignored, like Iterable's JSON reader; wrongly typed known
   fields are 400 BadJsonBody.
 """
@@ -26,7 +34,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from liftstack_sandbox.errors import IterableError, bad_json, bad_params
-from liftstack_sandbox.state import Project, SandboxState, Template, now_ms
+from liftstack_sandbox.state import DEFAULT_LOCALE, Project, SandboxState, Template, now_ms
 from liftstack_sandbox.users import is_valid_email
 
 _STRINGS = {
@@ -138,6 +146,7 @@ def upsert(state: SandboxState, project: Project, fields: dict[str, Any]) -> lis
         ]
         if not matches:
             created = create(state, project, fields)
+            created.readable_from_ms = created.created_ms + project.config.template_read_delay_ms
             return [created.id]
         ts = now_ms()
         for template in matches:
@@ -166,7 +175,7 @@ def create(state: SandboxState, project: Project, fields: dict[str, Any]) -> Tem
 def update(state: SandboxState, project: Project, template_id: int, fields: dict[str, Any]) -> Template:
     with state.lock:
         template = project.templates.get(template_id)
-        if template is None:
+        if template is None or not template.readable():
             raise bad_params(f"Template with id {template_id} does not exist")
         template.fields.update(fields)
         if "messageTypeId" in fields:
@@ -179,7 +188,9 @@ def get_template(project: Project, template_id: int, locale: str | None = None) 
     template = project.templates.get(template_id)
     if template is None:
         raise bad_params(f"Template with id {template_id} does not exist")
-    if locale and locale != template.fields.get("locale", "en"):
+    if not template.readable():
+        raise IterableError(404, "NotFound", f"Template {template_id} not found")
+    if locale and locale != template.fields.get("locale", DEFAULT_LOCALE):
         raise IterableError(404, "NotFound", f"Content does not exist for locale {locale}")
     return template
 
@@ -315,10 +326,17 @@ def by_client_template_id(project: Project, client_template_id: str) -> list[dic
     out: list[dict[str, Any]] = []
     for template in sorted(project.templates.values(), key=lambda t: t.id):
         if template.client_template_id == client_template_id:
-            entry: dict[str, Any] = {"templateId": template.id}
+            entry: dict[str, Any] = {"templateId": template.id, "locales": template.locales}
             if template.campaign_id is not None:
                 entry["campaignId"] = template.campaign_id
             out.append(entry)
+    if not out:
+        mode = project.config.unknown_client_template_id
+        msg = f"No templates found for clientTemplateId {client_template_id}"
+        if mode == "400":
+            raise bad_params(msg, {"clientTemplateId": client_template_id})
+        if mode == "404":
+            raise IterableError(404, "NotFound", msg, {"clientTemplateId": client_template_id})
     return out
 
 

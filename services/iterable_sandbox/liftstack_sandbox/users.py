@@ -14,11 +14,15 @@ Fidelity notes (what Iterable documents, and our choices where it doesn't):
   else that differs rejects that user (failedUpdates.invalidData*), not the request.
 - createNewFields (default: the project's `create_new_fields` setting): when false,
   fields the project doesn't have are dropped and listed in filteredOutFields.
+- Emails are stored lowercase and matched case-insensitively (Iterable lowercases
+  every email); reads and failure lists answer them lowercase.
 - Identity (project.identity; spec: preferUserId "only respected in email-based
   projects"): in an email-based project a userId that doesn't exist creates a user
-  (with a placeholder email) only with preferUserId=true, else notFoundUserIds;
+  (with a placeholder email) only with preferUserId=true, else the user fails;
   userId-based and hybrid projects create it. An email that doesn't exist is created,
-  except in userId-based projects (notFoundEmails). Email and userId together look up
+  except in userId-based projects, where the user fails. Such failures count in
+  failCount and the deprecated top-level lists only: bulkUpdate never reports
+  notFound* (per the spec those are for subscribe/unsubscribe). Email and userId together look up
   by the project's primary identifier and attach the other one, unless it belongs to
   another user (conflictEmails / conflictUserIds).
 - `email` / `userId` inside dataFields are validated (invalidEmails/invalidUserIds,
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liftstack_sandbox.errors import IterableError, bad_json, bad_params
-from liftstack_sandbox.state import Project, User, now_ms
+from liftstack_sandbox.state import Project, User, normalise_email, now_ms
 
 ENDPOINT = "/api/users/bulkUpdate"
 
@@ -179,11 +183,11 @@ def validate_bulk_body(body: Any) -> tuple[list[dict[str, Any]], bool | None]:
 # -- bulk update -------------------------------------------------------------------------
 
 
+# notFoundEmails/notFoundUserIds exist in FailedUserUpdates, but per the spec they are
+# for lists/subscribe and unsubscribe: bulkUpdate never reports them.
 FAILURE_LISTS = (
     "invalidEmails",
     "invalidUserIds",
-    "notFoundEmails",
-    "notFoundUserIds",
     "forgottenEmails",
     "forgottenUserIds",
     "conflictEmails",
@@ -218,6 +222,15 @@ class BulkResult:
         listed = value if value is not None else (email if culprit == "email" else user_id)
         suffix = "Emails" if culprit == "email" else "UserIds"
         self.failed[f"{kind}{suffix}"].append(str(listed))
+        self.fail_count += 1
+        if email is not None:
+            self.failed_emails.append(email)
+        if user_id is not None:
+            self.failed_user_ids.append(user_id)
+
+    def fail_unlisted(self, email: str | None, user_id: str | None) -> None:
+        """A user that failed without a failedUpdates category: counted in failCount
+        and named only in the deprecated top-level lists."""
         self.fail_count += 1
         if email is not None:
             self.failed_emails.append(email)
@@ -263,10 +276,13 @@ def _update_one(
     user_id: str | None = entry.get("userId")
     data: dict[str, Any] = entry.get("dataFields") or {}
 
-    # 1. Identifiers, top level and in dataFields.
+    # 1. Identifiers, top level and in dataFields. Iterable stores emails lowercase
+    # and reports them lowercase.
     if email is not None and not is_valid_email(email):
         result.fail("invalid", email, user_id, "email")
         return False
+    if email is not None:
+        email = normalise_email(email)
     if user_id is not None and not is_valid_user_id(user_id):
         result.fail("invalid", email, user_id, "userId")
         return False
@@ -371,7 +387,7 @@ def _resolve(
         if by_email is not None:
             return by_email, None, None
         if project.identity == "userId":
-            result.fail("notFound", email, None, "email")
+            result.fail_unlisted(email, None)
             return None
         return None, email, None
 
@@ -379,7 +395,7 @@ def _resolve(
     if by_uid is not None:
         return by_uid, None, None
     if project.identity == "email" and not prefer_user_id:
-        result.fail("notFound", None, user_id, "userId")
+        result.fail_unlisted(None, user_id)
         return None
     return None, None, user_id
 

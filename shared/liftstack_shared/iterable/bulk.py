@@ -4,6 +4,12 @@ Iterable answers a partially failed bulkUpdate with HTTP 200 and lists the faile
 identifiers by category; everything submitted and not listed succeeded. This module
 turns that into one outcome per submitted user, so a writeback can count, retry
 (never a GDPR-forgotten user) and report precisely.
+
+Two things Iterable counts as success are not: a user whose dataFields included a
+field Iterable dropped (`filteredOutFields`, e.g. past the project's field limit or
+with createNewFields off) was not written as asked, so fails with `field_dropped`;
+and a `failCount` larger than the users Iterable names is kept as
+`unattributed_fail_count` for the caller to surface.
 """
 
 from __future__ import annotations
@@ -83,14 +89,14 @@ class FailureReason(StrEnum):
     FORGOTTEN = "forgotten"  # GDPR: never retry
     CONFLICT = "conflict"
     INVALID_DATA = "invalid_data"  # e.g. a field whose type doesn't match the project's
+    FIELD_DROPPED = "field_dropped"  # a field it carried is in filteredOutFields
 
 
-# Resubmitting unchanged can succeed: a not-found user may just not exist *yet*
-# (Iterable applies writes eventually) and identity conflicts can be races. Malformed
-# identifiers and mistyped data fail the same way every time.
-DEFAULT_RETRYABLE: frozenset[FailureReason] = frozenset(
-    {FailureReason.NOT_FOUND, FailureReason.CONFLICT}
-)
+# Nothing bulkUpdate reports is worth resubmitting unchanged: per the spec,
+# notFound* is for lists/subscribe and unsubscribe (not bulkUpdate), conflict* means
+# an existing email/userId blocked the identity update (deterministic), and the
+# others (malformed, mistyped, forgotten, dropped field) fail the same way every time.
+DEFAULT_RETRYABLE: frozenset[FailureReason] = frozenset()
 
 # Checked in this order: a user listed twice gets the first (most final) reason.
 _CATEGORIES: list[tuple[FailureReason, str, str]] = [
@@ -100,6 +106,17 @@ _CATEGORIES: list[tuple[FailureReason, str, str]] = [
     (FailureReason.CONFLICT, "conflictEmails", "conflictUserIds"),
     (FailureReason.NOT_FOUND, "notFoundEmails", "notFoundUserIds"),
 ]
+
+
+def field_paths(data: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every field path in `data` as Iterable names them (dotted, parents too)."""
+    paths: set[str] = set()
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        paths.add(path)
+        if isinstance(value, dict):
+            paths |= field_paths(value, path + ".")
+    return paths
 
 
 def _email_key(email: str) -> str:
@@ -177,6 +194,12 @@ class BulkUpdateResult:
             mark(email, True, FailureReason.INVALID)
         for user_id in response.invalidUserIds:
             mark(user_id, False, FailureReason.INVALID)
+        # Iterable counts a user whose field it dropped as a success; it is not one.
+        dropped = set(response.filteredOutFields)
+        if dropped:
+            for i, user in enumerate(users):
+                if reasons[i] is None and dropped & field_paths(user.dataFields):
+                    reasons[i] = FailureReason.FIELD_DROPPED
 
         return cls(
             outcomes=[UserOutcome(u, r) for u, r in zip(users, reasons)],
@@ -207,9 +230,11 @@ class BulkUpdateResult:
 
     @property
     def unattributed_fail_count(self) -> int:
-        """Failures Iterable counted but named no identifier for; those users are
-        reported as succeeded because nothing says otherwise."""
-        return max(0, self.failCount - sum(1 for o in self.outcomes if not o.ok))
+        """Failures Iterable counted but named no identifier for: which users they
+        are is unknown (they are reported as succeeded because nothing names them),
+        so callers must surface this count rather than drop it."""
+        named = sum(1 for o in self.outcomes if o.reason not in (None, FailureReason.FIELD_DROPPED))
+        return max(0, self.failCount - named)
 
     def retryable(
         self, reasons: Iterable[FailureReason] = DEFAULT_RETRYABLE

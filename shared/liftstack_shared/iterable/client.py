@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from liftstack_shared.iterable.bulk import (
     BulkUpdateResponse,
     BulkUpdateResult,
     BulkUpdateUser,
+    FailureReason,
     bulk_update_body,
     dumps,
 )
@@ -201,6 +203,18 @@ class IterableClient:
         result = BulkUpdateResult.from_response(users, parsed)
         for outcome in result.outcomes:
             metrics.BULK_USERS.labels(outcome.reason or "ok").inc()
+        if result.filteredOutFields:
+            log.warning(
+                "iterable users/bulkUpdate dropped fields %s (filteredOutFields): %d users"
+                " failed with field_dropped", result.filteredOutFields,
+                result.failed_by_reason.get(FailureReason.FIELD_DROPPED, 0),
+            )
+        if result.unattributed_fail_count:
+            log.warning(
+                "iterable users/bulkUpdate: failCount %d but only %d users named; %d"
+                " failures are unattributed", result.failCount,
+                result.failCount - result.unattributed_fail_count, result.unattributed_fail_count,
+            )
         if result.failCount:
             log.info(
                 "iterable users/bulkUpdate: %d ok, %d failed %s",
@@ -300,7 +314,11 @@ class IterableClient:
     async def get_templates_by_client_template_id(
         self, client_template_id: str
     ) -> list[TemplateEntry]:
-        """GET /api/templates/getByClientTemplateId; [] when none match."""
+        """GET /api/templates/getByClientTemplateId; [] when none match.
+
+        "None match" arrives three ways (the spec lists 200, 400 and 401): 200 with an
+        empty list, 404, or a 400 that says not found. Any other 400 (e.g. a missing
+        parameter) still raises."""
         endpoint = Endpoint.GET_TEMPLATES_BY_CLIENT_ID
         try:
             response = await self._send(
@@ -310,6 +328,10 @@ class IterableClient:
         except IterableNotFound:
             # "No template has this clientTemplateId" is an answer, not an error.
             return []
+        except IterableBadRequest as exc:
+            if _says_not_found(exc):
+                return []
+            raise
         return self._parse(_TemplateEntries, response, endpoint).templates
 
     async def upsert_email_template(self, template: EmailTemplateUpsert) -> ApiResponse:
@@ -509,6 +531,15 @@ class IterableClient:
                 f" {first['msg']})",
                 endpoint=endpoint, status=response.status_code,
             ) from None
+
+
+_NOT_FOUND = re.compile(r"not\s*found|does\s*not\s*exist|no\s+templates?\b", re.IGNORECASE)
+
+
+def _says_not_found(error: IterableError) -> bool:
+    """A 400 that means "no such thing": Iterable's NotFound code, or a message
+    saying so (Iterable sometimes answers code BadParams with such a message)."""
+    return error.code == "NotFound" or bool(_NOT_FOUND.search(error.message or ""))
 
 
 class _Lists(BaseModel):

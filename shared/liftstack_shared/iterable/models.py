@@ -6,7 +6,16 @@ model dumps straight to the wire format and reads like Iterable's documentation.
 - Request models forbid unknown fields: a typo must fail here, not be sent.
 - Response models allow and keep unknown fields and require only identifiers: Iterable
   adds fields over time and sometimes omits ones its spec calls required, and a read
-  must not break on either.
+  must not break on either. They never nest a request model (whose `extra="forbid"`
+  would turn a new Iterable field into an error), accept an explicit null for any
+  field with a default, and take numbers and strings where Iterable sends both (a
+  numeric string for an int field, a number for a str field).
+
+Where Iterable's OpenAPI spec and its official TypeScript client (`@iterable/api`,
+whose zod schemas its integration tests run against the live API) disagree, these
+models accept both: template dates (spec: date-time strings; live: epoch ms),
+`totalTemplatesCount` (spec: object; live: number), getByClientTemplateId `locales`
+(spec: objects {displayLanguage, languageTag}; live: locale strings).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 class Region(StrEnum):
@@ -54,7 +63,17 @@ class RequestModel(BaseModel):
 
 
 class ResponseModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # `"failedUpdates": null` or `"templates": null` mean "none", not an error.
+        if isinstance(data, dict):
+            optional = {n for n, f in cls.model_fields.items() if not f.is_required()}
+            if any(data.get(n, ...) is None for n in optional):
+                return {k: v for k, v in data.items() if not (v is None and k in optional)}
+        return data
 
 
 # --- generic -----------------------------------------------------------------------
@@ -93,7 +112,7 @@ class IterableList(ResponseModel):
     name: str
     # `ListType | str`: an unknown future list type must not break listing.
     listType: ListType | str
-    createdAt: int | None = None  # epoch milliseconds
+    createdAt: int | str | None = None  # epoch milliseconds (the spec); kept raw otherwise
     description: str | None = None
     isGlobalSuppressionEnabled: bool | None = None
 
@@ -104,6 +123,13 @@ class IterableList(ResponseModel):
 class LinkParam(RequestModel):
     key: str
     value: str
+
+
+class LinkParamInfo(ResponseModel):
+    """A link parameter as email/get answers it (lenient, unlike `LinkParam`)."""
+
+    key: str | None = None
+    value: str | None = None
 
 
 class TemplateSummary(ResponseModel):
@@ -124,22 +150,43 @@ class TemplatesPage(ResponseModel):
     """`GetTemplatesResponse`."""
 
     templates: list[TemplateSummary]
-    totalTemplatesCount: Any = None  # "object" in the spec; a number in practice
+    totalTemplatesCount: int | None = None  # "object" in the spec; a number in practice
     nextPageUrl: str | None = None
     previousPageUrl: str | None = None
 
-
-class TemplateLocale(ResponseModel):
-    displayLanguage: str | None = None
-    languageTag: str | None = None
+    @field_validator("totalTemplatesCount", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        # A number or numeric string; the spec's "object" (or anything else) is unknown.
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+            return value
+        return None
 
 
 class TemplateEntry(ResponseModel):
-    """`ApiTemplateEntry`, from templates/getByClientTemplateId."""
+    """`ApiTemplateEntry`, from templates/getByClientTemplateId. `locales`: the locale
+    tags with content ("en"); Iterable sends strings, the spec objects
+    {displayLanguage, languageTag}: both are read as the tag."""
 
     templateId: int
     campaignId: int | None = None
-    locales: list[TemplateLocale] | None = None
+    locales: list[str] = []
+
+    @field_validator("locales", mode="before")
+    @classmethod
+    def _locale_tags(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        tags: list[Any] = []
+        for item in value:
+            if isinstance(item, dict):
+                item = item.get("languageTag") or item.get("locale") or item.get("displayLanguage")
+                if item is None:
+                    continue
+            tags.append(item)
+        return tags
 
 
 class EmailTemplate(ResponseModel):
@@ -162,7 +209,7 @@ class EmailTemplate(ResponseModel):
     ccEmails: list[str] | None = None
     bccEmails: list[str] | None = None
     googleAnalyticsCampaignName: str | None = None
-    linkParams: list[LinkParam] | None = None
+    linkParams: list[LinkParamInfo] | None = None
     dataFeedId: int | float | None = None
     dataFeedIds: list[int | float] | None = None
     cacheDataFeed: Any = None
