@@ -55,3 +55,42 @@ async def test_failed_writeback_shows_reasons_and_retrigger_recovers(page: Page,
     await expect(page.locator("#wb-failed")).to_have_text("0")
     await expect(page.locator("#step-writeback")).to_contain_text("run 2")
     await shot(page, "19-writeback-retriggered")
+
+
+async def test_dropped_lf_assignments_field_is_shown_loudly(page: Page, live_stack: LiveStack) -> None:
+    """Iterable drops lf_assignments (the project is at its profile-field limit) and
+    counts every user as a success; the wizard must say those recipients get the
+    control content, not report a clean writeback."""
+    stack = live_stack
+    project = f"/_sandbox/projects/{stack.seed.project_id}"
+    members = 12
+    async with httpx.AsyncClient(base_url=stack.sandbox) as sandbox:
+        created = await sandbox.post(f"{project}/lists", json={
+            "name": f"Field limit {secrets.token_hex(2)}",
+            "members": [f"limit{i}@example.com" for i in range(members)]})
+        assert created.status_code == 201, created.text
+        list_id = created.json()["id"]
+
+        await sign_in(page, stack, "owner", "/campaigns/new")
+        await page.fill("#c-name", "Field limit drill")
+        await page.fill("#c-key", "limit_" + secrets.token_hex(3))
+        await page.select_option("#c-connection", stack.seed.connection_id)
+        await page.click("#create-campaign")
+        await page.wait_for_url("**/campaigns/cmp_*")
+        await page.locator("#audience-select").select_option(str(list_id))
+        await page.click("#sync-audience")
+        await expect(page.locator("#step-audience .badge")).to_have_text("completed", timeout=120_000)
+
+        # No room for one more profile field: lf_assignments.<this campaign> is dropped.
+        full = await sandbox.patch(f"{project}/config", json={"field_limit": 0})
+        assert full.status_code == 200, full.text
+        try:
+            await page.click("#assign-variants")
+            await expect(page.locator("#wb-field-dropped")).to_be_visible(timeout=120_000)
+            await expect(page.locator("#wb-field-dropped")).to_contain_text(f"{members} recipients will get the control content")
+            await expect(page.locator("#wb-failed")).to_have_text(str(members))
+            await expect(page.locator("#wb-reasons")).to_contain_text("field_dropped")
+            await expect(page.locator("#step-writeback .badge")).to_have_text("failed")
+            await shot(page, "20-writeback-field-dropped")
+        finally:
+            await sandbox.patch(f"{project}/config", json={"field_limit": 1000})

@@ -257,3 +257,14 @@ def test_emails_are_stored_lowercase_and_matched_case_insensitively(sandbox: San
     # Forgetting in any case forgets the user.
     sandbox.forget(api.project, "ZED@example.com")
     assert bulk(api, [{"email": "zed@EXAMPLE.com", "dataFields": {}}])["failedUpdates"]["forgottenEmails"] == ["zed@example.com"]
+
+
+def test_fields_past_the_project_limit_are_dropped_even_with_create_new_fields(sandbox: SandboxHandle, api: Api) -> None:
+    sandbox.configure(api.project, field_limit=2)
+    bulk(api, [{"email": "a@example.com", "dataFields": {"plan": "pro", "visits": 1}}])
+    body = bulk(api, [{"email": "a@example.com", "mergeNestedObjects": True,
+                       "dataFields": {"plan": "free", "lf_assignments": {"c1": "v1"}}}], createNewFields=True)
+    # Iterable counts the user as a success and lists what it dropped.
+    assert (body["successCount"], body["failCount"]) == (1, 0)
+    assert body["filteredOutFields"] == ["lf_assignments"] and body["createdFields"] == []
+    assert sandbox.user(api.project, "a@example.com")["dataFields"] == {"plan": "free", "visits": 1}

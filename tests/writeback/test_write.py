@@ -85,14 +85,62 @@ async def test_partial_failures_are_counted_per_user_with_reasons(env: Env) -> N
     assert summary.status == "completed_with_failures"
     assert summary.written == summary.succeeded + summary.failed == 11
     assert summary.succeeded == 8
-    assert summary.failed_by_reason == {"invalid": 1, "forgotten": 1, "not_found": 1}
+    # Iterable names an unknown userId only in the deprecated invalidUserIds list.
+    assert summary.failed_by_reason == {"invalid": 2, "forgotten": 1}
     failures = []
     for seq in range(len(batches)):
         failures += await svc.store.failures_of(job_id, 1, seq)
     assert sorted(failures) == sorted([
         ("not-an-email", "invalid"), ("gone@example.com", "forgotten"),
-        ("userId:nobody-has-this-id", "not_found"),
+        ("userId:nobody-has-this-id", "invalid"),
     ])
+    # Nothing bulkUpdate reports is resubmitted: one request per batch.
+    assert sum(env.sandbox.stats(env.project)["users/bulkUpdate"].values()) == len(batches)
     # The forgotten user was not written; the others were.
     assert env.sandbox.user(env.project, "user3@example.com")["dataFields"]["lf_assignments"] == {
         "spring-sale": "B"}
+
+
+async def test_a_dropped_lf_assignments_field_fails_those_users(env: Env) -> None:
+    """Iterable drops fields past the project's field limit (filteredOutFields) and
+    counts the user as a success; the template would then render the control for
+    them. Such users fail with `field_dropped`."""
+    env.sandbox.put_users(env.project, [
+        {"email": "user0@example.com", "dataFields": {"lf_assignments": {"winter-promo": "C"}}},
+    ])
+    # lf_assignments and lf_assignments.winter-promo exist: no room for a new key.
+    env.sandbox.configure(env.project, field_limit=2)
+    batches = make_batches(emails(6), batch_size=3, campaign_key="spring-sale")
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, batches[0].job_id)
+
+    assert summary.status == "failed"
+    assert (summary.written, summary.succeeded, summary.failed) == (6, 0, 6)
+    assert summary.failed_by_reason == {"field_dropped": 6}
+    assert await svc.store.failures_of(batches[0].job_id, 1, 0) == [
+        ("user0@example.com", "field_dropped"), ("user1@example.com", "field_dropped"),
+        ("user2@example.com", "field_dropped")]
+    assert env.sandbox.user(env.project, "user0@example.com")["dataFields"]["lf_assignments"] == {
+        "winter-promo": "C"}
+
+
+async def test_fail_count_without_named_users_is_surfaced(env: Env) -> None:
+    env.sandbox.faults(env.project, bulk_unnamed_failures=True)
+    assignments = [*emails(3), Assignment(user_id="nobody-1", variant="A"),
+                   Assignment(user_id="nobody-2", variant="B")]  # email-based project: fail
+    batches = make_batches(assignments, batch_size=5)
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, batches[0].job_id)
+
+    # Which users failed is unknown, but that two did is not dropped.
+    assert summary.unattributed_failures == 2
+    assert summary.status == "completed_with_failures"
+    assert summary.progress().unattributed_failures == 2
+    raw = await env.read_topic(WRITEBACK_PROGRESS.name)
+    mine = [p for p in (WritebackProgress.model_validate_json(v) for v in raw)
+            if p.job_id == batches[0].job_id]
+    assert mine[-1].unattributed_failures == 2

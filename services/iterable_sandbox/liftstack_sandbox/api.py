@@ -207,7 +207,10 @@ async def bulk_update(ctx: Ctx) -> Response:
     entries, create_new = users.validate_bulk_body(body)
     with ctx.state.lock:
         result = users.bulk_update(ctx.project, entries, create_new)
-    return json_response(result.body())
+    body = result.body()
+    if ctx.project.config.faults.bulk_unnamed_failures:
+        body = users.without_names(body)
+    return json_response(body)
 
 
 @iterable_route("/api/users/forget", "POST", "users/forget", "write")

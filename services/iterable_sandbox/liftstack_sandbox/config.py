@@ -51,6 +51,9 @@ class FaultConfig(BaseModel):
     # repeat the previous line every M lines (Iterable exports are not deduplicated).
     stream_invalid_every: int | None = Field(default=None, ge=1)
     stream_duplicate_every: int | None = Field(default=None, ge=1)
+    # users/bulkUpdate: answer failCount but name no failed user in any list (a
+    # partial answer), so callers' handling of unattributed failures can be tested.
+    bulk_unnamed_failures: bool = False
     # Seed for the random choices above (None = non-deterministic).
     seed: int | None = None
 
@@ -74,6 +77,10 @@ class ProjectConfig(BaseModel):
     body_too_large_status: Literal[400, 413] = 413
     # The project setting used when a bulkUpdate omits createNewFields.
     create_new_fields: bool = True
+    # Iterable's soft limit of unique profile fields per project (nested keys count):
+    # past it, new fields are dropped and listed in filteredOutFields even with
+    # createNewFields true, and the user still counts as a success. None = no limit.
+    field_limit: int | None = Field(default=1000, ge=0)
 
     # The spec says upsert matches by clientTemplateId in one place and by name in
     # another (iterable-api.md): clientTemplateId by default, switchable.

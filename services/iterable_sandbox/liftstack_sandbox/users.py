@@ -13,7 +13,10 @@ Fidelity notes (what Iterable documents, and our choices where it doesn't):
   be written to a double field, a date-shaped string to a string field; anything
   else that differs rejects that user (failedUpdates.invalidData*), not the request.
 - createNewFields (default: the project's `create_new_fields` setting): when false,
-  fields the project doesn't have are dropped and listed in filteredOutFields.
+  fields the project doesn't have are dropped and listed in filteredOutFields. When
+  true, new fields past the project's `field_limit` (Iterable's soft limit of 1,000
+  unique fields, nested keys counted) are dropped and listed the same way. Either
+  way the user counts as a success, as at Iterable.
 - Emails are stored lowercase and matched case-insensitively (Iterable lowercases
   every email); reads and failure lists answer them lowercase.
 - Identity (project.identity; spec: preferUserId "only respected in email-based
@@ -249,6 +252,17 @@ class BulkResult:
         }
 
 
+def without_names(body: dict[str, Any]) -> dict[str, Any]:
+    """The fault `bulk_unnamed_failures`: the counts stay, every list of failed
+    users is emptied."""
+    return {
+        **body,
+        "failedUpdates": {name: [] for name in body["failedUpdates"]},
+        "invalidEmails": [],
+        "invalidUserIds": [],
+    }
+
+
 def bulk_update(project: Project, users: list[dict[str, Any]], create_new: bool | None) -> BulkResult:
     """Apply a validated bulkUpdate; the caller holds the state lock."""
     if create_new is None:
@@ -310,9 +324,14 @@ def _update_one(
         return False
     user, attach_email, attach_uid = found
 
-    # 4. Drop unknown fields unless creating them; check types against the project.
+    # 4. Drop unknown fields unless creating them (and within the project's field
+    # limit); check types against the project.
+    limit = project.config.field_limit
     if not create_new:
-        data = _prune_unknown(project.field_types, data, "", filtered)
+        data = _prune_unknown(project.field_types, data, "", filtered, None)
+    elif limit is not None:
+        room = [max(0, limit - len(project.field_types))]
+        data = _prune_unknown(project.field_types, data, "", filtered, room)
     try:
         typed = flatten_types(data)
     except TypeConflict:
@@ -405,16 +424,26 @@ def _same_user(a: User, b: User) -> bool:
     return a is b or (a.email == b.email and a.user_id == b.user_id)
 
 
-def _prune_unknown(types: dict[str, str], data: dict[str, Any], prefix: str, dropped: set[str]) -> dict[str, Any]:
+def _prune_unknown(
+    types: dict[str, str], data: dict[str, Any], prefix: str, dropped: set[str],
+    room: list[int] | None,
+) -> dict[str, Any]:
+    """`data` without the fields the project lacks, each dropped path added to
+    `dropped`. `room`: how many new fields may still be created (a one-item list,
+    counted down); None = none may (createNewFields false)."""
     kept: dict[str, Any] = {}
     for key, value in data.items():
         path = f"{prefix}{key}"
         if path not in types:
+            if value is None and room is None:
+                continue
             if value is not None:
-                dropped.add(path)
-            continue
+                if room is None or room[0] <= 0:
+                    dropped.add(path)
+                    continue
+                room[0] -= 1
         if isinstance(value, dict):
-            kept[key] = _prune_unknown(types, value, path + ".", dropped)
+            kept[key] = _prune_unknown(types, value, path + ".", dropped, room)
         else:
             kept[key] = value
     return kept

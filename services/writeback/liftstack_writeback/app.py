@@ -37,6 +37,8 @@ class RunView(BaseModel):
     succeeded: int
     failed: int
     failed_by_reason: dict[str, int]
+    # Iterable's failCount beyond the users it named: unknown users, not in `failed`.
+    unattributed_failures: int = 0
     batches_done: int
     batch_count: int
     started_at: datetime | None
@@ -49,6 +51,7 @@ class RunView(BaseModel):
             run=s.run, triggered_by=s.created_by, status=s.status, total=s.header.total,
             written=s.written, succeeded=s.succeeded, failed=s.failed,
             failed_by_reason=s.failed_by_reason, batches_done=s.batches_done,
+            unattributed_failures=s.unattributed_failures,
             batch_count=s.header.batch_count, started_at=s.started_at,
             finished_at=s.finished_at, profiles_per_second=s.profiles_per_second,
         )

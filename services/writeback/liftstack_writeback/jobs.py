@@ -86,6 +86,9 @@ class BatchOutcome:
 
     users: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reason)
+    # Failures Iterable counted (failCount) without naming the users: which users
+    # they were is unknown, so they are counted apart, never dropped.
+    unattributed_failures: int = 0
 
     @property
     def failed(self) -> int:
@@ -115,6 +118,7 @@ class RunSummary:
     failed_by_reason: dict[str, int]
     started_at: datetime | None
     finished_at: datetime | None
+    unattributed_failures: int = 0
 
     @property
     def finished(self) -> bool:
@@ -140,16 +144,17 @@ class RunSummary:
             total=h.total, written=self.written, succeeded=self.succeeded, failed=self.failed,
             failed_by_reason=dict(self.failed_by_reason), started_at=self.started_at,
             finished_at=self.finished_at, profiles_per_second=self.profiles_per_second,
+            unattributed_failures=self.unattributed_failures,
         )
 
 
 def _status(header: JobHeader, batches_done: int, succeeded: int, failed: int,
-            created_by: str) -> WritebackStatus:
+            created_by: str, unattributed: int = 0) -> WritebackStatus:
     if batches_done < header.batch_count:
         if batches_done == 0 and created_by == RETRIGGER:
             return WritebackStatus.PENDING
         return WritebackStatus.RUNNING
-    if failed == 0:
+    if failed == 0 and unattributed == 0:
         return WritebackStatus.COMPLETED
     if succeeded == 0:
         return WritebackStatus.FAILED
@@ -294,7 +299,8 @@ class JobStore:
             await self.outcomes.insert_one({
                 "_id": oid, "job_id": job_id, "run": run, "seq": seq,
                 "users": outcome.users, "succeeded": outcome.succeeded, "failed": outcome.failed,
-                "failed_by_reason": outcome.failed_by_reason(), "recorded_at": utcnow(),
+                "failed_by_reason": outcome.failed_by_reason(),
+                "unattributed_failures": outcome.unattributed_failures, "recorded_at": utcnow(),
                 "recorded_by": instance,
             })
             return True
@@ -310,14 +316,14 @@ class JobStore:
     async def summarize(self, header: JobHeader, run_doc: dict[str, Any]) -> RunSummary:
         """The run's exact figures, summed from its outcome documents."""
         run = int(run_doc["run"])
-        batches = written = succeeded = failed = 0
+        batches = written = succeeded = failed = unattributed = 0
         by_reason: dict[str, int] = {}
         last: datetime | None = None
         seen: set[int] = set()
         cursor = self.outcomes.find(
             {"job_id": header.job_id, "run": run},
             {"seq": 1, "users": 1, "succeeded": 1, "failed": 1, "failed_by_reason": 1,
-             "recorded_at": 1},
+             "unattributed_failures": 1, "recorded_at": 1},
         )
         async for doc in cursor:
             if doc["seq"] in seen or doc["seq"] >= header.batch_count:
@@ -327,17 +333,19 @@ class JobStore:
             written += doc["users"]
             succeeded += doc["succeeded"]
             failed += doc["failed"]
+            unattributed += int(doc.get("unattributed_failures") or 0)
             for reason, n in doc["failed_by_reason"].items():
                 by_reason[reason] = by_reason.get(reason, 0) + n
             if last is None or doc["recorded_at"] > last:
                 last = doc["recorded_at"]
         created_by = run_doc.get("created_by", ENGINE)
-        status = _status(header, batches, succeeded, failed, created_by)
+        status = _status(header, batches, succeeded, failed, created_by, unattributed)
         return RunSummary(
             header=header, run=run, created_by=created_by, status=status,
             batches_done=batches, written=written, succeeded=succeeded, failed=failed,
             failed_by_reason=by_reason, started_at=run_doc.get("created_at"),
             finished_at=last if status in FINAL else None,
+            unattributed_failures=unattributed,
         )
 
     async def summarize_run(self, job_id: str, run: int) -> RunSummary | None:
@@ -372,6 +380,7 @@ class JobStore:
                     succeeded=int(cached["succeeded"]), failed=int(cached["failed"]),
                     failed_by_reason=dict(cached["failed_by_reason"]),
                     started_at=cached.get("started_at"), finished_at=cached.get("finished_at"),
+                    unattributed_failures=int(cached.get("unattributed_failures") or 0),
                 )
             else:
                 summary = await self.summarize(header, run_doc)

@@ -13,8 +13,13 @@ Failure policy, per request:
 - 401/403: users fail with `unauthorized` (the caller drops cached credentials).
 - other 4xx: users fail with `rejected`.
 Per user (HTTP 200 with failedUpdates): Iterable's reason (invalid, not_found,
-forgotten, conflict, invalid_data). not_found and conflict are resubmitted
-`user_retries` times after a delay; forgotten users never are.
+forgotten, conflict, invalid_data), or `field_dropped` when Iterable listed a field
+the user carried (lf_assignments) in filteredOutFields: Iterable counts that user as
+a success, but the template would render the control for them. None of these is
+resubmitted (`DEFAULT_RETRYABLE` is empty: per the spec notFound* is for
+subscribe/unsubscribe and conflict* is deterministic); the reason is recorded.
+A failCount larger than the users Iterable names is kept as the batch's
+`unattributed_failures`, never dropped.
 """
 
 from __future__ import annotations
@@ -102,22 +107,31 @@ class BatchWriter:
                 users[i] = to_user(assignment, batch.campaign_key)
 
         pending = sorted(users)
+        unattributed = 0
         for attempt in range(self.policy.user_retries + 1):
             if attempt:
                 await self._sleep(self.policy.user_retry_delay)
-            results = await self._send_all(client, [(i, users[i]) for i in pending])
+            results, unattributed = await self._send_all(client, [(i, users[i]) for i in pending])
             for i, reason in results.items():
                 reasons[i] = reason
             pending = [i for i in pending if reasons[i] in _RETRYABLE]
             if not pending:
                 break
         failures = [(recipients[i], r) for i, r in enumerate(reasons) if r is not None]
-        return BatchOutcome(users=len(recipients), failures=failures)
+        if unattributed:
+            log.warning(
+                "writeback job %s batch %d: Iterable counted %d failures it named no user"
+                " for", batch.job_id, batch.batch_seq, unattributed,
+            )
+        return BatchOutcome(
+            users=len(recipients), failures=failures, unattributed_failures=unattributed
+        )
 
     async def _send_all(
         self, client: IterableClient, indexed: list[tuple[int, BulkUpdateUser]]
-    ) -> dict[int, str | None]:
-        """Pack and send concurrently (the pacer spaces them); index -> reason."""
+    ) -> tuple[dict[int, str | None], int]:
+        """Pack and send concurrently (the pacer spaces them): index -> reason, and
+        the failures Iterable counted without naming a user."""
         chunks: list[list[tuple[int, BulkUpdateUser]]] = []
         users = [u for _, u in indexed]
         if len(users) <= MAX_USERS_PER_REQUEST and _upper_bound_bytes(users) <= MAX_BODY_BYTES:
@@ -129,13 +143,15 @@ class BatchWriter:
                 start += len(packed)
         results = await asyncio.gather(*(self._send(client, chunk) for chunk in chunks))
         merged: dict[int, str | None] = {}
-        for chunk_result in results:
+        unattributed = 0
+        for chunk_result, chunk_unattributed in results:
             merged.update(chunk_result)
-        return merged
+            unattributed += chunk_unattributed
+        return merged, unattributed
 
     async def _send(
         self, client: IterableClient, chunk: list[tuple[int, BulkUpdateUser]]
-    ) -> dict[int, str | None]:
+    ) -> tuple[dict[int, str | None], int]:
         indexes = [i for i, _ in chunk]
         users = [u for _, u in chunk]
         gave_up = 0
@@ -153,20 +169,21 @@ class BatchWriter:
                 continue
             except IterableUnavailable as exc:
                 log.warning("bulkUpdate of %d users failed after retries: %s", len(users), exc)
-                return dict.fromkeys(indexes, UNAVAILABLE)
+                return dict.fromkeys(indexes, UNAVAILABLE), 0
             except IterableAuthError as exc:
                 log.error("bulkUpdate rejected the API key: %s", exc)
-                return dict.fromkeys(indexes, UNAUTHORIZED)
+                return dict.fromkeys(indexes, UNAUTHORIZED), 0
             except IterableBadRequest as exc:
                 log.error("bulkUpdate rejected a request of %d users: %s", len(users), exc)
-                return dict.fromkeys(indexes, REJECTED)
+                return dict.fromkeys(indexes, REJECTED), 0
             except IterableError as exc:
                 log.error("bulkUpdate of %d users failed: %s", len(users), exc)
-                return dict.fromkeys(indexes, ERROR)
-            return {
+                return dict.fromkeys(indexes, ERROR), 0
+            reasons = {
                 i: (str(o.reason) if o.reason is not None else None)
                 for i, o in zip(indexes, result.outcomes)
             }
+            return reasons, result.unattributed_fail_count
 
     def _backoff(self, attempt: int) -> float:
         p = self.policy

@@ -30,6 +30,9 @@ class WritebackProgress(Message):
     succeeded: int = 0
     failed: int = 0
     failed_by_reason: dict[str, int] = Field(default_factory=dict)
+    # Failures Iterable counted (bulkUpdate failCount) without naming which users:
+    # not in `failed` (those users are unknown), surfaced rather than dropped.
+    unattributed_failures: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     profiles_per_second: float = 0.0
