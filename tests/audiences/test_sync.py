@@ -76,8 +76,9 @@ async def test_invalid_and_duplicate_lines_are_counted_and_skipped(make_service,
 async def test_user_ids_and_case_insensitive_email_duplicates(make_service, sandbox):
     project = sandbox.create_project(identity="hybrid")
     list_id = sandbox.create_list(project, "Mixed", ["ada@example.com", "u-42", "u 43"])
-    # Another profile to Iterable, the same address to a mailbox: one member.
-    assert sandbox.add_members(project, list_id, ["Ada@Example.com"]) == 1
+    # Iterable stores emails lowercase: the same address in another case is the same
+    # profile (case-insensitive de-duplication of lines is covered in test_units).
+    assert sandbox.add_members(project, list_id, ["Ada@Example.com"]) == 0
     with make_service() as svc:
         svc.connect(sandbox.create_key(project))
         async with svc.client() as http:
@@ -88,16 +89,32 @@ async def test_user_ids_and_case_insensitive_email_duplicates(make_service, sand
     # placeholder address.
     email_batches, _ = await read_sync(svc.settings, by_email["sync_id"])
     published = members_of(email_batches)
-    assert (by_email["members"], by_email["duplicates_skipped"], by_email["invalid_skipped"]) == (3, 1, 0)
+    assert (by_email["members"], by_email["duplicates_skipped"], by_email["invalid_skipped"]) == (3, 0, 0)
     assert published[0] == "ada@example.com"
     assert sum(m.endswith("@placeholder.email") for m in published) == 2
     # With it, the userIds (one with a space: valid for Iterable); Ada has none.
     user_batches, _ = await read_sync(svc.settings, by_user_id["sync_id"])
     assert sorted(members_of(user_batches)) == ["ada@example.com", "u 43", "u-42"]
-    assert (by_user_id["members"], by_user_id["duplicates_skipped"]) == (3, 1)
+    assert (by_user_id["members"], by_user_id["duplicates_skipped"]) == (3, 0)
     assert all(
         (m["user_id"] is None) != (m["email"] is None) for b in user_batches for m in b["members"]
     )
+
+
+async def test_user_id_project_members_with_at_signs_stay_user_ids(make_service, sandbox):
+    """In a userID-based project, `alice@corp.example` is a userId: published as one,
+    so writeback writes that user's profile, not an email's."""
+    project = sandbox.create_project(identity="userId")
+    list_id = sandbox.create_list(project, "Staff", ["alice@corp.example", "u-2"])
+    with make_service() as svc:
+        svc.connect(sandbox.create_key(project))
+        async with svc.client() as http:
+            done = await svc.wait(http, await svc.start_sync(http, list_id, identity="userId"))
+    batches, _ = await read_sync(svc.settings, done["sync_id"])
+    members = [m for b in batches for m in b["members"]]
+    assert sorted(m["user_id"] for m in members) == ["alice@corp.example", "u-2"]
+    assert all(m["email"] is None for m in members)
+    assert (done["members"], done["invalid_skipped"], done["identity"]) == (2, 0, "userId")
 
 
 async def test_stream_cut_mid_way_restarts_without_resending(make_service, sandbox):

@@ -41,6 +41,18 @@ def test_invalid_user_ids(line):
     assert parse_identifier(line, allow_user_ids=True) is None
 
 
+@pytest.mark.parametrize("line", ["alice@corp", "bob@example.com", "u-42"])
+def test_in_a_user_id_project_every_line_is_a_user_id(line):
+    """Defect: in a userID-based project a userId containing "@" was taken for an
+    email. Identity follows the project's type."""
+    parsed = parse_identifier(line, True, identity="userId")
+    assert parsed is not None and parsed.member.user_id == line and parsed.member.email is None
+    assert parsed.key == "u:" + line
+    # Hybrid projects keep Iterable's own rule: a line with "@" is an email.
+    hybrid = parse_identifier("bob@example.com", True, identity="hybrid")
+    assert hybrid is not None and hybrid.member.email == "bob@example.com"
+
+
 def test_emails_deduplicate_case_insensitively_user_ids_exactly():
     keys = {parse_identifier(x, True).key for x in ["Ada@Example.com", "ada@example.com"]}
     assert len(keys) == 1

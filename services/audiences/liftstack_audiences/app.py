@@ -184,7 +184,9 @@ def create_app(
             # A double-click (or a second tab) joins the running sync instead of
             # spending another getUsers call of the project's 5 per minute.
             active = await store.find_active(ws, cid, list_id, alive_since)
-            if active is not None and active.prefer_user_id == body.prefer_user_id:
+            if active is not None and (active.prefer_user_id, active.identity) == (
+                body.prefer_user_id, body.identity
+            ):
                 return json_response(SyncAccepted(
                     sync_id=active.sync_id, status=active.status, existing=True,
                     links=sync_links(request, active.sync_id),
@@ -199,6 +201,7 @@ def create_app(
         record = SyncRecord(
             sync_id=uuid.uuid4().hex, workspace_id=ws, connection_id=cid, list_id=list_id,
             list_name=lst.name, list_type=audience_type(lst), prefer_user_id=body.prefer_user_id,
+            identity=body.identity,
             status="pending", requested_by=principal.user_id, created_at=created, updated_at=created,
         )
         await store.create(record)

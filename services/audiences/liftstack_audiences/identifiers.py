@@ -7,6 +7,10 @@ What a line may be depends on the sync's `preferUserId`:
 - true (userID-based or hybrid projects): the member's userId when it has one, else
   its email. A line with an `@` must be a valid email; any other line must be a
   valid userId (Iterable's rule: 1..512 printable ASCII characters).
+Identity follows the project's type (`identity`): in a userID-based project every
+user has a userId, so every line IS a userId, `@` or not (`alice@corp` is a valid
+userId, and treating it as an email would write to the wrong profile or none).
+Only hybrid projects need the `@` rule, and there it is Iterable's own ambiguity.
 Invalid lines are counted and skipped, never published.
 
 De-duplication keys: emails compare case-insensitively (as Iterable treats them),
@@ -17,8 +21,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from liftstack_shared.messages import AudienceMember
+
+# How an Iterable project identifies users (Iterable: email-based, userID-based, hybrid).
+ProjectIdentity = Literal["email", "userId", "hybrid"]
 
 MAX_EMAIL_LENGTH = 254
 MAX_USER_ID_LENGTH = 512
@@ -47,11 +55,18 @@ def is_valid_user_id(value: str) -> bool:
     return 0 < len(value) <= MAX_USER_ID_LENGTH and value.isascii() and value.isprintable()
 
 
-def parse_identifier(line: str, allow_user_ids: bool = False) -> Identifier | None:
-    """The member a getUsers line names, or None if the line is not a valid identifier."""
+def parse_identifier(
+    line: str, allow_user_ids: bool = False, identity: ProjectIdentity = "email"
+) -> Identifier | None:
+    """The member a getUsers line names, or None if the line is not a valid identifier.
+    `identity` "userId": the line is a userId whatever it looks like."""
     value = line.strip().lstrip("\ufeff")
     if not value:
         return None
+    if identity == "userId":
+        if not is_valid_user_id(value):
+            return None
+        return Identifier("u:" + value, AudienceMember.model_construct(user_id=value))
     if "@" in value:
         if not is_valid_email(value):
             return None

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from liftstack_audiences.identifiers import ProjectIdentity
+
 SyncStatus = Literal["pending", "running", "completed", "failed"]
 AudienceType = Literal["list", "segment"]
 SizeSource = Literal["iterable", "sync"]
@@ -41,6 +43,9 @@ class SyncRequest(BaseModel):
 
     # Hybrid projects: return the userId instead of the email when a user has both.
     prefer_user_id: bool = False
+    # The Iterable project's type. "userId": every getUsers line is a userId (also
+    # one containing "@"), and getUsers is asked for userIds.
+    identity: ProjectIdentity = "email"
 
 
 class SyncError(BaseModel):
@@ -56,6 +61,7 @@ class SyncRecord(BaseModel):
     list_name: str | None = None
     list_type: AudienceType | None = None
     prefer_user_id: bool = False
+    identity: ProjectIdentity = "email"
     status: SyncStatus
     members: int = 0
     invalid_skipped: int = 0

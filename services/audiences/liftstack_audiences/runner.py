@@ -113,7 +113,7 @@ class SyncRunner:
         target = SyncTarget(
             sync_id=sync_id, workspace_id=record.workspace_id,
             connection_id=record.connection_id, list_id=record.list_id,
-            prefer_user_id=record.prefer_user_id,
+            prefer_user_id=record.prefer_user_id, identity=record.identity,
         )
         metrics.SYNCS_RUNNING.inc()
         try:

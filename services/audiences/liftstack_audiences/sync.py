@@ -26,7 +26,7 @@ from liftstack_shared.iterable import IterableUnavailable
 from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
 
 from liftstack_audiences import metrics
-from liftstack_audiences.identifiers import parse_identifier
+from liftstack_audiences.identifiers import ProjectIdentity, parse_identifier
 from liftstack_audiences.publisher import AudiencePublisher
 from liftstack_audiences.state import Counts, SyncState
 
@@ -46,6 +46,12 @@ class SyncTarget:
     connection_id: str
     list_id: int
     prefer_user_id: bool = False
+    identity: ProjectIdentity = "email"
+
+    @property
+    def user_ids(self) -> bool:
+        """Ask getUsers for userIds: asked for, or the project is userID-based."""
+        return self.prefer_user_id or self.identity == "userId"
 
 
 class AudienceSync:
@@ -115,14 +121,16 @@ class AudienceSync:
         try:
             if self._on_stream_opened:
                 await self._on_stream_opened()
-            lines = self._source.iter_list_users(self.target.list_id, self.target.prefer_user_id)
+            lines = self._source.iter_list_users(self.target.list_id, self.target.user_ids)
             async with aclosing(lines):
                 async for line in lines:
                     replaying = index < replay_until
                     index += 1
                     if not replaying:
                         counts.lines += 1
-                    identifier = parse_identifier(line, self.target.prefer_user_id)
+                    identifier = parse_identifier(
+                        line, self.target.user_ids, self.target.identity
+                    )
                     if identifier is None:
                         if not replaying:
                             counts.invalid += 1

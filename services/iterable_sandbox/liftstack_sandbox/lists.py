@@ -60,7 +60,8 @@ def create_list(
 
 
 def add_members(project: Project, lst: SandboxList, members: list[str]) -> int:
-    """Add explicit members (emails, or userIds when not email-shaped), creating
+    """Add explicit members (emails, or userIds when not email-shaped; always userIds
+    in a userID-based project), creating
     their profiles like a list subscribe does. Returns how many were added."""
     present = {id(u) for u in lst.members}
     added = 0
@@ -74,7 +75,8 @@ def add_members(project: Project, lst: SandboxList, members: list[str]) -> int:
 
 
 def _member_user(project: Project, ident: str) -> User:
-    if "@" in ident:
+    # In a userID-based project every member is a userId, "@" or not.
+    if "@" in ident and project.identity != "userId":
         if not is_valid_email(ident):
             raise ValueError(f"invalid email {ident!r}")
         user = project.find_user(email=ident)
