@@ -37,6 +37,9 @@ class InternalConnection(BaseModel):
     api_key: SecretStr
     # The current webhook secret first; during rotation the previous one too.
     webhook_secrets: list[SecretStr] = []
+    # A custom header (lower-case name) that carries the secret, if the connection
+    # names one (Iterable's "Add HTTP header").
+    webhook_header: str | None = None
     event_types: list[str] = list(DEFAULT_EVENT_TYPES)
     status: str
 

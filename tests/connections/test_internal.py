@@ -149,3 +149,21 @@ async def test_grace_period_is_configurable(conn_settings, kafka_topics):
         async with service_client(no_grace, url) as s:
             data = (await s.get(f"/internal/connections/{card['id']}")).json()
         assert data["webhook_secrets"] == [second]
+
+
+async def test_custom_webhook_header_is_a_setting_ingest_can_read(ws: Workspace, conn_settings, api):
+    secret = webhook_secret()
+    card = await ws.create(webhook_secret=secret, webhook_header="X-Acme-Hook")
+    assert card["webhook_header"] == "x-acme-hook"  # header names are case-insensitive
+    assert secret not in str(card)
+    async with service_client(conn_settings, api) as c:
+        conn = InternalConnection.model_validate((await c.get(f"/internal/connections/{card['id']}")).json())
+    assert conn.webhook_header == "x-acme-hook"
+    async with ws.client() as c:
+        r = await c.patch(f"{ws.path}/{card['id']}", json={"webhook_header": None})
+        assert r.status_code == 200 and r.json()["webhook_header"] is None
+        r = await c.patch(f"{ws.path}/{card['id']}", json={"webhook_header": "Content-Type"})
+        assert r.status_code == 422
+    async with service_client(conn_settings, api) as c:
+        conn = InternalConnection.model_validate((await c.get(f"/internal/connections/{card['id']}")).json())
+    assert conn.webhook_header is None

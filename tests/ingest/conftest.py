@@ -84,7 +84,7 @@ class Conn:
 def make_connection(connections: InMemoryConnections) -> Callable[..., Conn]:
     def make(
         event_types: list[str] | None = None, secrets_: list[str] | None = None,
-        with_secret: bool = True,
+        with_secret: bool = True, webhook_header: str | None = None,
     ) -> Conn:
         if secrets_ is None:
             secrets_ = [secrets.token_urlsafe(24)] if with_secret else []
@@ -96,6 +96,7 @@ def make_connection(connections: InMemoryConnections) -> Callable[..., Conn]:
             api_key=SecretStr("0" * 32),
             webhook_secrets=[SecretStr(s) for s in secrets_],
             event_types=event_types if event_types is not None else ALL_TYPES,
+            webhook_header=webhook_header,
             status="active",
         )
         token = secrets.token_urlsafe(24)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -69,6 +70,66 @@ async def test_secret_forms_are_accepted(http, make_connection, headers_of):
     conn = make_connection()
     response = await http.post(conn.path, json=example("emailOpen"), headers=headers_of(conn))
     assert response.status_code == 200, response.text
+
+
+def rfc7617(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_journey_webhook_rfc7617_basic_conversion_is_published(http, make_connection, event_log):
+    """Defect: a journey webhook's Basic auth is base64(user:password); it was
+    compared raw, so a connection with a secret answered 403 to every conversion."""
+    conn = make_connection()
+    response = await http.post(conn.path, json=example("purchase"), headers=rfc7617("iterable", conn.secret))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "published"
+    stored = await event_log.wait_for(conn.id, 1)
+    assert [event.event_type for _, event in stored] == [EventType.CONVERSION]
+    wrong = await http.post(conn.path, json=example("purchase"), headers=rfc7617("iterable", "not-it"))
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "bad_secret"
+
+
+async def test_a_connection_names_its_own_secret_header(http, make_connection):
+    conn = make_connection(webhook_header="x-acme-hook")
+    ok = await http.post(conn.path, json=example("emailOpen"), headers={"X-Acme-Hook": conn.secret})
+    assert ok.status_code == 200, ok.text
+    other = make_connection()  # a connection that named no header ignores it
+    response = await http.post(other.path, json=example("emailOpen"), headers={"X-Acme-Hook": other.secret})
+    assert response.status_code == 403 and response.json()["error"]["code"] == "missing_secret"
+
+
+async def test_oauth2_client_credentials_answer_a_documented_403(http, make_connection):
+    conn = make_connection()
+    foreign = await http.post(conn.path, json=example("purchase"),
+                              headers={"Authorization": "Bearer access-token-from-elsewhere"})
+    assert foreign.status_code == 403
+    error = foreign.json()["error"]
+    assert error["code"] == "oauth2_client_credentials_unsupported"
+    assert "Basic" in error["message"] and "access-token-from-elsewhere" not in foreign.text
+    token_request = await http.post(conn.path, content=b"grant_type=client_credentials",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded",
+                                             **rfc7617("client", conn.secret)})
+    assert token_request.status_code == 403
+    assert token_request.json()["error"]["code"] == "oauth2_client_credentials_unsupported"
+    assert conn.secret not in token_request.text
+
+
+async def test_sandbox_sends_reach_ingest_with_iterable_auth(http, make_connection, event_log, sandbox, gateway_url):
+    """The sandbox posts as Iterable does: engagement events as system webhooks (the
+    Basic token bare), the conversion as a journey webhook (RFC 7617)."""
+    conn = make_connection()
+    project = sandbox.create_project()
+    list_id = sandbox.create_list(project, "l", ["ann@example.com"])
+    template_id = sandbox.create_template(project, name="t", subject="s", html="<p>x</p>")
+    summary = await sandbox.send(
+        project, templateId=template_id, listId=list_id, campaignId=11,
+        webhook={"url": gateway_url + conn.path, "authType": "Basic", "token": conn.secret},
+        engagement={"default": {"open": 1.0, "conversion": 1.0}}, concurrency=1,
+    )
+    assert summary["deliveries"]["failed"] == 0, summary
+    stored = await event_log.wait_for(conn.id, 3)
+    assert sorted(e.event_type.value for _, e in stored) == sorted(
+        [EventType.SEND.value, EventType.OPEN.value, EventType.CONVERSION.value])
 
 
 async def test_wrong_or_missing_secret_is_403_counted_and_not_published(

@@ -111,7 +111,11 @@ async def test_send_renders_per_recipient_and_posts_iterable_events(
     assert [sends[e]["variant"] for e in sorted(sends)] == ["A", "B", "B", None]
 
     assert receiver.by_event() == {"emailSend": 4, "emailOpen": 2, "emailClick": 2, "purchase": 2}
-    assert all(h["authorization"] == "Bearer hook-secret" and h["x-source"] == "iterable" for h in receiver.headers)
+    # As Iterable sends them: system webhooks (engagement) "OAuth2 <token>"; the journey
+    # webhook (the conversion) uses OAuth2 client credentials, i.e. a Bearer token.
+    for event, h in zip(receiver.received, receiver.headers, strict=True):
+        scheme = "Bearer" if event["eventName"] == "purchase" else "OAuth2"
+        assert h["authorization"] == f"{scheme} hook-secret" and h["x-source"] == "iterable", event
     for event in receiver.received:
         data = event["dataFields"]
         assert CREATED_AT.match(data["createdAt"]), data["createdAt"]
@@ -222,3 +226,15 @@ async def test_send_errors(sandbox: SandboxHandle, campaign: dict[str, Any], rec
         await sandbox.send(campaign["project"], **send_request(campaign, receiver, templateId=1))
     with pytest.raises(AssertionError, match="422"):
         await sandbox.send(campaign["project"], **send_request(campaign, receiver, engagement={"default": {"open": 2}}))
+
+
+async def test_basic_auth_is_bare_for_system_webhooks_and_rfc7617_for_journeys(
+    sandbox: SandboxHandle, campaign: dict[str, Any], receiver: Receiver
+) -> None:
+    request = send_request(campaign, receiver)
+    request["webhook"] = {"url": receiver.url, "authType": "Basic", "token": "hook-secret-value"}
+    await sandbox.send(campaign["project"], **request)
+    journey = "Basic " + base64.b64encode(b"iterable:hook-secret-value").decode()
+    seen = {(e["eventName"], h["authorization"]) for e, h in zip(receiver.received, receiver.headers, strict=True)}
+    assert seen == {("emailSend", "hook-secret-value"), ("emailOpen", "hook-secret-value"),
+                    ("emailClick", "hook-secret-value"), ("purchase", journey)}

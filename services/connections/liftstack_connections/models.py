@@ -23,6 +23,15 @@ NAME_MAX = 100
 API_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 # Sent by Iterable as an Authorization header value: visible ASCII, no spaces.
 WEBHOOK_SECRET_RE = re.compile(r"^[\x21-\x7e]{16,512}$")
+# An HTTP header name (RFC 9110 token), for Iterable's "Add HTTP header".
+WEBHOOK_HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+# Headers a proxy, the HTTP stack or Iterable itself sets: never a secret's carrier.
+RESERVED_HEADERS = frozenset({
+    "authorization", "content-type", "content-length", "content-encoding", "host",
+    "connection", "transfer-encoding", "user-agent", "accept", "accept-encoding",
+    "cookie", "forwarded", "te", "trailer", "upgrade", "via", "expect",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+})
 
 
 class Platform(StrEnum):
@@ -74,6 +83,17 @@ def _check_webhook_secret(value: SecretStr | None) -> SecretStr | None:
     return SecretStr(raw)
 
 
+def _check_webhook_header(value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = value.strip()
+    if not WEBHOOK_HEADER_RE.fullmatch(name):
+        raise ValueError("must be an HTTP header name: 1 to 64 letters, digits or -_.!#$%&'*+^`|~")
+    if name.lower() in RESERVED_HEADERS:
+        raise ValueError(f"{name} is set by HTTP itself or by Iterable; choose your own name")
+    return name.lower()  # header names are case-insensitive
+
+
 def _check_event_types(value: list[EventType]) -> list[EventType]:
     return list(dict.fromkeys(value))  # drop duplicates, keep the order given
 
@@ -81,6 +101,7 @@ def _check_event_types(value: list[EventType]) -> list[EventType]:
 Name = Annotated[str, AfterValidator(clean_name)]
 ApiKey = Annotated[SecretStr, AfterValidator(_check_api_key)]
 WebhookSecret = Annotated[SecretStr | None, AfterValidator(_check_webhook_secret)]
+WebhookHeader = Annotated[str | None, AfterValidator(_check_webhook_header)]
 EventTypes = Annotated[list[EventType], Field(min_length=1), AfterValidator(_check_event_types)]
 
 
@@ -92,6 +113,11 @@ class ConnectionCreate(BaseModel):
     api_key: ApiKey = Field(description="Iterable API key (server-side key recommended).")
     webhook_secret: WebhookSecret = Field(
         default=None, description="Token Iterable sends with system webhooks (optional)."
+    )
+    webhook_header: WebhookHeader = Field(
+        default=None,
+        description="Name of a custom header (Iterable's \"Add HTTP header\") whose value"
+                    " is the webhook secret, e.g. X-Webhook-Secret (optional).",
     )
     region: Region = Region.US
     event_types: EventTypes = Field(default_factory=lambda: list(map(EventType, DEFAULT_EVENT_TYPES)))
@@ -105,6 +131,8 @@ class ConnectionUpdate(BaseModel):
     name: Name | None = None
     api_key: ApiKey | None = None
     webhook_secret: WebhookSecret = None
+    # `null` removes the custom header name.
+    webhook_header: WebhookHeader = None
     region: Region | None = None
     event_types: EventTypes | None = None
 
@@ -156,6 +184,9 @@ class Connection(ConnectionSummary):
     region: Region
     api_key_hint: str = Field(description="The key's last 4 characters, masked.")
     webhook_secret_hint: str | None = None
+    webhook_header: str | None = Field(
+        default=None, description="Custom header that carries the webhook secret, if any."
+    )
     webhook_url: str
     event_types: list[EventType]
     last_test: TestResult | None = None

@@ -100,6 +100,7 @@ class ConnectionService:
             "webhook_secret_hint": None,
             "previous_webhook_secret_enc": None,
             "previous_webhook_secret_until": None,
+            "webhook_header": body.webhook_header,
             "created_at": at,
             "updated_at": at,
             "created_by": who.user_id,
@@ -209,6 +210,7 @@ class ConnectionService:
             "region": doc["region"],
             "api_key": self._cipher.decrypt(ws, doc["api_key_enc"]),
             "webhook_secrets": self.webhook_secrets(doc),
+            "webhook_header": doc.get("webhook_header"),
             "event_types": doc["event_types"],
             "status": doc["status"],
         }
@@ -241,6 +243,7 @@ class ConnectionService:
             region=Region(doc["region"]),
             api_key_hint=doc["api_key_hint"],
             webhook_secret_hint=doc.get("webhook_secret_hint"),
+            webhook_header=doc.get("webhook_header"),
             webhook_url=self.webhook_url(doc),
             event_types=doc["event_types"],
             last_test=TestResult.model_validate(last) if last else None,
@@ -278,6 +281,8 @@ class ConnectionService:
                 set_["event_types"] = types
         if "webhook_secret" in given:
             set_ |= self._secret_changes(doc, body)
+        if "webhook_header" in given and body.webhook_header != doc.get("webhook_header"):
+            set_["webhook_header"] = body.webhook_header
         update: dict[str, Any] = {"$set": set_}
         if credentials_changed:
             # The last test said nothing about these credentials: back to Active.

@@ -302,6 +302,11 @@ async def _webhook_target(ctx: Console, who: User, connection_id: str) -> dict[s
         finally:
             await client.aclose()
         if internal.webhook_secrets:
-            target.update(authType="OAuth2", tokenType="OAuth2",
-                          token=internal.webhook_secrets[0].get_secret_value())
+            # Basic, as a marketer sets up both kinds: engagement events (system
+            # webhooks) carry the secret bare, conversions (journey webhooks) as the
+            # RFC 7617 password. A custom header, if the connection names one, too.
+            secret = internal.webhook_secrets[0].get_secret_value()
+            target.update(authType="Basic", token=secret, password=secret)
+            if internal.webhook_header:
+                target["headers"] = {internal.webhook_header: secret}
     return target

@@ -60,9 +60,9 @@ class WebhookGateway:
             return _error(503, "unavailable", "Try again later.", retry=True)
         metrics.RECEIVED.inc()
 
-        verdict = verify(request.headers, connection.webhook_secrets)
+        verdict = verify(request.headers, connection.webhook_secrets, connection.webhook_header)
         if verdict is not Verdict.OK:
-            return self._reject(connection, 403, verdict.value, "The webhook secret is missing or wrong.")
+            return self._reject(connection, 403, verdict.value, verdict.message)
 
         body = await _read_capped(request, self._settings.webhook_max_body_bytes)
         if body is None:

@@ -123,7 +123,7 @@ class WebhookSpec(BaseModel):
     endpoint: str
     authType: Literal["NoAuth", "Basic", "OAuth2"] = "NoAuth"
     token: str | None = None
-    tokenType: str = "Bearer"
+    tokenType: str = "OAuth2"  # Iterable sends "Authorization: OAuth2 <token>"
     username: str | None = None
     password: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)

@@ -20,6 +20,15 @@ Engagement is simulated from rates (fractions of recipients, 0..1):
   A POST answered 5xx/429 or failing to connect is retried `retries` times (Iterable's
   retry policy is UNCONFIRMED; this is a plausible one).
 
+Auth, as Iterable sends it (iterable-api.md, "Corrections and additions"): engagement
+events go out as *system* webhooks: OAuth2 sends `Authorization: OAuth2 <token>`
+(`tokenType`, default "OAuth2"), Basic sends the token bare, `Authorization: <token>`
+(with only username/password given, the token is their RFC 7617 form). Conversions go
+out as a *journey* webhook: Basic is RFC 7617, `Basic base64(user:password)` (user
+default "iterable", password default the token); OAuth2 (client credentials at
+Iterable) sends `Authorization: Bearer <token>`, as if a token endpoint had issued
+`token`. Custom `headers` ("Add HTTP header") go with both.
+
 A recipient whose template fails to render (e.g. `#ifContainsStr` on a missing
 field) is skipped, as Iterable fails the send for that user: an `emailSendSkip`
 event is emitted instead of emailSend.
@@ -72,7 +81,7 @@ class WebhookTarget(BaseModel):
     url: str
     authType: Literal["NoAuth", "Basic", "OAuth2"] = "NoAuth"
     token: str | None = None
-    tokenType: str = "Bearer"
+    tokenType: str = "OAuth2"
     username: str | None = None
     password: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
@@ -366,14 +375,32 @@ def _targets(project: Project, request: SendRequest) -> list[Webhook]:
     return [w for w in project.webhooks.values() if w.enabled and w.blast_send_enabled]
 
 
-def auth_headers(webhook: Webhook) -> dict[str, str]:
+def rfc7617(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def auth_headers(webhook: Webhook, journey: bool = False) -> dict[str, str]:
+    """Headers of one POST: a system webhook's (engagement events) or, with
+    `journey`, a journey webhook's (conversions); see the module doc."""
     headers = {"Content-Type": "application/json", **webhook.headers}
     if webhook.auth_type == "OAuth2" and webhook.token:
-        headers["Authorization"] = f"{webhook.token_type} {webhook.token}"
+        scheme = "Bearer" if journey else webhook.token_type
+        headers["Authorization"] = f"{scheme} {webhook.token}"
     elif webhook.auth_type == "Basic":
-        raw = f"{webhook.username or ''}:{webhook.password or ''}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        if journey:
+            password = webhook.password if webhook.password is not None else webhook.token
+            headers["Authorization"] = rfc7617(webhook.username or "iterable", password or "")
+        elif webhook.token:
+            headers["Authorization"] = webhook.token
+        else:
+            headers["Authorization"] = rfc7617(webhook.username or "", webhook.password or "")
     return headers
+
+
+SYSTEM_EVENTS = frozenset({
+    "emailSend", "emailSendSkip", "emailOpen", "emailClick", "emailUnSubscribe",
+    "emailSubscribe", "emailBounce", "emailComplaint", "hostedUnsubscribeClick",
+})
 
 
 async def _deliver(
@@ -386,7 +413,7 @@ async def _deliver(
 
         async def post(target: Webhook, event: dict[str, Any]) -> bool:
             body = orjson.dumps(event)
-            headers = auth_headers(target)
+            headers = auth_headers(target, journey=event["eventName"] not in SYSTEM_EVENTS)
             for attempt in range(request.retries + 1):
                 try:
                     response = await client.post(target.endpoint, content=body, headers=headers)

@@ -242,9 +242,10 @@ class Webhook:
     enabled: bool = True
     blast_send_enabled: bool = True
     triggered_send_enabled: bool = True
-    # OAuth2: sent as `Authorization: <token_type> <token>`; Basic: username/password.
+    # OAuth2: `Authorization: <token_type> <token>`; Basic: the token bare (system
+    # webhooks) or RFC 7617 from username/password (journey webhooks; send.py).
     token: str | None = None
-    token_type: str = "Bearer"
+    token_type: str = "OAuth2"
     username: str | None = None
     password: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
