@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.fixtures.sandbox import SandboxHandle
 from tests.sandbox.conftest import Api
@@ -137,3 +138,25 @@ def test_webhooks_listing(sandbox: SandboxHandle, api: Api) -> None:
         "blastSendEnabled": True, "triggeredSendEnabled": True, "channelIds": [], "messageTypeIds": [],
     }]}
     assert "s3cret" not in api.client.get("/api/webhooks").text
+
+
+def test_optional_read_after_write_delay(sandbox: SandboxHandle, api: Api) -> None:
+    sandbox.configure(api.project, template_read_delay_ms=400)
+    [created] = upsert(api, clientTemplateId="slow", subject="s")
+    got = api.client.get("/api/templates/email/get", params={"templateId": created})
+    assert got.status_code == 404 and got.json()["code"] == "NotFound"
+    update = api.client.post("/api/templates/email/update", json={"templateId": created, "subject": "t"})
+    assert update.status_code == 400
+    time.sleep(0.45)
+    assert api.client.get("/api/templates/email/get", params={"templateId": created}).status_code == 200
+
+
+def test_unknown_client_template_id_answers(sandbox: SandboxHandle, api: Api) -> None:
+    path, params = "/api/templates/getByClientTemplateId", {"clientTemplateId": "nope"}
+    assert api.client.get(path, params=params).json() == {"templates": []}
+    sandbox.configure(api.project, unknown_client_template_id="400")
+    response = api.client.get(path, params=params)
+    assert response.status_code == 400 and "No templates found" in response.json()["msg"]
+    sandbox.configure(api.project, unknown_client_template_id="404")
+    response = api.client.get(path, params=params)
+    assert response.status_code == 404 and response.json()["code"] == "NotFound"

@@ -226,3 +226,29 @@ async def test_read_only_key_is_an_auth_error(world: World) -> None:
     with pytest.raises(IterableAuthError):
         await world.publisher.publish(await world.save(spec()), creds)
     assert world.sandbox.templates(world.project_id(creds)) == []
+
+
+async def test_first_publish_copes_with_eventual_consistency(world: World) -> None:
+    """Iterable applies writes eventually: right after the upsert the new template
+    answers email/get with 404 (and update as unknown) for a while. Publishing retries
+    (bounded) instead of failing; the sandbox's template_read_delay_ms plays that."""
+    creds = world.connect(template_read_delay_ms=1200)
+    project = world.project_id(creds)
+    # Real sleeps: the sandbox's delay is wall-clock time.
+    publisher = Publisher(world.store, world.publisher._clients)  # noqa: SLF001
+    record = await world.save(spec())
+    started = asyncio.get_running_loop().time()
+    result = await publisher.publish(record, creds)
+    took = asyncio.get_running_loop().time() - started
+    assert result.status == PublishStatus.CREATED
+    seen = world.calls.take()
+    assert seen[:3] == ["GET templates/getByClientTemplateId", "POST templates/email/upsert",
+                        "GET templates/getByClientTemplateId"]
+    # Update refused while the template was not visible, checked with get (404)...
+    assert seen.count("POST templates/email/update") >= 2 and "GET templates/email/get" in seen
+    assert world.sandbox.stats(project)["templates/email/get"][404] >= 1
+    # ...then done, well within the bound.
+    assert 1.0 <= took < 8.0
+    [template] = world.sandbox.templates(project)
+    assert template["templateId"] == result.template_id
+    assert template["html"] == record.generated.html

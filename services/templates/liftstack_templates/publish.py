@@ -8,6 +8,10 @@ says in one place that it matches by clientTemplateId, in another by name. So:
   new template up by clientTemplateId, and remember its templateId;
 - from then on, and to set the real name and content, only `templates/email/update`
   by that templateId.
+Iterable applies writes eventually: right after the upsert, getByClientTemplateId
+may not list the new template yet, and email/get (and so update) may answer it as
+unknown (404, or 400 for update) for a few seconds. Both are retried with bounded
+backoff (LOOKUP_DELAYS_S, about 8 s in all) before giving up.
 Unchanged content (same hash as last published to the same template) makes no call.
 """
 
@@ -37,7 +41,8 @@ log = logging.getLogger(__name__)
 ClientFactory = Callable[[IterableCredentials], IterableClient]
 Sleep = Callable[[float], Awaitable[None]]
 
-# getByClientTemplateId right after an upsert may not see the new template yet.
+# Right after an upsert, getByClientTemplateId may not list the new template and
+# email/get/update may not find it yet (eventual consistency): retry this long.
 LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -112,9 +117,10 @@ class Publisher:
                     record.workspace_id, record.campaign_key, creds.connection_id, ours
                 )
                 status = PublishStatus.CREATED if created else PublishStatus.UPDATED
-                if not await self._update(client, ours, record, generated):
+                if not await self._update_when_visible(client, ours, record, generated):
                     raise TemplateCreationFailed(
-                        f"Iterable template {ours} vanished right after it was found"
+                        f"Iterable template {ours} was listed by getByClientTemplateId but"
+                        f" could not be read or updated within {sum(LOOKUP_DELAYS_S):.0f}s"
                     )
         await self._store.mark_published(
             record.workspace_id, record.campaign_key, generated.content_hash
@@ -143,6 +149,23 @@ class Publisher:
             if await self._exists(client, template_id):
                 raise
             return False
+
+    async def _update_when_visible(
+        self, client: IterableClient, template_id: int, record: TemplateRecord,
+        generated: GeneratedTemplate,
+    ) -> bool:
+        """`_update` of a template just created or found, retried (bounded) while
+        Iterable does not let us read it yet."""
+        for attempt, delay in enumerate((0.0, *LOOKUP_DELAYS_S)):
+            if delay:
+                await self._sleep(delay)
+            if await self._update(client, template_id, record, generated):
+                if attempt:
+                    log.info(
+                        "template %s became readable after %d retries", template_id, attempt
+                    )
+                return True
+        return False
 
     @staticmethod
     async def _exists(client: IterableClient, template_id: int) -> bool:
