@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Region(StrEnum):
@@ -215,7 +215,9 @@ class EmailTemplate(ResponseModel):
     cacheDataFeed: Any = None
     mergeDataFeedContext: Any = None
     campaignDataFields: dict[str, Any] | None = None
-    metadata: TemplateSummary | None = None
+    # ApiTemplateResponse per the spec; the official client types it `any`, so what
+    # is not a template summary is kept as sent rather than refused.
+    metadata: Annotated[TemplateSummary | Any, Field(union_mode="left_to_right")] = None
 
 
 class _EmailContent(RequestModel):
