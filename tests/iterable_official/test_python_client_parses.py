@@ -63,12 +63,16 @@ CALLS: dict[str, tuple[Call, Callable[[Any, Any], None]]] = {
     ),
     "lists": (
         lambda c: c.get_lists(),
-        lambda r, body: assert_equal([x.id for x in r], [int(x["id"]) for x in body["lists"]]),
+        lambda r, body: assert_equal(
+            [(x.id, x.createdAt) for x in r],
+            [(int(x["id"]), 1704067200000) for x in body["lists"]],  # one type, whatever the form
+        ),
     ),
     "templates": (
         lambda c: c.get_templates(page=1, page_size=10),
         lambda r, body: assert_equal(
-            [t.templateId for t in r.templates], [int(t["templateId"]) for t in body["templates"]]
+            [(t.templateId, type(t.createdAt)) for t in r.templates],
+            [(int(t["templateId"]), int) for t in body["templates"]],
         ),
     ),
     "templates/email/get": (

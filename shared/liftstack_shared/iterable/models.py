@@ -21,10 +21,11 @@ models accept both: template dates (spec: date-time strings; live: epoch ms),
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class Region(StrEnum):
@@ -60,6 +61,32 @@ class RequestModel(BaseModel):
         # Only what the caller set: Iterable treats an omitted field as "leave alone"
         # while an explicit null may clear it.
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def epoch_ms(value: Any) -> Any:
+    """A timestamp as epoch milliseconds, from what Iterable or its spec sends: a
+    number, a numeric string, or a date-time string (RFC 3339, or Iterable's
+    "2024-01-02 03:04:05 +00:00"). Anything unreadable is None (it is only metadata)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        for candidate in (text.replace("Z", "+00:00"), text.replace(" +", "+").replace(" -", "-")):
+            try:
+                moment = datetime.fromisoformat(candidate)
+            except ValueError:
+                continue
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            return int(moment.timestamp() * 1000)
+    return None
+
+
+EpochMs = Annotated[int | None, BeforeValidator(epoch_ms)]
 
 
 class ResponseModel(BaseModel):
@@ -112,7 +139,7 @@ class IterableList(ResponseModel):
     name: str
     # `ListType | str`: an unknown future list type must not break listing.
     listType: ListType | str
-    createdAt: int | str | None = None  # epoch milliseconds (the spec); kept raw otherwise
+    createdAt: EpochMs = None  # epoch milliseconds
     description: str | None = None
     isGlobalSuppressionEnabled: bool | None = None
 
@@ -137,9 +164,9 @@ class TemplateSummary(ResponseModel):
 
     templateId: int
     name: str | None = None
-    # The spec says date-time strings; Iterable has been seen sending epoch ms. Kept raw.
-    createdAt: int | str | None = None
-    updatedAt: int | str | None = None
+    # Epoch ms, as Iterable sends them; the spec's date-time strings are converted.
+    createdAt: EpochMs = None
+    updatedAt: EpochMs = None
     creatorUserId: str | None = None
     messageTypeId: int | None = None
     campaignId: int | None = None
