@@ -173,3 +173,16 @@ def test_official_client_reads_rate_limit_answers(sandbox: SandboxHandle) -> Non
     results = run_judge(sandbox.api_url(data["project"]), {"good": data["key"]}, rate_limit_steps())
     print(report(results))
     assert_all_pass(results)
+
+
+@pytest.mark.parametrize("answer", [400, 404])
+def test_official_client_reads_unknown_client_template_id_errors(sandbox: SandboxHandle, answer: int) -> None:
+    """The other ways Iterable says "no template with this clientTemplateId" are
+    error bodies the official client reads as Iterable's (IterableApiError)."""
+    data = populate(sandbox)
+    sandbox.configure(data["project"], rate_limits=False, unknown_client_template_id=str(answer))
+    steps = [{"name": f"getByClientTemplateId unknown id ({answer})", "method": "getTemplateByClientId",
+              "expect": answer, "args": {"clientTemplateId": "never-created"}}]
+    results = run_judge(sandbox.api_url(data["project"]), {"good": data["key"]}, steps)
+    print(report(results))
+    assert_all_pass(results)
