@@ -34,13 +34,17 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     name = f"Staging {secrets.token_hex(2)}"
     await page.fill("#cf-name", name)
     await page.fill("#cf-key", stack.api_key)
-    await page.fill("#cf-secret", secrets.token_urlsafe(20))
+    secret = secrets.token_urlsafe(20)
+    await page.fill("#cf-secret", secret)
+    await page.fill("#cf-header", "X-Acme-Hook")  # Iterable's "Add HTTP header"
     await page.select_option("#cf-region", "US")
     await shot(page, "02-connect-dialog")
     await page.click("#connect-save")
     card = page.locator(".card", has_text=name)
     await expect(card.locator("[data-role=badge]")).to_have_text("Active")
     await expect(card).not_to_contain_text(stack.api_key)
+    await expect(card).not_to_contain_text(secret)
+    await expect(card.locator("[data-role=webhook-header]")).to_have_text("x-acme-hook")
 
     # Test: the right key -> green Connected.
     await card.get_by_role("button", name="Test").click()
