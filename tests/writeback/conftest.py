@@ -43,8 +43,6 @@ def fast_settings(base: CommonSettings, sandbox: SandboxHandle, prefix: str, **o
         "writeback_transient_max_delay": 0.2,
         "writeback_rate_limit_base_delay": 0.2,
         "writeback_rate_limit_max_delay": 1.0,
-        "writeback_user_retries": 1,
-        "writeback_user_retry_delay": 0.1,
         "writeback_progress_interval": 0.1,
         "writeback_session_timeout_ms": 6000,
         "writeback_revoke_grace": 5.0,

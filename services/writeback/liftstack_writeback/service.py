@@ -66,8 +66,6 @@ class WritebackService:
             self.store, self._publish_progress, settings.writeback_progress_interval
         )
         writer = BatchWriter(WriterPolicy(
-            user_retries=settings.writeback_user_retries,
-            user_retry_delay=settings.writeback_user_retry_delay,
             rate_limit_base_delay=settings.writeback_rate_limit_base_delay,
             rate_limit_max_delay=settings.writeback_rate_limit_max_delay,
         ))

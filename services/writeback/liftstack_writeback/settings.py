@@ -27,11 +27,6 @@ class WritebackSettings(CommonSettings):
     # 429 without Retry-After: backoff between these bounds. A 429 never fails users.
     writeback_rate_limit_base_delay: float = Field(1.0, ge=0)
     writeback_rate_limit_max_delay: float = Field(60.0, ge=0)
-    # Users Iterable reports not_found / conflict are resubmitted this many times
-    # after a delay (they may just not exist *yet*: Iterable applies writes
-    # eventually). Forgotten users are never resubmitted.
-    writeback_user_retries: int = Field(1, ge=0)
-    writeback_user_retry_delay: float = Field(2.0, ge=0)
     # Minimum seconds between two recounts (and progress snapshots) of one run.
     writeback_progress_interval: float = Field(1.0, ge=0)
     # A batch in flight when its partition is revoked gets this long to finish.

@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from liftstack_shared.iterable import (
-    DEFAULT_RETRYABLE,
     MAX_BODY_BYTES,
     MAX_USERS_PER_REQUEST,
     BulkUpdateUser,
@@ -54,7 +53,6 @@ UNAVAILABLE = "unavailable"
 UNAUTHORIZED = "unauthorized"
 REJECTED = "rejected"
 ERROR = "error"
-_RETRYABLE = {str(r) for r in DEFAULT_RETRYABLE}
 # Longer identifiers can't be valid (emails are at most 254 characters) and could
 # not be packed under the body cap: fail them without sending.
 _MAX_IDENTIFIER = 10_000
@@ -80,8 +78,6 @@ def _upper_bound_bytes(users: list[BulkUpdateUser]) -> int:
 
 @dataclass(frozen=True)
 class WriterPolicy:
-    user_retries: int = 1
-    user_retry_delay: float = 2.0
     # Used only when the client itself gave up on a 429 (it already waited a lot).
     rate_limit_base_delay: float = 1.0
     rate_limit_max_delay: float = 60.0
@@ -106,17 +102,11 @@ class BatchWriter:
             else:
                 users[i] = to_user(assignment, batch.campaign_key)
 
-        pending = sorted(users)
-        unattributed = 0
-        for attempt in range(self.policy.user_retries + 1):
-            if attempt:
-                await self._sleep(self.policy.user_retry_delay)
-            results, unattributed = await self._send_all(client, [(i, users[i]) for i in pending])
-            for i, reason in results.items():
-                reasons[i] = reason
-            pending = [i for i in pending if reasons[i] in _RETRYABLE]
-            if not pending:
-                break
+        # One attempt per user: no per-user failure bulkUpdate reports is worth
+        # resubmitting unchanged (see the module doc).
+        results, unattributed = await self._send_all(client, [(i, users[i]) for i in sorted(users)])
+        for i, reason in results.items():
+            reasons[i] = reason
         failures = [(recipients[i], r) for i, r in enumerate(reasons) if r is not None]
         if unattributed:
             log.warning(
