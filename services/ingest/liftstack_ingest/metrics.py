@@ -27,7 +27,8 @@ UNKNOWN = Counter(
 REJECTED = Counter(
     "liftstack_ingest_webhooks_rejected_total",
     "Webhook requests answered with an error, by reason"
-    " (unknown_connection, bad_secret, missing_secret, body_too_large, invalid_json,"
+    " (unknown_connection, bad_secret, missing_secret, oauth2_client_credentials_unsupported,"
+    " body_too_large, invalid_json,"
     " invalid_payload, missing_event_name, missing_user, kafka_unavailable).",
     ["reason"],
 )
