@@ -95,7 +95,8 @@ class ResponseModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
-        # `"failedUpdates": null` or `"templates": null` mean "none", not an error.
+        # An explicit null for an optional field (`"failedUpdates": null`) means "none",
+        # not an error; required fields (identifiers) stay required.
         if isinstance(data, dict):
             optional = {n for n, f in cls.model_fields.items() if not f.is_required()}
             if any(data.get(n, ...) is None for n in optional):
