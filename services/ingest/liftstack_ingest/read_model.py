@@ -4,8 +4,11 @@ TTL indexes; single-document idempotent writes, expiry by query).
 Collections:
 - `ingest_events`: one document per distinct event (`_id` = content-derived event
   id, so an Iterable retry collides with the first delivery), or per rejected
-  request (`_id` from its Kafka coordinates). The recent-events list, and the dedupe
-  marker for counting.
+  request (`_id` from its Kafka coordinates), or per dead letter of a consumer
+  ("failed downstream", `_id` = `dl:<consumer>:<source coordinates>`). The
+  recent-events list, and the dedupe marker for counting: written with
+  `liftstack_shared.mongo.insert_once`, the same insert-once-on-event_id the results
+  consumer uses.
 - `ingest_counts`: counters per connection, time bucket (minute "m" / hour "h"),
   event name, outcome and reason. Minute buckets serve the last hour, hour buckets
   24 h and 7 d.
@@ -35,14 +38,16 @@ from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-log = logging.getLogger(__name__)
+from liftstack_shared.mongo import DUPLICATE_KEY, insert_once
 
-DUPLICATE_KEY = 11000
+log = logging.getLogger(__name__)
 MINUTE_RETENTION = timedelta(hours=2)
 HOUR_RETENTION = timedelta(days=8)
 # (window name, bucket granularity, number of buckets including the current one)
 WINDOWS: tuple[tuple[str, str, int], ...] = (("1h", "m", 60), ("24h", "h", 24), ("7d", "h", 168))
 OUTCOMES = ("published", "filtered", "unknown", "rejected")
+# A dead letter of a consumer of events (shown, but not part of "received").
+FAILED_DOWNSTREAM = "failed_downstream"
 
 
 @dataclass
@@ -105,7 +110,7 @@ class ReadModel:
             return ApplyResult(0, 0)
         for entry in entries:
             entry.at = _millis(entry.at)  # BSON keeps milliseconds; cursors compare exactly
-        duplicate_idx = await _insert_new(self.events, [e.document() for e in entries])
+        duplicate_idx = await insert_once(self.events, [e.document() for e in entries])
         to_count = [e for i, e in enumerate(entries) if i not in duplicate_idx]
         if duplicate_idx:
             to_count += await self._uncounted_own(
@@ -114,7 +119,7 @@ class ReadModel:
         if to_count:
             await self._increment(to_count)
             # Inserts only: FerretDB is slow at multi-document updates.
-            await _insert_new(
+            await insert_once(
                 self.counted, [{"_id": e.doc_id, "received_at": e.at} for e in to_count]
             )
         return ApplyResult(len(to_count), len(entries) - len(to_count))
@@ -217,18 +222,6 @@ class ReadModel:
             )
             out[name] = [doc async for doc in cursor]
         return out
-
-
-async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
-    """Insert every document; return the indexes whose `_id` already existed."""
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if not errors or any(err.get("code") != DUPLICATE_KEY for err in errors):
-            raise
-        return {int(err["index"]) for err in errors}
-    return set()
 
 
 async def _bulk_upsert(collection: Any, ops: list[UpdateOne]) -> None:
