@@ -96,9 +96,10 @@ class RejectMessage(Exception):
     """Raised by a handler that knows a message can never be processed (an unknown
     connection, a batch contradicting its job): dead-lettered at once, no retries."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, reason_class: str = "rejected") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.reason_class = reason_class
 
 
 # PyMongo: the server is unreachable or slow. (ServerSelectionTimeoutError, AutoReconnect,
@@ -139,7 +140,7 @@ DEFAULT_CLASSIFIER = Classifier()
 def reason_class(exc: BaseException) -> str:
     """A small, fixed vocabulary for metrics labels and the Events page."""
     if isinstance(exc, RejectMessage):
-        return "rejected"
+        return exc.reason_class
     if isinstance(exc, (ValidationError, json.JSONDecodeError)):
         return "validation"
     if isinstance(exc, OverflowError):
