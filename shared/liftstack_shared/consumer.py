@@ -501,13 +501,15 @@ class ConsumerRuntime(Generic[T]):
         self._consumer, self._producer = consumer, producer
         await consumer.start()
         await producer.start()
-        if self.group_id is not None:
-            consumer.subscribe(self.topics)
-            return
+        # Known partitions first (a topic missing is waited out like an outage): a group
+        # joined before its topics' metadata arrived would sit with no partitions.
         tps: list[TopicPartition] = []
         for topic in self.topics:
             partitions = await _partitions_for(consumer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        if self.group_id is not None:
+            consumer.subscribe(self.topics)
+            return
         consumer.assign(tps)
         await self._seek(consumer, tps)
 
