@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from liftstack_shared.consumer import (
+    DEAD_LETTERS,
     INFRA_PAUSES,
     Classifier,
     ConsumerRuntime,
@@ -129,6 +130,8 @@ async def test_poison_is_dead_lettered_after_n_tries_and_the_next_message_is_pro
         assert await store.ids() == {"normal"}
         await _assert_idle(runtime, store, settings, topic)
         assert runtime.stats.dead_lettered == 2
+        for cls in ("overflow", "validation"):
+            assert DEAD_LETTERS.labels("test.runtime", topic, cls)._value.get() == 1
     finally:
         await runtime.stop()
 
@@ -263,3 +266,28 @@ def test_classification() -> None:
         assert c.kind(exc) is FailureKind.MESSAGE, exc
         assert reason_class(exc) == cls
     assert Classifier(extra_infrastructure=(KeyError,)).kind(KeyError("x")) is FailureKind.INFRASTRUCTURE
+
+
+async def test_kafka_unreachable_pauses_with_backoff_not_a_hot_loop(kafka_topics: CommonSettings) -> None:
+    calls = 0
+
+    async def handle(deliveries: list[Delivery[dict[str, Any]]]) -> None:
+        nonlocal calls
+        calls += 1
+
+    runtime = ConsumerRuntime(
+        name="test.kafka-down", bootstrap="127.0.0.1:9", topics=["nowhere"], group_id="g-down",
+        decode=decode_json, handle=handle, dead_letter_topic="nowhere.deadletter",
+        policy=RetryPolicy(pause_initial_s=0.2, pause_max_s=1.0),
+    )
+    before = INFRA_PAUSES.labels("test.kafka-down")._value.get()
+    runtime.start()
+    try:
+        await asyncio.sleep(4.0)
+        pauses = INFRA_PAUSES.labels("test.kafka-down")._value.get() - before
+        # Backoff 0.2, 0.4, 0.8, 1.0, ... (+ jitter, + connect attempts): a handful, not thousands.
+        assert 1 <= pauses <= 10, pauses
+        assert runtime.alive and calls == 0 and runtime.stats.dead_lettered == 0
+    finally:
+        await asyncio.wait_for(runtime.stop(), 10)
+    assert not runtime.alive
