@@ -378,7 +378,7 @@ class RuntimeStats:
     processed: int = 0
     dead_lettered: int = 0
     batches: int = 0
-    last_dead_letters: list[DeadLetter] = field(default_factory=list)
+    last_dead_letters: list[DeadLetter] = field(default_factory=list)  # the latest 10
 
 
 class ConsumerRuntime(Generic[T]):
@@ -555,22 +555,31 @@ class ConsumerRuntime(Generic[T]):
             except Exception as exc:  # noqa: BLE001 - decoding is pure: one try tells
                 now = utcnow()
                 await self._dead(record, Failure(exc, 1, now, now))
-        if not deliveries:
-            return
-        if len(deliveries) > 1:
-            try:
-                await self.guard.through_outages(lambda: self._call(deliveries))
-                self._processed(deliveries)
-                return
-            except Exception as exc:  # noqa: BLE001 - some message's fault: find which
-                log.warning("%s: a batch of %d failed (%s); handling each message on its own",
-                            self.name, len(deliveries), describe(exc))
-        for delivery in deliveries:
-            outcome = await self.guard.run(delivery.record, lambda d=delivery: self._call([d]))  # type: ignore[misc]
+        if deliveries:
+            await self._handle_part(deliveries)
+
+    async def _handle_part(self, deliveries: list[Delivery[T]]) -> None:
+        """Handle `deliveries` together; if that fails for a message's fault, halve and
+        recurse (one poison message in a batch of n costs about 2·log2(n) extra handler
+        calls), down to single messages, which get the guard's bounded retries."""
+        if len(deliveries) == 1:
+            [delivery] = deliveries
+            outcome = await self.guard.run(delivery.record, lambda: self._call(deliveries))
             if outcome is Outcome.PROCESSED:
                 self.stats.processed += 1
             else:
                 self.stats.dead_lettered += 1
+            return
+        try:
+            await self.guard.through_outages(lambda: self._call(deliveries))
+        except Exception as exc:  # noqa: BLE001 - some message's fault: find which
+            log.warning("%s: a batch of %d failed (%s); splitting it", self.name, len(deliveries),
+                        describe(exc))
+            middle = len(deliveries) // 2
+            await self._handle_part(deliveries[:middle])
+            await self._handle_part(deliveries[middle:])
+            return
+        self._processed(deliveries)
 
     async def _call(self, deliveries: list[Delivery[T]]) -> None:
         self.stats.handler_calls += 1
@@ -582,9 +591,8 @@ class ConsumerRuntime(Generic[T]):
             MESSAGES.labels(self.name, d.record.topic, Outcome.PROCESSED.value).inc()
 
     async def _dead(self, record: ConsumerRecord[Any, Any], failure: Failure) -> None:
-        letter = await self.guard.dead_letter(record, failure)
+        await self.guard.dead_letter(record, failure)
         self.stats.dead_lettered += 1
-        self.stats.last_dead_letters = [*self.stats.last_dead_letters[-9:], letter]
 
     async def _publish_dead_letter(self, letter: DeadLetter) -> None:
         if self._producer is None:
@@ -593,6 +601,7 @@ class ConsumerRuntime(Generic[T]):
             self._dead_letter_topic, letter.to_bytes(),
             key=letter.key.encode() if letter.key else None,
         )
+        self.stats.last_dead_letters = [*self.stats.last_dead_letters[-9:], letter]
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]

@@ -45,13 +45,15 @@ async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted
         assert r.status_code < 300, r.text
 
     await sign_in(page, stack, "owner", f"/settings/integrations/{cid}/events")
-    for _ in range(60):
-        if email in await page.locator("#recent-events").inner_text() and \
-                (await page.locator("[data-count=failed_downstream]").inner_text()).strip() not in ("0", "–"):
+    # Both consumers' letters: the results counter may first be working through the
+    # session's backlog on this topic (other tests' poison messages among it).
+    for _ in range(120):
+        failed = (await page.locator("[data-count=failed_downstream]").inner_text()).strip()
+        if email in await page.locator("#recent-events").inner_text() and failed.isdigit() and int(failed) >= 2:
             break
         await page.wait_for_timeout(500)
         await page.reload()
-    assert time.monotonic() - sent < 30.0
+    assert time.monotonic() - sent < 60.0
     await expect(page.locator("#recent-events")).to_contain_text(email)
     await expect(page.locator("#failed-downstream")).to_be_visible()
     # Both consumers of engagement.events said why, each by name.

@@ -157,6 +157,8 @@ async def test_one_poison_in_a_batch_costs_only_itself(
         # RejectMessage: known-bad, dead-lettered at once (no pointless retries).
         assert letter.reason == "rejected on purpose" and letter.attempts == 1
         assert letter.reason_class == "rejected" and letter.offset == 7
+        # Halving finds the poison in ~2·log2(21) calls; message by message would take 22.
+        assert runtime.stats.batches == 1 and runtime.stats.handler_calls <= 12, runtime.stats
         await _assert_idle(runtime, store, settings, topic)
     finally:
         await runtime.stop()

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import PyMongoError
 
-from liftstack_shared.mongo import DUPLICATE_KEY, insert_once
+from liftstack_shared.mongo import insert_once, is_duplicate_key
 
 log = logging.getLogger(__name__)
 MINUTE_RETENTION = timedelta(hours=2)
@@ -145,8 +145,8 @@ class ReadModel:
                 buckets[key] += 1
             conn = (e.connection_id, e.workspace_id)
             last_seen[conn] = max(e.at, last_seen.get(conn, e.at))
-        ops = [
-            UpdateOne(
+        ops: list[Upsert] = [
+            (
                 {"_id": f"{cid}|{gran}|{start.isoformat()}|{name}|{outcome}|{reason}"},
                 {
                     "$inc": {"count": n},
@@ -156,7 +156,6 @@ class ReadModel:
                         "reason": reason,
                     },
                 },
-                upsert=True,
             )
             for (cid, ws, gran, start, name, outcome, reason), n in buckets.items()
         ]
@@ -164,10 +163,9 @@ class ReadModel:
         await _bulk_upsert(
             self.connections,
             [
-                UpdateOne(
+                (
                     {"_id": cid},
                     {"$max": {"last_received_at": at}, "$setOnInsert": {"workspace_id": ws}},
-                    upsert=True,
                 )
                 for (cid, ws), at in last_seen.items()
             ],
@@ -224,21 +222,24 @@ class ReadModel:
         return out
 
 
-async def _bulk_upsert(collection: Any, ops: list[UpdateOne]) -> None:
-    """Concurrent first upserts of one `_id` can fail with a duplicate key; the
-    document exists then, so redoing just those operations succeeds."""
-    for attempt in range(3):
-        if not ops:
-            return
-        try:
-            await collection.bulk_write(ops, ordered=False)
-            return
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if attempt == 2 or not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            ops = [ops[int(e["index"])] for e in errors]
-            await asyncio.sleep(0.05)
+Upsert = tuple[dict[str, Any], dict[str, Any]]  # (filter, update)
+
+
+async def _bulk_upsert(collection: Any, ops: list[Upsert]) -> None:
+    """Apply counter upserts one by one. Concurrent first upserts of one `_id` can fail
+    with a duplicate key; the document exists then, so redoing just that one succeeds.
+    Not `bulk_write`: FerretDB answers a bulk upsert that lost that race without
+    `nModified`, PyMongo raises a KeyError, and nobody can tell which `$inc`s were
+    applied (redoing the batch would count some twice)."""
+    for selector, update in ops:
+        for attempt in range(3):
+            try:
+                await collection.update_one(selector, update, upsert=True)
+                break
+            except PyMongoError as exc:
+                if attempt == 2 or not is_duplicate_key(exc):
+                    raise
+                await asyncio.sleep(0.05)
 
 
 def _floor(at: datetime, granularity: str) -> datetime:
