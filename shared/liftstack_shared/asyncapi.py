@@ -29,6 +29,8 @@ TOPIC_MESSAGES: dict[t.Topic, object] = {
     t.INGEST_OBSERVATIONS: m.IngestObservation,
     t.WRITEBACK_DEADLETTER: m.DeadLetter,
     t.ENGAGEMENT_DEADLETTER: m.DeadLetter,
+    t.CONNECTION_CHANGED_DEADLETTER: m.DeadLetter,
+    t.AUDIENCE_MEMBERS_DEADLETTER: m.DeadLetter,
 }
 
 

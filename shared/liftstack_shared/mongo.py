@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from liftstack_shared.settings import CommonSettings
 
@@ -65,6 +66,27 @@ def is_duplicate_key(exc: BaseException) -> bool:
     if isinstance(exc, DuplicateKeyError):
         return True
     return isinstance(exc, OperationFailure) and "UNIQUE constraint failed" in str(exc)
+
+
+DUPLICATE_KEY = 11000
+
+
+async def insert_once(collection: AsyncCollection[Any], documents: list[dict[str, Any]]) -> set[int]:
+    """Insert every document whose `_id` is new; return the indexes of those whose
+    `_id` already existed. This is how every consumer dedupes (an event id, an
+    outcome, a claim): inserts against a unique `_id` are reliable on MongoDB and
+    FerretDB alike, so a re-delivered or re-sent message finds its document there.
+    Any other write error is raised."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if not errors or any(err.get("code") != DUPLICATE_KEY for err in errors):
+            raise
+        return {int(err["index"]) for err in errors}
+    return set()
 
 
 @dataclass

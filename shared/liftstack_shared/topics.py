@@ -63,6 +63,20 @@ ENGAGEMENT_DEADLETTER = Topic(
     "Engagement events the counting consumers could not process, with the reason.",
 )
 
+CONNECTION_CHANGED_DEADLETTER = Topic(
+    "connection.changed.deadletter", 1, "connection_id",
+    "connection.changed messages a cache-invalidation listener could not process.",
+)
+AUDIENCE_MEMBERS_DEADLETTER = Topic(
+    "audience.members.deadletter", 1, "sync_id",
+    "audience.members messages the assignment engine could not read, with the reason.",
+)
+# Dead-letter topics, for `liftstack deadletters list|replay`.
+DEADLETTER_TOPICS: tuple[Topic, ...] = (
+    WRITEBACK_DEADLETTER, ENGAGEMENT_DEADLETTER, CONNECTION_CHANGED_DEADLETTER,
+    AUDIENCE_MEMBERS_DEADLETTER,
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     CAMPAIGN_ASSIGNMENTS,
     WRITEBACK_PROGRESS,
@@ -73,4 +87,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     INGEST_OBSERVATIONS,
     WRITEBACK_DEADLETTER,
     ENGAGEMENT_DEADLETTER,
+    CONNECTION_CHANGED_DEADLETTER,
+    AUDIENCE_MEMBERS_DEADLETTER,
 )

@@ -178,6 +178,9 @@ async def test_results_dedupe_attribute_and_dead_letter(
             found = False
             while not found:
                 for messages in (await dead.getmany(timeout_ms=500)).values():
-                    found = found or any(b"not" in m.value and b"invalid EngagementEvent" in m.value for m in messages)
+                    found = found or any(
+                        b"an event" in m.value and b'"consumer":"console.results"' in m.value
+                        and b'"reason_class":"validation"' in m.value for m in messages
+                    )
     finally:
         await dead.stop()

@@ -4,9 +4,15 @@ the writeback job to `campaign.assignments` in batches of 1,000.
 
 Reading a sync: `audience.members` is keyed by sync id, so a sync's batches and its
 `AudienceSyncCompleted` sit in order on one partition. We don't rely on knowing which
-partition (that's the producer's partitioner): we read every partition from shortly
-before the sync started (`offsets_for_times`), keep what carries our sync id, and stop
-once the completion message has arrived and every batch it counts has been seen.
+partition (that's the producer's partitioner): a group-less reader on the shared
+consumer runtime reads every partition from shortly before the sync started
+(`offsets_for_times`), keeps what is keyed by our sync id, and stops once the
+completion message has arrived and every batch it counts has been seen.
+
+A message keyed by our sync id that breaks its contract is dead-lettered (to
+`audience.members.deadletter`, with the reason) and the read fails at once, naming it:
+without that batch the sync can't be complete. Other syncs' messages are not ours to
+judge (every read would dead-letter them again), so they are skipped undecoded.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from liftstack_shared.messages import (
     Assignment,
@@ -28,8 +34,9 @@ from liftstack_shared.messages import (
     AudienceMembersBatch,
     AudienceSyncCompleted,
 )
+from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy, StartAt
 from liftstack_shared.settings import CommonSettings
-from liftstack_shared.topics import AUDIENCE_MEMBERS, CAMPAIGN_ASSIGNMENTS
+from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_MEMBERS_DEADLETTER, CAMPAIGN_ASSIGNMENTS
 from liftstack_console.assign import assign_variant
 
 log = logging.getLogger(__name__)
@@ -46,77 +53,78 @@ class SyncMembers:
     members: list[AudienceMember] = field(default_factory=list)
 
 
+SYNC_READER = "console.assigner"
+SyncMessage = AudienceMembersBatch | AudienceSyncCompleted
+
+
+def decode_sync_message(record: ConsumerRecord[Any, Any], sync_id: str) -> SyncMessage | None:
+    """Our sync's message, or None for another sync's (skipped undecoded)."""
+    if record.key != sync_id.encode():
+        return None
+    data = json.loads(record.value or b"")
+    if not isinstance(data, dict):
+        raise ValueError("an audience.members message must be a JSON object")
+    message: SyncMessage = (
+        AudienceSyncCompleted.model_validate(data) if data.get("kind") == "completed"
+        else AudienceMembersBatch.model_validate(data)
+    )
+    if message.sync_id != sync_id:
+        raise ValueError("sync_id does not match the message key")
+    return message
+
+
 async def read_sync_members(
     settings: CommonSettings, sync_id: str, since: datetime | None = None,
-    timeout_s: float = 120.0,
+    timeout_s: float = 120.0, policy: RetryPolicy = RetryPolicy(),
 ) -> SyncMembers:
-    topic = settings.topic(AUDIENCE_MEMBERS.name)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+    batches: dict[int, AudienceMembersBatch] = {}
+    completed: AudienceSyncCompleted | None = None
+
+    def complete() -> bool:
+        return completed is not None and len(batches) >= completed.batch_count
+
+    async def collect(deliveries: list[Delivery[SyncMessage | None]]) -> None:
+        nonlocal completed
+        for delivery in deliveries:
+            message = delivery.message
+            if isinstance(message, AudienceSyncCompleted):
+                completed = message
+            elif isinstance(message, AudienceMembersBatch):
+                batches[message.batch_seq] = message
+
+    # A minute of slack for clock differences between the audiences service and us.
+    start: StartAt = "earliest" if since is None else since - timedelta(minutes=1)
+    reader: ConsumerRuntime[SyncMessage | None] = ConsumerRuntime(
+        name=SYNC_READER, bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(AUDIENCE_MEMBERS.name)], group_id=None, start_at=start,
+        decode=lambda record: decode_sync_message(record, sync_id), handle=collect,
+        dead_letter_topic=settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), policy=policy,
+        max_batch=1000, consumer_options={"max_partition_fetch_bytes": 8 * 1024 * 1024},
     )
-    await consumer.start()
+    reader.start()
     try:
-        partitions = await _partitions(settings, topic)
-        if not partitions:
-            raise SyncNotFound(f"topic {topic} does not exist")
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        await _seek(consumer, tps, since)
-        batches: dict[int, AudienceMembersBatch] = {}
-        completed: AudienceSyncCompleted | None = None
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while completed is None or len(batches) < completed.batch_count:
+        while not complete():
+            if reader.stats.dead_lettered:
+                letter = reader.stats.last_dead_letters[-1]
+                raise SyncNotFound(
+                    f"sync {sync_id}: a message of this sync could not be read and was "
+                    f"dead-lettered ({letter.reason}); sync the audience again"
+                )
             if asyncio.get_running_loop().time() > deadline:
                 raise SyncNotFound(
                     f"sync {sync_id}: {len(batches)} member batches"
                     f"{'' if completed is None else f' of {completed.batch_count}'} "
                     f"found in {timeout_s:.0f}s"
                 )
-            records = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for messages in records.values():
-                for message in messages:
-                    data = json.loads(message.value)
-                    if data.get("sync_id") != sync_id:
-                        continue
-                    if data.get("kind") == "completed":
-                        completed = AudienceSyncCompleted.model_validate(data)
-                    else:
-                        batch = AudienceMembersBatch.model_validate(data)
-                        batches[batch.batch_seq] = batch
-        result = SyncMembers(completed)
-        for seq in sorted(batches):
-            result.members.extend(batches[seq].members)
-        return result
+            await asyncio.sleep(0.1)
     finally:
-        await consumer.stop()
-
-
-async def _partitions(settings: CommonSettings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if not described or described[0].get("error_code"):
-        return []
-    return sorted(p["partition"] for p in described[0]["partitions"])
-
-
-async def _seek(consumer: AIOKafkaConsumer, tps: list[TopicPartition], since: datetime | None) -> None:
-    if since is None:
-        await consumer.seek_to_beginning(*tps)
-        return
-    # A minute of slack for clock differences between the audiences service and us.
-    ms = int((since - timedelta(minutes=1)).timestamp() * 1000)
-    offsets = await consumer.offsets_for_times({tp: ms for tp in tps})
-    for tp in tps:
-        found = offsets.get(tp)
-        if found is None:
-            await consumer.seek_to_end(tp)  # nothing newer than `since` there yet
-        else:
-            consumer.seek(tp, found.offset)
+        await reader.stop()
+    assert completed is not None
+    result = SyncMembers(completed)
+    for seq in sorted(batches):
+        result.members.extend(batches[seq].members)
+    return result
 
 
 def recipient_of(member: AudienceMember) -> Assignment | None:

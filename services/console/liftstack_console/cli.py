@@ -1,14 +1,23 @@
-"""`liftstack demo`: the whole campaign loop, headless, through the console's own API
+"""The `liftstack` command line.
+
+`liftstack demo`: the whole campaign loop, headless, through the console's own API
 (the same calls the wizard's pages make), with progress bars and the results table.
 
     liftstack demo [--console http://127.0.0.1:8080] [--connection NAME] [--list NAME]
 
 Needs a running stack (`./liftstack up`, which seeds the demo workspace).
+
+`liftstack deadletters`: what the consumers dead-lettered, and replaying it after a fix
+(Kafka and MongoDB from the `LIFTSTACK_*` environment; see liftstack_shared.deadletters).
+
+    liftstack deadletters list [--topic NAME ...]
+    liftstack deadletters replay (--all | --id ID ...) [--topic NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import sys
 import time
@@ -235,6 +244,55 @@ def format_table(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def deadletters_command(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    from liftstack_shared import deadletters as dl
+    from liftstack_shared.mongo import database, make_mongo_client
+    from liftstack_shared.settings import CommonSettings
+
+    settings = CommonSettings()
+
+    async def run() -> int:
+        topics = dl.deadletter_topics(settings, args.topic or None)
+        letters = await dl.read_letters(settings, topics)
+        mongo = make_mongo_client(settings)
+        try:
+            db = database(mongo, settings)
+            if args.action == "list":
+                replays = await dl.replay_records(db)
+                out.write(f"{len(letters)} dead letter(s) on {', '.join(topics)}\n")
+                for s in letters:
+                    l = s.letter
+                    done = replays.get(l.source_id)
+                    out.write(
+                        f"{s.id}  {dl.when(l.at)}  {l.consumer}  {l.reason_class or '-'}  "
+                        f"source {l.source_topic}[{l.partition}]@{l.offset}  attempts {l.attempts}  "
+                        f"{'replayed ' + dl.when(done['replayed_at']) if done else 'not replayed'}\n"
+                        f"    {l.reason}\n"
+                    )
+                return 0
+            chosen = letters if args.all else [s for s in letters if s.id in set(args.id)]
+            missing = set(args.id or ()) - {s.id for s in chosen}
+            if missing:
+                out.write(f"no such dead letter: {', '.join(sorted(missing))}\n")
+                return 2
+            report = await dl.replay(settings, db, chosen)
+            for s in report.replayed:
+                out.write(f"replayed {s.id} -> {s.letter.source_topic}\n")
+            for s in report.already_replayed:
+                out.write(f"skipped {s.id}: its message was replayed already\n")
+            out.write(f"{len(report.replayed)} replayed, {len(report.already_replayed)} already replayed\n")
+            return 0
+        finally:
+            await mongo.close()
+
+    try:
+        return asyncio.run(run())
+    except ValueError as exc:
+        out.write(f"liftstack deadletters: {exc}\n")
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="liftstack", description="liftstack command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,7 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--connection", default=CONNECTION_NAME)
     demo.add_argument("--list", default=LIST_NAME)
     demo.add_argument("--timeout", type=float, default=600.0)
+    dead = sub.add_parser("deadletters", help="list or replay what consumers dead-lettered")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    dead_list = dead_sub.add_parser("list", help="every dead letter: id, time, consumer, reason, source")
+    dead_replay = dead_sub.add_parser("replay", help="re-publish dead letters to their source topic")
+    for p in (dead_list, dead_replay):
+        p.add_argument("--topic", action="append", help="a dead-letter topic (default: all), repeatable")
+    which = dead_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every dead letter (of --topic)")
+    which.add_argument("--id", action="append", help="a dead letter's id as `list` shows it, repeatable")
     args = parser.parse_args(argv)
+    if args.command == "deadletters":
+        return deadletters_command(args)
     try:
         run_demo(args.console, args.connection, args.list, args.timeout)
     except (DemoError, httpx.HTTPError) as exc:

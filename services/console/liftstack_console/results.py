@@ -1,8 +1,10 @@
 """Results: count engagement per campaign and variant from `engagement.events`.
 
-The counter is a plain consumer (group `console-results`) that commits offsets only
-after a batch is written, so a crash re-delivers and the writes must be idempotent.
-Two single-document, idempotent writes per event (FerretDB: no transactions):
+The counter runs on the shared consumer runtime (`liftstack_shared.consumer`, group
+`console-results`): offsets are committed only after a batch is written or its poison
+message dead-lettered (to `engagement.events.deadletter`), so a crash re-delivers and
+the writes must be idempotent. Two insert-once writes per event
+(`liftstack_shared.mongo.insert_once`; FerretDB: no transactions):
 
 1. `console_events`, `_id` = event id: dedupes re-delivered and retried webhooks
    (ingest derives the id from the content) and keeps the raw facts;
@@ -19,19 +21,18 @@ the answer is the variant that was written into the profile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import ValidationError
-from pymongo import ASCENDING, InsertOne
+from aiokafka import ConsumerRecord
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
 
-from liftstack_shared.messages import DeadLetter, EngagementEvent, EventType
+from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
+from liftstack_shared.messages import EngagementEvent, EventType
+from liftstack_shared.mongo import insert_once
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
 from liftstack_console.assign import assign_variant
@@ -78,8 +79,8 @@ class ResultsStore:
         await self.events.create_index([("campaign_id", ASCENDING)], name="campaign")
 
     async def write(self, rows: list[tuple[EngagementEvent, Doc | None]]) -> None:
-        engaged: list[InsertOne[dict[str, Any]]] = []
-        events: list[InsertOne] = []
+        engaged: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         for event, campaign in rows:
             doc: dict[str, Any] = {
                 "_id": event.event_id, "connection_id": event.connection_id,
@@ -92,20 +93,20 @@ class ResultsStore:
                 if recipient is not None:
                     variant = variant_for(campaign, recipient)
                     doc.update(campaign_id=campaign["_id"], variant=variant)
-                    # Insert-if-absent by a natural id (a plain insert whose duplicate-key
-                    # error is ignored): the first event of a recipient and type wins,
-                    # and on FerretDB an insert is far cheaper than an upsert.
-                    engaged.append(InsertOne({
+                    # Insert-once by a natural id: the first event of a recipient and
+                    # type wins, and on FerretDB an insert is far cheaper than an upsert.
+                    engaged.append({
                         "_id": f"{campaign['_id']}|{event.event_type}|{recipient}",
                         "campaign_id": campaign["_id"], "variant": variant,
                         "type": str(event.event_type), "recipient": recipient,
                         "first_at": event.occurred_at,
-                    }))
-            events.append(InsertOne(doc))
+                    })
+            events.append(doc)
         # Engaged first: if we crash before the event ids are stored, the re-delivered
-        # batch repeats these inserts harmlessly.
-        await _insert_new(self.engaged, engaged)
-        await _insert_new(self.events, events)
+        # batch repeats these inserts harmlessly. A re-sent event (same event_id) finds
+        # its `console_events` document and its `console_engaged` one: counted once.
+        await insert_once(self.engaged, engaged)
+        await insert_once(self.events, events)
 
     async def counts(self, campaign_id: str) -> dict[tuple[str, str], int]:
         """(variant, type) -> unique recipients."""
@@ -120,17 +121,6 @@ class ResultsStore:
 
     async def event_total(self, campaign_id: str) -> int:
         return await self.events.count_documents({"campaign_id": campaign_id})
-
-
-async def _insert_new(collection: Any, inserts: list[InsertOne[dict[str, Any]]]) -> None:
-    if not inserts:
-        return
-    try:
-        await collection.bulk_write(inserts, ordered=False)
-    except BulkWriteError as exc:
-        # Duplicate ids (code 11000) are the dedupe working; anything else isn't.
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise
 
 
 class CampaignLookup:
@@ -152,97 +142,43 @@ class CampaignLookup:
         return doc
 
 
+CONSUMER_NAME = "console.results"
+
+
+def decode_event(record: ConsumerRecord[Any, Any]) -> EngagementEvent:
+    return EngagementEvent.model_validate_json(record.value or b"")
+
+
 class ResultsConsumer:
-    """Consumes `engagement.events` until stopped; commit after write."""
+    """Consumes `engagement.events` on the shared runtime until stopped."""
 
     def __init__(self, settings: CommonSettings, group_id: str, store: ResultsStore,
-                 campaigns: CampaignStore) -> None:
-        self._settings = settings
-        self._group = settings.topic(group_id)
+                 campaigns: CampaignStore, policy: RetryPolicy = RetryPolicy()) -> None:
         self._store = store
         self._lookup = CampaignLookup(campaigns)
-        self._task: asyncio.Task[None] | None = None
-        self.processed = 0
+        self.runtime: ConsumerRuntime[EngagementEvent] = ConsumerRuntime(
+            name=CONSUMER_NAME, bootstrap=settings.kafka_bootstrap,
+            topics=[settings.topic(ENGAGEMENT_EVENTS.name)], group_id=settings.topic(group_id),
+            decode=decode_event, handle=self._handle,
+            dead_letter_topic=settings.topic(ENGAGEMENT_DEADLETTER.name), policy=policy,
+            # Small batches: FerretDB on SQLite has one writer per database, so short
+            # writes keep the other services' writes from timing out (SQLITE_BUSY).
+            max_batch=100, fetch_timeout_ms=1000,
+        )
+
+    @property
+    def processed(self) -> int:
+        return self.runtime.stats.processed
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="results-consumer")
+        self.runtime.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self.runtime.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep counting after a broker/db outage
-                log.exception("results consumer failed; restarting in 2s")
-                await asyncio.sleep(2)
-
-    async def _consume(self) -> None:
-        topic = self._settings.topic(ENGAGEMENT_EVENTS.name)
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self._settings.kafka_bootstrap, group_id=self._group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap, acks="all", enable_idempotence=True
-        )
-        await consumer.start()
-        await producer.start()
-        try:
-            while True:
-                # Small batches: FerretDB on SQLite has one writer per database, so short
-                # writes keep the other services' writes from timing out (SQLITE_BUSY).
-                records = await consumer.getmany(timeout_ms=1000, max_records=100)
-                if not records:
-                    continue
-                rows: list[tuple[EngagementEvent, Doc | None]] = []
-                for tp, messages in records.items():
-                    for message in messages:
-                        try:
-                            event = EngagementEvent.model_validate_json(message.value)
-                        except ValidationError as exc:
-                            await self._dead_letter(producer, message, tp.partition, exc)
-                            continue
-                        rows.append((event, await self._lookup.find(event)))
-                await self._write(rows)
-                await consumer.commit()
-                self.processed += len(rows)
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    async def _write(self, rows: list[tuple[EngagementEvent, Doc | None]]) -> None:
-        """Retry the same batch until it is written: the writes are idempotent, and
-        retrying here (not restarting the consumer) avoids a group rebalance."""
-        for attempt in range(1_000_000):
-            try:
-                await self._store.write(rows)
-                return
-            except PyMongoError as exc:
-                delay = min(5.0, 0.2 * 2**attempt)
-                log.warning("results write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-
-    async def _dead_letter(self, producer: AIOKafkaProducer, message: Any, partition: int,
-                           exc: ValidationError) -> None:
-        letter = DeadLetter(
-            source_topic=message.topic, partition=partition, offset=message.offset,
-            key=message.key.decode(errors="replace") if message.key else None,
-            consumer=self._group, reason=f"invalid EngagementEvent: {exc.errors()[0]['msg']}",
-            payload=(message.value or b"").decode(errors="replace"),
-        )
-        await producer.send_and_wait(
-            self._settings.topic(ENGAGEMENT_DEADLETTER.name), letter.to_bytes(),
-            key=message.key,
-        )
+    async def _handle(self, deliveries: list[Delivery[EngagementEvent]]) -> None:
+        rows = [(d.message, await self._lookup.find(d.message)) for d in deliveries]
+        await self._store.write(rows)
 
 
 # --------------------------------------------------------------------------- the table

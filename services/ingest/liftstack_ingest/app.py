@@ -7,24 +7,26 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
-from faststream.kafka import KafkaBroker
+from aiokafka import ConsumerRecord
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from liftstack_ingest.events_page import ENDPOINTS as EVENTS_ENDPOINTS
-from liftstack_ingest.events_page import EventsPageApi, maintain, register_consumer
+from liftstack_ingest.events_page import EventsPageApi, events_page_consumer, maintain
 from liftstack_ingest.gateway import WEBHOOK_PATH, WebhookGateway
 from liftstack_ingest.lookup import ConnectionLookup
 from liftstack_ingest.publisher import EventPublisher
 from liftstack_ingest.read_model import ReadModel
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.connections_client import ConnectionsClient
+from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, standard_routes
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.messages import ConnectionChanged
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
-from liftstack_shared.topics import CONNECTION_CHANGED
+from liftstack_shared.topics import CONNECTION_CHANGED, CONNECTION_CHANGED_DEADLETTER
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,9 @@ def create_app(
     mongo = make_mongo_client(settings)
     store = ReadModel(database(mongo, settings), timedelta(hours=settings.events_retention_hours))
 
-    _register_connection_changes(broker, settings, connections)
+    consumers = [connection_changes_consumer(settings, connections)]
     if settings.events_consumer_enabled:
-        register_consumer(broker, settings, store)
+        consumers.append(events_page_consumer(settings, store))
 
     gateway = WebhookGateway(settings, connections, publisher)
     page = EventsPageApi(settings, connections, store)
@@ -64,6 +66,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(publisher.connect_forever(), name="kafka-connect")]
+        for consumer in consumers:
+            consumer.start()  # each waits out a Kafka outage itself
         if settings.events_consumer_enabled:
             tasks.append(asyncio.create_task(
                 maintain(store, settings.events_prune_interval_s), name="events-maintenance"
@@ -76,6 +80,8 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for consumer in consumers:
+                await consumer.stop()
             await publisher.close()
             await mongo.close()
             if owned_client is not None:
@@ -91,11 +97,27 @@ def create_app(
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
 
 
-def _register_connection_changes(
-    broker: KafkaBroker, settings: IngestSettings, connections: ConnectionLookup
-) -> None:
-    # No consumer group: every gateway instance must see every change to drop its
-    # own cache entry. Only new changes matter (the cache TTL covers the rest).
-    @broker.subscriber(settings.topic(CONNECTION_CHANGED.name), auto_offset_reset="latest")
-    async def on_connection_changed(change: ConnectionChanged) -> None:
-        connections.invalidate(change.connection_id)
+CONNECTION_LISTENER = "ingest.connection-changes"
+
+
+def connection_changes_consumer(
+    settings: IngestSettings, connections: ConnectionLookup, policy: RetryPolicy = RetryPolicy()
+) -> ConsumerRuntime[ConnectionChanged]:
+    """Drops cached connection settings when `connection.changed` says so.
+
+    No consumer group: every gateway instance must see every change to drop its own
+    cache entry. Only new changes matter (the cache TTL covers the rest)."""
+
+    def decode(record: ConsumerRecord[Any, Any]) -> ConnectionChanged:
+        return ConnectionChanged.model_validate_json(record.value or b"")
+
+    async def invalidate(deliveries: list[Delivery[ConnectionChanged]]) -> None:
+        for delivery in deliveries:
+            connections.invalidate(delivery.message.connection_id)
+
+    return ConsumerRuntime(
+        name=CONNECTION_LISTENER, bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(CONNECTION_CHANGED.name)], group_id=None, start_at="latest",
+        decode=decode, handle=invalidate,
+        dead_letter_topic=settings.topic(CONNECTION_CHANGED_DEADLETTER.name), policy=policy,
+    )

@@ -1,24 +1,26 @@
 """The Events page: the consumer that keeps the read model, and its HTTP API.
 
-The consumer reads `engagement.events` (published events) and `ingest.observations`
-(filtered, unknown and rejected requests) in batches, in one consumer group, writes
-the batch to MongoDB and only then commits the offsets. A message that isn't a valid
-contract goes to `engagement.events.deadletter` with the reason.
+The consumer runs on the shared consumer runtime (`liftstack_shared.consumer`): it
+reads `engagement.events` (published events), `ingest.observations` (filtered,
+unknown and rejected requests) and `engagement.events.deadletter` (what any consumer
+of events could not process: shown as "failed downstream" with the reason) in
+batches, in one consumer group, writes the batch to MongoDB and only then commits
+the offsets. A message that breaks its contract, or that storage refuses after the
+runtime's retries, goes to `engagement.events.deadletter` with the reason; an outage
+of MongoDB or Kafka pauses the consumer (backoff) and dead-letters nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime
 from typing import Any, Literal
 
 import httpx
 from aiokafka import ConsumerRecord
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,10 +28,11 @@ from starlette.routing import Route
 
 from liftstack_ingest import metrics
 from liftstack_ingest.lookup import ConnectionLookup, ConnectionNotFound
-from liftstack_ingest.read_model import OUTCOMES, WINDOWS, Entry, ReadModel
+from liftstack_ingest.read_model import FAILED_DOWNSTREAM, OUTCOMES, WINDOWS, Entry, ReadModel
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.auth import principal_from_request, require_manager
+from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
 from liftstack_shared.errors import ApiError
 from liftstack_shared.http import Endpoint, json_response
 from liftstack_shared.messages import DeadLetter, EngagementEvent, IngestObservation, IngestOutcome
@@ -38,62 +41,42 @@ from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, IN
 log = logging.getLogger(__name__)
 
 CONSUMER_NAME = "ingest.events-page"
-MONGO_RETRY_DELAY_S = 1.0
 
 # ---------------------------------------------------------------------- consumer
 
 
-def register_consumer(broker: KafkaBroker, settings: IngestSettings, store: ReadModel) -> None:
+def events_page_consumer(
+    settings: IngestSettings, store: ReadModel, *, group_id: str | None = None,
+    policy: RetryPolicy = RetryPolicy(),
+) -> ConsumerRuntime[Entry | None]:
     events_topic = settings.topic(ENGAGEMENT_EVENTS.name)
-    observations_topic = settings.topic(INGEST_OBSERVATIONS.name)
     deadletter_topic = settings.topic(ENGAGEMENT_DEADLETTER.name)
 
-    async def keep_raw(message: Any) -> None:
-        # Validation is ours (so bad messages can be dead-lettered); stop FastStream
-        # from decoding bodies itself, which fails the whole batch on one bad message.
-        return None
+    def decode(record: ConsumerRecord[Any, Any]) -> Entry | None:
+        return to_entry(record, events_topic, deadletter_topic)
 
-    @broker.subscriber(
-        events_topic, observations_topic,
-        group_id=settings.topic(CONSUMER_NAME),
-        batch=True, max_records=settings.events_consumer_batch, batch_timeout_ms=200,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after the write; rewind on error
-        decoder=keep_raw,
-    )
-    async def apply_batch(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records: tuple[ConsumerRecord[Any, Any], ...] = raw if isinstance(raw, tuple) else (raw,)
-        entries: list[Entry] = []
-        dead: list[DeadLetter] = []
-        for record in records:
-            try:
-                entry = to_entry(record, events_topic)
-            except (ValidationError, ValueError) as exc:
-                dead.append(_dead_letter(record, _reason(exc)))
-                continue
-            if entry is not None:
-                entries.append(entry)
-        try:
-            result = await store.apply(entries)
-        except PyMongoError as exc:
-            log.warning("read model write failed (%s); batch will be retried", type(exc).__name__)
-            await asyncio.sleep(MONGO_RETRY_DELAY_S)  # don't spin while Mongo is away
-            raise
-        for letter in dead:
-            await broker.publish(
-                letter, deadletter_topic, key=letter.key.encode() if letter.key else None
-            )
+    async def apply_batch(deliveries: list[Delivery[Entry | None]]) -> None:
+        entries = [d.message for d in deliveries if d.message is not None]
+        result = await store.apply(entries)
         metrics.READ_MODEL_EVENTS.labels("counted").inc(result.counted)
         metrics.READ_MODEL_EVENTS.labels("duplicate").inc(result.duplicates)
-        metrics.READ_MODEL_EVENTS.labels("deadlettered").inc(len(dead))
+
+    return ConsumerRuntime(
+        name=CONSUMER_NAME, bootstrap=settings.kafka_bootstrap,
+        topics=[events_topic, settings.topic(INGEST_OBSERVATIONS.name), deadletter_topic],
+        group_id=group_id or settings.topic(CONSUMER_NAME), decode=decode, handle=apply_batch,
+        dead_letter_topic=deadletter_topic, policy=policy,
+        max_batch=settings.events_consumer_batch, fetch_timeout_ms=200,
+    )
 
 
-def to_entry(record: ConsumerRecord[Any, Any], events_topic: str) -> Entry | None:
+def to_entry(record: ConsumerRecord[Any, Any], events_topic: str, deadletter_topic: str = "") -> Entry | None:
     """Raises ValidationError/ValueError for a message that breaks its contract."""
     claim = f"{record.topic}:{record.partition}:{record.offset}"
     if record.value is None:
         raise ValueError("empty message")
+    if record.topic == deadletter_topic:
+        return _failed_downstream(record, deadletter_topic)
     if record.topic == events_topic:
         event = EngagementEvent.model_validate_json(record.value)
         return Entry(
@@ -121,21 +104,42 @@ def to_entry(record: ConsumerRecord[Any, Any], events_topic: str) -> Entry | Non
     )
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        # Never the input value: it may carry personal data.
-        return f"schema: {where}: {first['msg']} ({exc.error_count()} error(s))"
-    return f"invalid: {exc}"
+def _failed_downstream(record: ConsumerRecord[Any, Any], deadletter_topic: str) -> Entry | None:
+    """A dead letter of an events consumer, as a "failed downstream" entry of the
+    connection it belongs to. Never raises: a bad record on the dead-letter topic is
+    skipped, not dead-lettered again (that would feed this consumer its own output)."""
+    try:
+        letter = DeadLetter.model_validate_json(record.value)
+    except ValueError:
+        log.warning("skipping an unreadable dead letter at %s[%d]@%d", record.topic,
+                    record.partition, record.offset)
+        return None
+    if letter.source_topic == deadletter_topic:
+        return None
+    try:
+        original = json.loads(letter.payload)
+    except ValueError:
+        original = None
+    fields = original if isinstance(original, dict) else {}
 
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) and len(value) <= 200 else None
 
-def _dead_letter(record: ConsumerRecord[Any, Any], reason: str) -> DeadLetter:
-    key = record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else None
-    value = record.value if isinstance(record.value, bytes) else b""
-    return DeadLetter(
-        source_topic=record.topic, partition=record.partition, offset=record.offset, key=key,
-        consumer=CONSUMER_NAME, reason=reason, payload=value.decode("utf-8", "replace"),
+    # engagement.events is keyed "connection:recipient", ingest.observations by connection.
+    connection_id = text("connection_id") or (letter.key.split(":", 1)[0] if letter.key else None)
+    if not connection_id:
+        return None  # not attributable to a connection: the metric and the CLI show it
+    return Entry(
+        doc_id=f"dl:{letter.consumer}:{letter.source_id}",  # insert-once per consumer and message
+        claim=f"{record.topic}:{record.partition}:{record.offset}",
+        connection_id=connection_id, workspace_id=text("workspace_id") or "",
+        outcome=FAILED_DOWNSTREAM, at=letter.at,
+        event_name=text("iterable_event_name") or text("event_name"),
+        reason=f"{letter.consumer}: {letter.reason}"[:300],
+        details={"event_id": text("event_id"), "event_type": text("event_type"),
+                 "email": text("email"), "consumer": letter.consumer,
+                 "reason_class": letter.reason_class},
     )
 
 
@@ -155,7 +159,7 @@ async def maintain(store: ReadModel, interval_s: float) -> None:
 
 # ---------------------------------------------------------------------- HTTP
 
-Outcome = Literal["published", "filtered", "unknown", "rejected"]
+Outcome = Literal["published", "filtered", "unknown", "rejected", "failed_downstream"]
 
 
 class EventItem(BaseModel):
@@ -193,6 +197,11 @@ class WindowCounts(BaseModel):
     totals: OutcomeCounts
     by_event_name: dict[str, OutcomeCounts]
     rejected_by_reason: dict[str, int]
+    # Messages a consumer downstream (this page's, the results') could not process
+    # and dead-lettered; not part of `totals` (an event that failed was still received
+    # once, or never readable at all).
+    failed_downstream: int = 0
+    failed_downstream_by_reason: dict[str, int] = {}
 
 
 class EventsSummary(BaseModel):
@@ -211,7 +220,8 @@ MAX_PAGE = 200
 
 ENDPOINTS = [
     Endpoint("GET", EVENTS_PATH, "Recent webhook events of a connection, newest first "
-             "(query: limit<=200, cursor, outcome).", response=EventsList, tags=["events"]),
+             "(query: limit<=200, cursor, outcome; failed_downstream: dead-lettered by a "
+             "consumer, with the reason).", response=EventsList, tags=["events"]),
     Endpoint("GET", SUMMARY_PATH, "Webhook event counts per type and outcome (last hour, "
              "24 h, 7 d) and the last-received time.", response=EventsSummary, tags=["events"]),
 ]
@@ -239,8 +249,9 @@ class EventsPageApi:
         if not 1 <= limit <= MAX_PAGE:
             raise ApiError(400, "invalid_parameter", f"limit must be 1..{MAX_PAGE}.", "limit")
         outcome = params.get("outcome") or None
-        if outcome is not None and outcome not in OUTCOMES:
-            raise ApiError(400, "invalid_parameter", f"outcome must be one of {', '.join(OUTCOMES)}.", "outcome")
+        if outcome is not None and outcome not in (*OUTCOMES, FAILED_DOWNSTREAM):
+            raise ApiError(400, "invalid_parameter",
+                           f"outcome must be one of {', '.join((*OUTCOMES, FAILED_DOWNSTREAM))}.", "outcome")
         try:
             docs, next_cursor = await self._store.recent(
                 connection_id, limit, params.get("cursor") or None, outcome
@@ -291,8 +302,12 @@ class EventsPageApi:
 
 def _item(doc: dict[str, Any]) -> EventItem:
     doc_id = str(doc["_id"])
+    if doc_id.startswith("dl:"):
+        event_id = doc.get("event_id")
+    else:
+        event_id = None if doc_id.startswith("obs:") else doc_id
     return EventItem(
-        event_id=None if doc_id.startswith("obs:") else doc_id,
+        event_id=event_id,
         event_name=doc.get("event_name"),
         event_type=doc.get("event_type"),
         outcome=doc["outcome"],
@@ -312,9 +327,14 @@ def _window(name: str, docs: list[dict[str, Any]]) -> WindowCounts:
     totals = OutcomeCounts()
     by_name: dict[str, OutcomeCounts] = {}
     reasons: dict[str, int] = {}
+    failed: dict[str, int] = {}
     for doc in docs:
         n = int(doc.get("count", 0))
         outcome = doc.get("outcome", "")
+        if outcome == FAILED_DOWNSTREAM:
+            reason = doc.get("reason") or "unknown"
+            failed[reason] = failed.get(reason, 0) + n
+            continue
         if outcome not in OUTCOMES:
             continue
         event_name = doc.get("event_name") or "(none)"
@@ -324,4 +344,5 @@ def _window(name: str, docs: list[dict[str, Any]]) -> WindowCounts:
         if outcome == "rejected":
             reason = doc.get("reason") or "unknown"
             reasons[reason] = reasons.get(reason, 0) + n
-    return WindowCounts(window=name, totals=totals, by_event_name=by_name, rejected_by_reason=reasons)
+    return WindowCounts(window=name, totals=totals, by_event_name=by_name, rejected_by_reason=reasons,
+                        failed_downstream=sum(failed.values()), failed_downstream_by_reason=failed)

@@ -4,8 +4,11 @@ TTL indexes; single-document idempotent writes, expiry by query).
 Collections:
 - `ingest_events`: one document per distinct event (`_id` = content-derived event
   id, so an Iterable retry collides with the first delivery), or per rejected
-  request (`_id` from its Kafka coordinates). The recent-events list, and the dedupe
-  marker for counting.
+  request (`_id` from its Kafka coordinates), or per dead letter of a consumer
+  ("failed downstream", `_id` = `dl:<consumer>:<source coordinates>`). The
+  recent-events list, and the dedupe marker for counting: written with
+  `liftstack_shared.mongo.insert_once`, the same insert-once-on-event_id the results
+  consumer uses.
 - `ingest_counts`: counters per connection, time bucket (minute "m" / hour "h"),
   event name, outcome and reason. Minute buckets serve the last hour, hour buckets
   24 h and 7 d.
@@ -31,18 +34,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import PyMongoError
+
+from liftstack_shared.mongo import insert_once, is_duplicate_key
 
 log = logging.getLogger(__name__)
-
-DUPLICATE_KEY = 11000
 MINUTE_RETENTION = timedelta(hours=2)
 HOUR_RETENTION = timedelta(days=8)
 # (window name, bucket granularity, number of buckets including the current one)
 WINDOWS: tuple[tuple[str, str, int], ...] = (("1h", "m", 60), ("24h", "h", 24), ("7d", "h", 168))
 OUTCOMES = ("published", "filtered", "unknown", "rejected")
+# A dead letter of a consumer of events (shown, but not part of "received").
+FAILED_DOWNSTREAM = "failed_downstream"
 
 
 @dataclass
@@ -105,7 +110,7 @@ class ReadModel:
             return ApplyResult(0, 0)
         for entry in entries:
             entry.at = _millis(entry.at)  # BSON keeps milliseconds; cursors compare exactly
-        duplicate_idx = await _insert_new(self.events, [e.document() for e in entries])
+        duplicate_idx = await insert_once(self.events, [e.document() for e in entries])
         to_count = [e for i, e in enumerate(entries) if i not in duplicate_idx]
         if duplicate_idx:
             to_count += await self._uncounted_own(
@@ -114,7 +119,7 @@ class ReadModel:
         if to_count:
             await self._increment(to_count)
             # Inserts only: FerretDB is slow at multi-document updates.
-            await _insert_new(
+            await insert_once(
                 self.counted, [{"_id": e.doc_id, "received_at": e.at} for e in to_count]
             )
         return ApplyResult(len(to_count), len(entries) - len(to_count))
@@ -140,8 +145,8 @@ class ReadModel:
                 buckets[key] += 1
             conn = (e.connection_id, e.workspace_id)
             last_seen[conn] = max(e.at, last_seen.get(conn, e.at))
-        ops = [
-            UpdateOne(
+        ops: list[Upsert] = [
+            (
                 {"_id": f"{cid}|{gran}|{start.isoformat()}|{name}|{outcome}|{reason}"},
                 {
                     "$inc": {"count": n},
@@ -151,7 +156,6 @@ class ReadModel:
                         "reason": reason,
                     },
                 },
-                upsert=True,
             )
             for (cid, ws, gran, start, name, outcome, reason), n in buckets.items()
         ]
@@ -159,10 +163,9 @@ class ReadModel:
         await _bulk_upsert(
             self.connections,
             [
-                UpdateOne(
+                (
                     {"_id": cid},
                     {"$max": {"last_received_at": at}, "$setOnInsert": {"workspace_id": ws}},
-                    upsert=True,
                 )
                 for (cid, ws), at in last_seen.items()
             ],
@@ -219,33 +222,24 @@ class ReadModel:
         return out
 
 
-async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
-    """Insert every document; return the indexes whose `_id` already existed."""
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if not errors or any(err.get("code") != DUPLICATE_KEY for err in errors):
-            raise
-        return {int(err["index"]) for err in errors}
-    return set()
+Upsert = tuple[dict[str, Any], dict[str, Any]]  # (filter, update)
 
 
-async def _bulk_upsert(collection: Any, ops: list[UpdateOne]) -> None:
-    """Concurrent first upserts of one `_id` can fail with a duplicate key; the
-    document exists then, so redoing just those operations succeeds."""
-    for attempt in range(3):
-        if not ops:
-            return
-        try:
-            await collection.bulk_write(ops, ordered=False)
-            return
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if attempt == 2 or not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            ops = [ops[int(e["index"])] for e in errors]
-            await asyncio.sleep(0.05)
+async def _bulk_upsert(collection: Any, ops: list[Upsert]) -> None:
+    """Apply counter upserts one by one. Concurrent first upserts of one `_id` can fail
+    with a duplicate key; the document exists then, so redoing just that one succeeds.
+    Not `bulk_write`: FerretDB answers a bulk upsert that lost that race without
+    `nModified`, PyMongo raises a KeyError, and nobody can tell which `$inc`s were
+    applied (redoing the batch would count some twice)."""
+    for selector, update in ops:
+        for attempt in range(3):
+            try:
+                await collection.update_one(selector, update, upsert=True)
+                break
+            except PyMongoError as exc:
+                if attempt == 2 or not is_duplicate_key(exc):
+                    raise
+                await asyncio.sleep(0.05)
 
 
 def _floor(at: datetime, granularity: str) -> datetime:

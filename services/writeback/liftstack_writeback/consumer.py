@@ -13,7 +13,17 @@ offset would skip an earlier one still in flight if the process died. So:
 - on revocation, in-flight records get a grace period, then are cancelled; the commit
   point of what finished is committed; the new owner redoes the rest (outcome
   documents make that idempotent);
-- a crash commits nothing more: everything after the commit point is redelivered.
+- a crash commits nothing more: everything after the commit point is redelivered;
+- each record runs under the shared runtime's `MessageGuard`
+  (`liftstack_shared.consumer`): outages are waited out (never dead-lettered, nothing
+  committed past), a message's fault is retried a bounded number of times, then
+  dead-lettered through the shared builder; a record is *done* only when processed or
+  when its dead letter was acknowledged by Kafka. So nothing is ever skipped silently,
+  and the commit point never passes a record that is neither.
+
+This is the runtime's windowed mode: `ConsumerRuntime` handles a fetched batch at a
+time; writeback needs several records in flight and ordered commits, so it keeps this
+loop and shares the guard (classification, retries, dead letters, metrics).
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from liftstack_shared.consumer import MessageGuard
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +82,7 @@ class OrderedConsumer:
         topic: str,
         group_id: str,
         handler: Handler,
+        guard: MessageGuard,
         window: int = 16,
         revoke_grace_s: float = 10.0,
         session_timeout_ms: int = 10_000,
@@ -77,6 +90,7 @@ class OrderedConsumer:
     ) -> None:
         self.topic = topic
         self._handler = handler
+        self._guard = guard
         self._window = window
         self._slots = asyncio.Semaphore(window)
         self._revoke_grace = revoke_grace_s
@@ -203,23 +217,9 @@ class OrderedConsumer:
             await self._commit(tp, part)
 
     async def _handle(self, record: ConsumerRecord, release: Callable[[], None]) -> None:
-        """The handler deals with its own errors; this is the safety net: a record is
-        never skipped, so an unexpected error is retried (with backoff) forever."""
-        attempt = 0
-        while True:
-            try:
-                await self._handler(record, release)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - logged, then retried
-                delay = min(30.0, 0.5 * 2**attempt)
-                attempt += 1
-                log.exception(
-                    "record %s[%d]@%d failed (attempt %d); retrying in %.1fs",
-                    record.topic, record.partition, record.offset, attempt, delay,
-                )
-                await asyncio.sleep(delay)
+        """Returns once the record is processed or dead-lettered (the shared guard's
+        contract); only cancellation (revocation, stop, abort) interrupts it."""
+        await self._guard.run(record, lambda: self._handler(record, release))
 
     async def _commit(self, tp: TopicPartition, part: _Partition) -> None:
         async with self._commit_lock:

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
+from liftstack_shared.consumer import MessageGuard, RetryPolicy
 from liftstack_shared.credentials import CredentialsSource
 from liftstack_shared.iterable import Endpoint, Limit
 from liftstack_shared.kafka import ensure_topics
@@ -24,7 +25,7 @@ from liftstack_writeback.clients import IterableClients
 from liftstack_writeback.consumer import OrderedConsumer
 from liftstack_writeback.jobs import RETRIGGER, JobHeader, JobStore, RunSummary
 from liftstack_writeback.pacer import MongoPacer
-from liftstack_writeback.processor import BatchProcessor
+from liftstack_writeback.processor import BATCHES, CLASSIFIER, BatchProcessor
 from liftstack_writeback.progress import ProgressTracker
 from liftstack_writeback.settings import WritebackSettings
 from liftstack_writeback.writer import BatchWriter, WriterPolicy
@@ -71,13 +72,18 @@ class WritebackService:
         ))
         self.processor = BatchProcessor(
             store=self.store, clients=self.clients, writer=writer, progress=self.progress,
-            dead_letter=self._publish_dead_letter, instance=self.instance,
+            instance=self.instance,
+        )
+        self.guard = MessageGuard(
+            consumer="writeback", dead_letters=self._publish_dead_letter, classifier=CLASSIFIER,
+            policy=RetryPolicy(attempts=settings.writeback_record_attempts),
         )
         self.consumer = OrderedConsumer(
             bootstrap=settings.kafka_bootstrap,
             topic=settings.topic(CAMPAIGN_ASSIGNMENTS.name),
             group_id=settings.group_id,
             handler=self.processor.handle,
+            guard=self.guard,
             window=settings.writeback_window,
             revoke_grace_s=settings.writeback_revoke_grace,
             session_timeout_ms=settings.writeback_session_timeout_ms,
@@ -126,6 +132,7 @@ class WritebackService:
             self.settings.topic(WRITEBACK_DEADLETTER.name), letter.to_bytes(),
             key=letter.key.encode() if letter.key else None,
         )
+        BATCHES.labels("dead_letter").inc()
 
     # --- health --------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ class WritebackSettings(CommonSettings):
     writeback_rate_limit_max_delay: float = Field(60.0, ge=0)
     # Minimum seconds between two recounts (and progress snapshots) of one run.
     writeback_progress_interval: float = Field(1.0, ge=0)
+    # Tries of a batch that fails for its own fault (not an outage: those are waited
+    # out) before it is dead-lettered (liftstack_shared.consumer.RetryPolicy).
+    writeback_record_attempts: int = Field(5, ge=1)
     # A batch in flight when its partition is revoked gets this long to finish.
     writeback_revoke_grace: float = Field(10.0, ge=0)
     # Kafka group membership: how fast a dead instance's partitions move on.

@@ -1,0 +1,165 @@
+"""The results consumer on the shared runtime, on real Kafka and the MongoDB-wire
+server: poison messages are dead-lettered with their reason and the consumer goes on
+(normal events after them are counted within 10 s, then it is idle); a re-sent event
+(same event_id) and a re-delivered one (group rewound) leave every count unchanged."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from aiokafka import TopicPartition
+from pymongo import AsyncMongoClient
+
+from liftstack_shared.kafka import ensure_topics
+
+from liftstack_shared.consumer import RetryPolicy
+from liftstack_shared.messages import EngagementEvent, EventType
+from liftstack_shared.settings import CommonSettings
+from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
+from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
+from liftstack_console.results import CONSUMER_NAME, ResultsConsumer, ResultsStore
+from tests.fixtures.kafka_tools import assert_idle, dead_letters, produce, rewind_group, wait_for
+
+FAST = RetryPolicy(attempts=3, retry_initial_s=0.05, retry_max_s=0.2)
+
+
+@pytest.fixture
+async def private(kafka_topics: CommonSettings) -> CommonSettings:
+    """This test's own topics (the session's engagement.events has other consumers,
+    e.g. the live stack's console, and other tests' messages), the session database."""
+    settings = kafka_topics.model_copy(update={"topic_prefix": f"{kafka_topics.topic_prefix}rc{uuid.uuid4().hex[:6]}."})
+    await ensure_topics(settings, (ENGAGEMENT_EVENTS, ENGAGEMENT_DEADLETTER))
+    return settings
+
+
+async def _campaign(db, conn: str, iterable_id: int) -> dict:
+    campaigns = CampaignStore(db)
+    await campaigns.ensure_indexes()
+    body = CampaignCreate(
+        name="R", key=f"res_{uuid.uuid4().hex[:6]}", connection_id=conn, control="A",
+        variants=[Variant(name="A", subject="a", html="a"), Variant(name="B", subject="b", html="b")],
+    )
+    campaign = await campaigns.create("ws", "u", body)
+    await campaigns.set(campaign["_id"], send={"iterable_campaign_id": iterable_id, "status": "sent"},
+                        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"})
+    found = await campaigns.get_by_id(campaign["_id"])
+    assert found is not None
+    return found
+
+
+def _event(conn: str, email: str, event_id: str, campaign_id: int, kind: EventType = EventType.OPEN) -> EngagementEvent:
+    return EngagementEvent(event_id=event_id, workspace_id="ws", connection_id=conn, event_type=kind,
+                           iterable_event_name="emailOpen", email=email, campaign_id=campaign_id,
+                           occurred_at=datetime.now(timezone.utc))
+
+
+async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_within_10s(
+    private: CommonSettings, mongo_client: AsyncMongoClient
+) -> None:
+    settings = private
+    db = mongo_client[settings.mongo_db]
+    store = ResultsStore(db)
+    await store.ensure_indexes()
+    conn = f"conn-{uuid.uuid4().hex[:6]}"
+    campaign = await _campaign(db, conn, 4242)
+    marker = uuid.uuid4().hex[:8]
+    overflow = _event(conn, "big@example.com", f"ev-big-{marker}", 1).model_dump(mode="json")
+    overflow["campaign_id"] = 10**40  # the issue's webhook: a valid JSON number, not an int64
+    topic = settings.topic(ENGAGEMENT_EVENTS.name)
+    key = f"{conn}:poison".encode()
+    landed = await produce(settings, topic, [
+        (key, b"{not json " + marker.encode()),
+        (key, json.dumps({"event_id": marker}).encode()),
+        (key, json.dumps(overflow).encode()),
+        (key, _event(conn, "ok@example.com", f"ev-ok-{marker}", 4242).to_bytes()),
+    ], partition=0)
+
+    consumer = ResultsConsumer(settings, f"results-{uuid.uuid4().hex[:6]}", store,
+                               CampaignStore(db), policy=FAST)
+    consumer.start()
+    try:
+        async def counted():
+            return await store.counts(campaign["_id"])
+
+        counts, took = await wait_for(counted, 10.0, "the normal event after the poison ones")
+        assert sum(counts.values()) == 1 and took < 10.0
+
+        poison_offsets = {m.offset for m in landed[:3]}
+
+        async def letters():
+            found = await dead_letters(settings, settings.topic(ENGAGEMENT_DEADLETTER.name))
+            return found if len(found) >= 3 else None
+
+        found, _ = await wait_for(letters, 10.0, "three dead letters")
+        assert len(found) == 3 and all(l.consumer == CONSUMER_NAME for l in found)
+        assert {l.offset for l in found} == poison_offsets
+        assert all(l.source_topic == topic and l.partition == 0 for l in found)
+        by_offset = {l.offset: l for l in found}
+        bad_json, bad_schema, too_big = (by_offset[m.offset] for m in landed[:3])
+        assert bad_json.reason_class == "validation" and marker in bad_json.payload
+        assert bad_schema.reason_class == "validation" and "invalid message" in bad_schema.reason
+        # Either the contract refuses the out-of-range id, or storage does (after retries).
+        assert too_big.reason_class in {"validation", "overflow"}, too_big.reason
+        if too_big.reason_class == "overflow":
+            assert too_big.attempts == FAST.attempts and "8-byte ints" in too_big.reason
+        assert all(l.key == key.decode() for l in found)
+        await assert_idle(consumer.runtime, settings, [topic])
+        assert len(await dead_letters(settings, settings.topic(ENGAGEMENT_DEADLETTER.name))) == 3
+    finally:
+        await consumer.stop()
+
+
+async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
+    private: CommonSettings, mongo_client: AsyncMongoClient
+) -> None:
+    settings = private
+    db = mongo_client[settings.mongo_db]
+    store = ResultsStore(db)
+    await store.ensure_indexes()
+    conn = f"conn-{uuid.uuid4().hex[:6]}"
+    campaign = await _campaign(db, conn, 5151)
+    topic = settings.topic(ENGAGEMENT_EVENTS.name)
+    marker = uuid.uuid4().hex[:8]
+    sends = [_event(conn, f"p{i}@example.com", f"s{i}-{marker}", 5151, EventType.SEND) for i in range(6)]
+    opened = _event(conn, "p0@example.com", f"o0-{marker}", 5151)
+    # The "503 but stored" case: the same event (same event_id) published twice.
+    items = [(f"{conn}:{e.email}".encode(), e.to_bytes()) for e in [*sends, opened, opened]]
+    landed = await produce(settings, topic, items)
+
+    group = f"results-{uuid.uuid4().hex[:6]}"
+    consumer = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
+    consumer.start()
+    try:
+        async def all_counted():
+            counts = await store.counts(campaign["_id"])
+            return counts if sum(counts.values()) >= 7 else None
+
+        await wait_for(all_counted, 30.0, "7 unique (recipient, type) pairs")
+        await assert_idle(consumer.runtime, settings, [topic])
+    finally:
+        await consumer.stop()
+    counts_before = await store.counts(campaign["_id"])
+    events_before = await store.event_total(campaign["_id"])
+    assert sum(counts_before.values()) == 7 and events_before == 7  # 6 sends + 1 open, once
+
+    # Re-delivery: rewind the group to before our events and consume them again.
+    earliest: dict[TopicPartition, int] = {}
+    for m in landed:
+        tp = TopicPartition(topic, m.partition)
+        earliest[tp] = min(earliest.get(tp, m.offset), m.offset)
+    await rewind_group(settings, settings.topic(group), earliest)
+    again = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
+    again.start()
+    try:
+        async def redelivered():
+            return again.processed >= len(items) or None
+
+        await wait_for(redelivered, 30.0, "the rewound events consumed again")
+        await assert_idle(again.runtime, settings, [topic])
+    finally:
+        await again.stop()
+    assert await store.counts(campaign["_id"]) == counts_before
+    assert await store.event_total(campaign["_id"]) == events_before
