@@ -44,7 +44,13 @@ from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.structs import OffsetAndMetadata
 from bson.errors import BSONError
 from prometheus_client import Counter
@@ -111,6 +117,11 @@ _MONGO_OUTAGE: tuple[type[BaseException], ...] = (
 _INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     *_MONGO_OUTAGE, KafkaError, OSError, TimeoutError, httpx.TransportError,
 )
+# Kafka errors about the record itself (too large to publish, corrupt) never clear by
+# waiting: they are the message's fault, although they are KafkaErrors.
+_KAFKA_MESSAGE_FAULTS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
+)
 # FerretDB on SQLite answers a write it could not lock in time with an OperationFailure
 # naming SQLite's busy state: that is load, not the data.
 _BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
@@ -125,7 +136,7 @@ class Classifier:
     extra_infrastructure: tuple[type[BaseException], ...] = ()
 
     def kind(self, exc: BaseException) -> FailureKind:
-        if isinstance(exc, RejectMessage):
+        if isinstance(exc, (RejectMessage, *_KAFKA_MESSAGE_FAULTS)):
             return FailureKind.MESSAGE
         if isinstance(exc, _INFRASTRUCTURE + self.extra_infrastructure):
             return FailureKind.INFRASTRUCTURE

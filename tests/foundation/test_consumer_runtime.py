@@ -244,7 +244,7 @@ async def test_a_group_less_runtime_reads_from_latest_and_commits_nothing(
 
 
 def test_classification() -> None:
-    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
     from bson.errors import InvalidDocument
     from pydantic import BaseModel, ValidationError
     from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
@@ -264,7 +264,9 @@ def test_classification() -> None:
     for exc, cls in ((invalid, "validation"), (OverflowError("8-byte ints"), "overflow"),
                      (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "encoding"),
                      (InvalidDocument("key"), "storage"), (OperationFailure("bad value", 2), "storage"),
-                     (KeyError("bug"), "error")):
+                     (KeyError("bug"), "error"),
+                     # Kafka errors about the record never clear by waiting.
+                     (MessageSizeTooLargeError(), "error"), (RecordTooLargeError(), "error")):
         assert c.kind(exc) is FailureKind.MESSAGE, exc
         assert reason_class(exc) == cls
     assert Classifier(extra_infrastructure=(KeyError,)).kind(KeyError("x")) is FailureKind.INFRASTRUCTURE
