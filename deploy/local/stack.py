@@ -314,7 +314,6 @@ def dev_env() -> dict[str, str]:
 
         values = {
             "LIFTSTACK_MASTER_KEYS": Fernet.generate_key().decode(),
-            "LIFTSTACK_JWT_SECRET": secrets.token_urlsafe(32),
             "LIFTSTACK_SERVICE_TOKEN": secrets.token_urlsafe(32),
         }
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -323,9 +322,35 @@ def dev_env() -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
         key, _, value = line.partition("=")
-        if key:
+        # LIFTSTACK_JWT_SECRET: written by older checkouts; user tokens are no longer
+        # verified with a shared secret, so it is not handed to anything.
+        if key and key != "LIFTSTACK_JWT_SECRET":
             env[key] = value
     return env
+
+
+CONSOLE_URL = "http://127.0.0.1:8080"
+DEMO_SIGNING_KEY = RUNTIME / "demo-signing-key.pem"
+
+
+def demo_signing_key() -> Path:
+    """The demo's token signing key (RSA, private): only the console gets its path.
+    Services get the console's public JWKS URL (see `services_env`)."""
+    if not DEMO_SIGNING_KEY.exists():
+        from liftstack_console.demo_signer import generate_key_file
+
+        generate_key_file(DEMO_SIGNING_KEY)
+        say(f"generated the demo token signing key in {DEMO_SIGNING_KEY}")
+    return DEMO_SIGNING_KEY
+
+
+def console_env() -> dict[str, str]:
+    """What only the console gets: the demo sign-in and its private key."""
+    return {
+        "LIFTSTACK_DEMO_SIGNIN": "true",
+        "LIFTSTACK_DEMO_SIGNING_KEY_FILE": str(demo_signing_key()),
+        "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL,
+    }
 
 
 def services_env() -> dict[str, str]:
@@ -342,6 +367,10 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
         "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
+        # User tokens: the demo has no identity provider, so every service trusts the
+        # console's demo signer, by its public keys (asymmetric; no shared secret).
+        "LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo",
+        "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json",
     }
 
 
@@ -367,8 +396,8 @@ def services_up(timeout_s: float = 60.0) -> None:
                 service.name,
                 [sys.executable, "-m", service.module],
                 # The sandbox reads its own LIFTSTACK_SANDBOX_* settings.
-                env={**env, "LIFTSTACK_PORT": str(service.port),
-                     "LIFTSTACK_SANDBOX_PORT": str(service.port)},
+                env={**env, **(console_env() if service.name == "console" else {}),
+                     "LIFTSTACK_PORT": str(service.port), "LIFTSTACK_SANDBOX_PORT": str(service.port)},
             )
         started.append(service)
     deadline = time.monotonic() + timeout_s
@@ -399,20 +428,23 @@ def demo_secrets() -> dict[str, str]:
 def seed_demo() -> None:
     """The demo workspace: a sandbox project + key + demo list, and a connection to it
     made through the connections API. Idempotent (safe on every `up`)."""
-    from pydantic import SecretStr
-
+    from liftstack_shared.auth import Role
+    from liftstack_console.demo_signer import DemoSigner
     from liftstack_console.seed import seed_demo as seed
     from liftstack_console.settings import ConsoleSettings
 
     env = services_env()
     demo = demo_secrets()
     settings = ConsoleSettings(
-        jwt_secret=SecretStr(env["LIFTSTACK_JWT_SECRET"]),
-        connections_url=env["LIFTSTACK_CONNECTIONS_URL"],
+        connections_url=env["LIFTSTACK_CONNECTIONS_URL"], oidc_issuer=env["LIFTSTACK_OIDC_ISSUER"],
     )
+    # The seed acts as the demo workspace's Owner, with a token of the demo signer.
+    signer = DemoSigner(demo_signing_key(), issuer=settings.oidc_issuer, audience=settings.oidc_audience)
+    owner_token = signer.token("demo-seed", settings.demo_workspace, Role.OWNER, ttl_s=600)
     result = asyncio.run(seed(
         settings, sandbox_url=env["LIFTSTACK_SANDBOX_URL"], workspace_id=settings.demo_workspace,
-        api_key=demo["DEMO_ITERABLE_API_KEY"], webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
+        owner_token=owner_token, api_key=demo["DEMO_ITERABLE_API_KEY"],
+        webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
     ))
     say(f"demo workspace {result.workspace_id}: connection {result.connection_id}, "
         f"sandbox project {result.project_id}, list {result.list_id} ({result.members:,} members)")
@@ -449,7 +481,7 @@ def main() -> int:
         env = infra_env() if args.scope == "infra" else services_env()
         # Secrets stay in .runtime/dev.env; print only where things are.
         for key, value in env.items():
-            if key in ("LIFTSTACK_MASTER_KEYS", "LIFTSTACK_JWT_SECRET", "LIFTSTACK_SERVICE_TOKEN"):
+            if key in ("LIFTSTACK_MASTER_KEYS", "LIFTSTACK_SERVICE_TOKEN"):
                 continue
             print(f"export {key}={value}")
         return 0
