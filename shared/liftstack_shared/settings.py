@@ -33,7 +33,7 @@ class CommonSettings(BaseSettings):
     oidc_issuer: str = ""
     oidc_jwks_url: str = ""
     # The `aud` user tokens must carry (the liftstack API as the provider knows it).
-    oidc_audience: str = "liftstack"
+    oidc_audience: str = "urn:liftstack:api"
     # Which claims of the token say the user's workspace and role.
     oidc_workspace_claim: str = "workspace"
     oidc_role_claim: str = "role"

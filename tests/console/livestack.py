@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,12 +79,13 @@ class LiveStack:
         console's pages do (its CSRF check refuses state changes from elsewhere)."""
         return httpx.Client(base_url=self.console, timeout=60, headers={"Origin": self.console})
 
-    def signed_in_client(self, login: str) -> httpx.Client:
+    @contextmanager
+    def signed_in_client(self, login: str) -> Iterator[httpx.Client]:
         """A console client signed in through the identity provider as `login`."""
-        http = self.console_client()
-        done = self.idp.sign_in(http, login)
-        assert done.status_code == 200 and "lf_session" in http.cookies, (done.status_code, done.url)
-        return http
+        with self.console_client() as http:
+            done = self.idp.sign_in(http, login)
+            assert done.status_code == 200 and "lf_session" in http.cookies, (done.status_code, done.url)
+            yield http
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

@@ -7,7 +7,7 @@
 //   - JWT access tokens for the liftstack API (resource indicator = audience) that
 //     carry each user's liftstack claims (workspace, role) next to sub/iss/aud/exp.
 //
-//   node server.js --port 8300 --issuer http://127.0.0.1:8300 --audience liftstack \
+//   node server.js --port 8300 --issuer http://127.0.0.1:8300 --audience urn:liftstack:api \
 //       --users users.json --clients clients.json --keys keys.json
 //
 // Login is a plain HTML form checked against the users file; consent is implicit for
@@ -24,7 +24,7 @@ const { values: args } = parseArgs({
     port: { type: "string" },
     host: { type: "string", default: "127.0.0.1" },
     issuer: { type: "string" },
-    audience: { type: "string", default: "liftstack" },
+    audience: { type: "string", default: "urn:liftstack:api" },
     users: { type: "string" },
     clients: { type: "string" },
     keys: { type: "string" },
