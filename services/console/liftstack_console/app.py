@@ -82,8 +82,8 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         return target
 
     async def start_session(response: Response, principal: Principal, token: str,
-                            expires_at: datetime, id_token: str | None = None) -> None:
-        session_id = await sessions.create(principal, token, expires_at, id_token)
+                            expires_at: datetime) -> None:
+        session_id = await sessions.create(principal, token, expires_at)
         session.set_session_cookie(response, settings, session_id)
 
     async def signin_page(request: Request) -> Response:
@@ -144,8 +144,7 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
             return signin_error(request, SignInError(exc.status, exc.code, exc.message))
         response = RedirectResponse(flow.next, status_code=303)
         session.clear_cookies(response, settings)
-        await start_session(response, signed_in.principal, signed_in.access_token,
-                            signed_in.expires_at, signed_in.id_token)
+        await start_session(response, signed_in.principal, signed_in.access_token, signed_in.expires_at)
         return response
 
     def signin_error(request: Request, exc: SignInError) -> Response:
@@ -155,14 +154,13 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         return response
 
     async def signout(request: Request) -> Response:
-        ended = None
         session_id = request.cookies.get(session.COOKIE)
         if session_id:
-            ended = await sessions.delete(session_id)
+            await sessions.delete(session_id)
         after = settings.console_public_url.rstrip("/") + "/signin"
         target = "/signin"
         if oidc is not None:
-            target = await oidc.end_session_url(ended.id_token if ended else None, after) or target
+            target = await oidc.end_session_url(after) or target
         response = RedirectResponse(target, status_code=303)
         session.clear_cookies(response, settings)
         return response

@@ -36,7 +36,6 @@ class SignInError(Exception):
 class SignedIn:
     principal: Principal
     access_token: str
-    id_token: str
     expires_at: datetime
 
 
@@ -101,8 +100,7 @@ class OidcClient:
         # The shared verifier raises ApiError (401/403/503) for a token services would refuse.
         principal = await asyncio.to_thread(verify_user_token, str(access_token), self.settings)
         exp = jwt.decode(str(access_token), options={"verify_signature": False}).get("exp", 0)
-        return SignedIn(principal, str(access_token), str(id_token),
-                        datetime.fromtimestamp(int(exp), tz=timezone.utc))
+        return SignedIn(principal, str(access_token), datetime.fromtimestamp(int(exp), tz=timezone.utc))
 
     def _check_id_token(self, id_token: str, nonce: str, jwks_uri: str) -> None:
         if self._id_token_keys is None:
@@ -119,7 +117,7 @@ class OidcClient:
         if claims.get("nonce") != nonce:
             raise SignInError(400, "signin_failed", "The ID token does not belong to this sign-in.")
 
-    async def end_session_url(self, id_token: str | None, after: str) -> str | None:
+    async def end_session_url(self, after: str) -> str | None:
         """Where to send the browser to end the provider's session too, if it can."""
         try:
             endpoint = (await self.metadata()).get("end_session_endpoint")
@@ -127,9 +125,9 @@ class OidcClient:
             return None
         if not endpoint:
             return None
+        # client_id (not id_token_hint) names us: OIDC RP-Initiated Logout allows
+        # either, and a hint that has expired would make the provider refuse.
         params = {"client_id": self.settings.oidc_client_id, "post_logout_redirect_uri": after}
-        if id_token:
-            params["id_token_hint"] = id_token
         return f"{endpoint}?{urlencode(params)}"
 
 

@@ -42,7 +42,6 @@ NO_SESSION_PATHS = ("/static/", "/healthz", "/metrics", "/demo/jwks.json")
 class Session:
     principal: Principal
     token: str
-    id_token: str | None
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,7 @@ class SessionStore:
         self._sessions = db["console_sessions"]
         self._flows = db["console_signin_flows"]
 
-    async def create(self, principal: Principal, token: str, token_expires_at: datetime,
-                     id_token: str | None = None) -> str:
+    async def create(self, principal: Principal, token: str, token_expires_at: datetime) -> str:
         now = _now()
         # Expired sessions and abandoned sign-ins are removed by query (no TTL indexes).
         await self._sessions.delete_many({"expires_at": {"$lte": now}})
@@ -75,7 +73,7 @@ class SessionStore:
         await self._sessions.insert_one({
             "_id": _digest(session_id),
             "user_id": principal.user_id, "workspace_id": principal.workspace_id,
-            "role": str(principal.role), "token": token, "id_token": id_token,
+            "role": str(principal.role), "token": token,
             "created_at": now, "expires_at": min(token_expires_at, now + MAX_SESSION),
         })
         return session_id
@@ -85,12 +83,10 @@ class SessionStore:
         if doc is None:
             return None
         principal = Principal(doc["user_id"], doc["workspace_id"], Role(doc["role"]))
-        return Session(principal, doc["token"], doc.get("id_token"))
+        return Session(principal, doc["token"])
 
-    async def delete(self, session_id: str) -> Session | None:
-        found = await self.get(session_id)
+    async def delete(self, session_id: str) -> None:
         await self._sessions.delete_one({"_id": _digest(session_id)})
-        return found
 
     async def start_flow(self, state: str, flow: SignInFlow) -> None:
         await self._flows.insert_one({
