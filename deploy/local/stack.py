@@ -331,6 +331,45 @@ def dev_env() -> dict[str, str]:
 
 CONSOLE_URL = "http://127.0.0.1:8080"
 DEMO_SIGNING_KEY = RUNTIME / "demo-signing-key.pem"
+# How users sign in: "demo" (the console's demo sign-in, the default) or "oidc"
+# (the local OpenID Connect provider, deploy/local/idp, with its fixed test users).
+SIGNIN = os.environ.get("LIFTSTACK_SIGNIN", "demo")
+IDP_PORT = int(os.environ.get("LIFTSTACK_IDP_PORT", "8300"))
+
+
+def local_idp():  # type: ignore[no-untyped-def]
+    """The local provider's configuration: its signing key and the console's client
+    registration, generated once into .runtime/idp (0600)."""
+    from liftstack_console import local_idp as idp
+
+    return idp.load_or_write_config(RUNTIME / "idp", port=IDP_PORT, console_url=CONSOLE_URL)
+
+
+def identity_up() -> None:
+    if SIGNIN != "oidc":
+        return
+    from liftstack_console import local_idp as idp
+
+    config = local_idp()
+    if running_pid("identity-provider") is None:
+        spawn("identity-provider", idp.command(config))
+    try:
+        idp.wait_ready(config.issuer)
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}:\n{_tail('identity-provider')}") from None
+    say(f"{'identity-provider':<18} {config.issuer}  (users: deploy/local/idp/users.json)")
+
+
+def user_token_settings() -> dict[str, str]:
+    """Which issuer every service trusts for user tokens (public keys only)."""
+    if SIGNIN == "oidc":
+        config = local_idp()
+        return {"LIFTSTACK_OIDC_ISSUER": config.issuer, "LIFTSTACK_OIDC_JWKS_URL": config.jwks_url,
+                "LIFTSTACK_OIDC_AUDIENCE": config.audience}
+    # The demo has no identity provider, so every service trusts the console's demo
+    # signer, by its public keys (asymmetric; no shared secret).
+    return {"LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo",
+            "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json"}
 
 
 def demo_signing_key() -> Path:
@@ -345,7 +384,13 @@ def demo_signing_key() -> Path:
 
 
 def console_env() -> dict[str, str]:
-    """What only the console gets: the demo sign-in and its private key."""
+    """What only the console gets: its sign-in's secrets (the provider's client
+    secret, or the demo signing key)."""
+    if SIGNIN == "oidc":
+        config = local_idp()
+        return {"LIFTSTACK_OIDC_CLIENT_ID": config.client_id,
+                "LIFTSTACK_OIDC_CLIENT_SECRET": config.client_secret,
+                "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL}
     return {
         "LIFTSTACK_DEMO_SIGNIN": "true",
         "LIFTSTACK_DEMO_SIGNING_KEY_FILE": str(demo_signing_key()),
@@ -367,10 +412,7 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
         "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
-        # User tokens: the demo has no identity provider, so every service trusts the
-        # console's demo signer, by its public keys (asymmetric; no shared secret).
-        "LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo",
-        "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json",
+        **user_token_settings(),
     }
 
 
@@ -438,9 +480,16 @@ def seed_demo() -> None:
     settings = ConsoleSettings(
         connections_url=env["LIFTSTACK_CONNECTIONS_URL"], oidc_issuer=env["LIFTSTACK_OIDC_ISSUER"],
     )
-    # The seed acts as the demo workspace's Owner, with a token of the demo signer.
-    signer = DemoSigner(demo_signing_key(), issuer=settings.oidc_issuer, audience=settings.oidc_audience)
-    owner_token = signer.token("demo-seed", settings.demo_workspace, Role.OWNER, ttl_s=600)
+    # The seed acts as the demo workspace's Owner: signed in through the local
+    # provider as its Owner of ws-demo, or with a token of the demo signer.
+    if SIGNIN == "oidc":
+        from liftstack_console import local_idp as idp
+
+        owner = idp.load_users()["owner-a"]
+        owner_token = idp.access_token(local_idp(), owner["login"], owner["password"])
+    else:
+        signer = DemoSigner(demo_signing_key(), issuer=settings.oidc_issuer, audience=settings.oidc_audience)
+        owner_token = signer.token("demo-seed", settings.demo_workspace, Role.OWNER, ttl_s=600)
     result = asyncio.run(seed(
         settings, sandbox_url=env["LIFTSTACK_SANDBOX_URL"], workspace_id=settings.demo_workspace,
         owner_token=owner_token, api_key=demo["DEMO_ITERABLE_API_KEY"],
@@ -453,11 +502,12 @@ def seed_demo() -> None:
 def services_down() -> None:
     for service in reversed(SERVICES):
         stop(service.name)
+    stop("identity-provider")
 
 
 def status() -> int:
     code = 0
-    for name in ["kafka", "ferretdb", *(s.name for s in SERVICES)]:
+    for name in ["kafka", "ferretdb", "identity-provider", *(s.name for s in SERVICES)]:
         pid = running_pid(name)
         print(f"{name:<18} {'running (pid %d)' % pid if pid else 'stopped'}")
         if pid is None and name in ("kafka", "ferretdb"):
@@ -474,6 +524,7 @@ def main() -> int:
     if args.command == "up":
         infra_up()
         if args.scope == "all":
+            identity_up()
             services_up()
             if _healthy(8080) and _healthy(8200) and _healthy(8101):
                 seed_demo()

@@ -31,8 +31,7 @@ def _get(stack: LiveStack, service: str, headers: dict[str, str]) -> httpx.Respo
 @pytest.fixture(scope="module")
 def provider_token(live_stack: LiveStack) -> str:
     """A token the identity provider itself minted for owner-a, via its login form."""
-    with httpx.Client(timeout=30) as http:
-        return live_stack.idp.access_token(http, "owner-a")
+    return live_stack.idp.access_token("owner-a")
 
 
 @pytest.mark.parametrize("service", sorted(USER_ENDPOINTS))

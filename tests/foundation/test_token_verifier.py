@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -131,13 +130,11 @@ def test_real_provider_tokens_carry_workspace_and_role(
     identity_provider: IdentityProvider, settings: CommonSettings,
 ) -> None:
     """Tokens minted by the running provider through its login form (code + PKCE)."""
-    with httpx.Client(timeout=30) as http:
-        admin_b = identity_provider.access_token(http, "admin-b")
+    admin_b = identity_provider.access_token("admin-b")
     assert verify_user_token(admin_b, settings) == Principal("admin-b", "ws-second", Role.ADMIN)
     header = jwt.get_unverified_header(admin_b)
     assert header["alg"] == "RS256" and header["kid"] == identity_provider.kid
-    with httpx.Client(timeout=30) as http:
-        nobody = identity_provider.access_token(http, "nobody")
+    nobody = identity_provider.access_token("nobody")
     with pytest.raises(ApiError) as caught:
         verify_user_token(nobody, settings)
     assert (caught.value.status, caught.value.code) == (403, "no_workspace")
