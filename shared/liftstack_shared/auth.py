@@ -9,7 +9,9 @@ are configurable (`LIFTSTACK_OIDC_WORKSPACE_CLAIM`, `LIFTSTACK_OIDC_ROLE_CLAIM`)
 
 Keys are cached; a token whose `kid` is not in the cache makes one refetch of the
 JWKS (rate-limited, so random kids can't turn every request into a fetch), which is
-how rotated keys are picked up.
+how rotated keys are picked up. The fetch itself is synchronous (PyJWT's
+PyJWKClient, 5 s timeout), so it briefly holds the event loop; it only happens on a
+cold cache, every 5 minutes, or for a new kid.
 
 Service calls carry a separate shared token in `X-Liftstack-Service-Token`; a user
 JWT is never accepted there and a service token is never accepted as a user.

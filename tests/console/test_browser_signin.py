@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.console.browser import shot, sign_in
-from tests.console.livestack import WORKSPACE_A, WORKSPACE_B, LiveStack
+from tests.console.livestack import WORKSPACE_A, LiveStack
 
 
 @pytest.mark.parametrize("login", ["owner-a", "admin-a", "member-a", "owner-b", "admin-b", "member-b"])
