@@ -156,6 +156,12 @@ def test_cross_origin_text_plain_post_is_refused_and_creates_nothing(live_stack:
         # Same origin but not JSON: refused as well (415), so no form can produce it.
         r = http.post("/api/connections", content=body(), headers={"Content-Type": "text/plain"})
         assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_media_type")
+        # A browser that sends no Origin but says same-origin is served (a test of the
+        # seeded connection changes nothing).
+        request = http.build_request("POST", f"/api/connections/{stack.seed.connection_id}/test",
+                                     headers={"Sec-Fetch-Site": "same-origin"})
+        del request.headers["Origin"]
+        assert http.send(request).status_code == 200
         # A cross-origin sign-out form can't end the session either.
         r = http.post("/signout", headers={"Origin": "https://evil.example"})
         assert r.status_code == 403
