@@ -143,7 +143,7 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         except ApiError as exc:  # the access token is not one services would accept
             return signin_error(request, SignInError(exc.status, exc.code, exc.message))
         response = RedirectResponse(flow.next, status_code=303)
-        session.clear_cookies(response, settings)
+        session.clear_flow_cookie(response, settings)
         await start_session(response, signed_in.principal, signed_in.access_token, signed_in.expires_at)
         return response
 

@@ -118,10 +118,14 @@ def set_flow_cookie(response: Response, settings: ConsoleSettings, state: str) -
     )
 
 
-def clear_cookies(response: Response, settings: ConsoleSettings) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure)
+def clear_flow_cookie(response: Response, settings: ConsoleSettings) -> None:
     response.delete_cookie(FLOW_COOKIE, path="/auth/", httponly=True, samesite="lax",
                            secure=settings.cookie_secure)
+
+
+def clear_cookies(response: Response, settings: ConsoleSettings) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure)
+    clear_flow_cookie(response, settings)
 
 
 def current(request: Request) -> Session | None:
