@@ -116,8 +116,38 @@ async def read_back(settings, sync_id: str) -> tuple[int, int, dict]:  # type: i
         await consumer.stop()
 
 
-def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings) -> dict:  # type: ignore[no-untyped-def]
-    from liftstack_shared.auth import Role, issue_user_token
+def bench_signer(issuer_port: int):  # type: ignore[no-untyped-def]
+    """A throwaway token signer for the bench user, its public JWKS served over HTTP
+    (services verify user tokens against a provider's published keys)."""
+    import tempfile
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from liftstack_console.demo_signer import DemoSigner, generate_key_file
+
+    key_file = Path(tempfile.mkdtemp()) / "bench-signing-key.pem"
+    generate_key_file(key_file)
+    issuer = f"http://127.0.0.1:{issuer_port}"
+    signer = DemoSigner(key_file, issuer=issuer, audience="urn:liftstack:api")
+    body = json.dumps(signer.jwks()).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", issuer_port), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return signer, f"{issuer}/jwks"
+
+
+def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings, signer) -> dict:  # type: ignore[no-untyped-def]
+    from liftstack_shared.auth import Role
 
     admin = httpx.Client(base_url=sandbox_url, timeout=120)
     project = admin.post("/_sandbox/projects", json={
@@ -134,7 +164,7 @@ def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings) ->
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", service)
-        token = issue_user_token(settings, "bench-user", WS, Role.MEMBER)
+        token = signer.token("bench-user", WS, Role.MEMBER, ttl_s=3600)
         http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         started = time.perf_counter()
         accepted = http.post(f"/v1/workspaces/{WS}/connections/{CID}/audiences/{lst['id']}/sync")
@@ -176,8 +206,8 @@ def main() -> None:
         kafka_bootstrap=os.environ.get("LIFTSTACK_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         mongo_url=os.environ.get("LIFTSTACK_MONGO_URL", "mongodb://127.0.0.1:27017/"),
         mongo_db=f"bench_{run}", topic_prefix=f"bench-{run}.",
-        jwt_secret=secrets.token_urlsafe(32),  # type: ignore[arg-type]
     )
+    signer, jwks_url = bench_signer(free_port())
     asyncio.run(ensure_topics(settings))
 
     sandbox = None
@@ -195,12 +225,13 @@ def main() -> None:
         "LIFTSTACK_MONGO_URL": settings.mongo_url,
         "LIFTSTACK_MONGO_DB": settings.mongo_db,
         "LIFTSTACK_TOPIC_PREFIX": settings.topic_prefix,
-        "LIFTSTACK_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "LIFTSTACK_OIDC_ISSUER": signer.issuer,
+        "LIFTSTACK_OIDC_JWKS_URL": jwks_url,
         "LIFTSTACK_ITERABLE_BASE_URL": sandbox_url,
         "LIFTSTACK_LOG_LEVEL": "WARNING",
     }
     try:
-        results = [run_size(size, sandbox_url, base_env, settings) for size in args.sizes]
+        results = [run_size(size, sandbox_url, base_env, settings, signer) for size in args.sizes]
     finally:
         if sandbox is not None:
             stop(sandbox)

@@ -314,7 +314,6 @@ def dev_env() -> dict[str, str]:
 
         values = {
             "LIFTSTACK_MASTER_KEYS": Fernet.generate_key().decode(),
-            "LIFTSTACK_JWT_SECRET": secrets.token_urlsafe(32),
             "LIFTSTACK_SERVICE_TOKEN": secrets.token_urlsafe(32),
         }
         path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -323,9 +322,80 @@ def dev_env() -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
         key, _, value = line.partition("=")
-        if key:
+        # LIFTSTACK_JWT_SECRET: written by older checkouts; user tokens are no longer
+        # verified with a shared secret, so it is not handed to anything.
+        if key and key != "LIFTSTACK_JWT_SECRET":
             env[key] = value
     return env
+
+
+CONSOLE_URL = "http://127.0.0.1:8080"
+DEMO_SIGNING_KEY = RUNTIME / "demo-signing-key.pem"
+# How users sign in: "demo" (the console's demo sign-in, the default) or "oidc"
+# (the local OpenID Connect provider, deploy/local/idp, with its fixed test users).
+SIGNIN = os.environ.get("LIFTSTACK_SIGNIN", "demo")
+IDP_PORT = int(os.environ.get("LIFTSTACK_IDP_PORT", "8300"))
+
+
+def local_idp():  # type: ignore[no-untyped-def]
+    """The local provider's configuration: its signing key and the console's client
+    registration, generated once into .runtime/idp (0600)."""
+    from liftstack_console import local_idp as idp
+
+    return idp.load_or_write_config(RUNTIME / "idp", port=IDP_PORT, console_url=CONSOLE_URL)
+
+
+def identity_up() -> None:
+    if SIGNIN != "oidc":
+        return
+    from liftstack_console import local_idp as idp
+
+    config = local_idp()
+    if running_pid("identity-provider") is None:
+        spawn("identity-provider", idp.command(config))
+    try:
+        idp.wait_ready(config.issuer)
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}:\n{_tail('identity-provider')}") from None
+    say(f"{'identity-provider':<18} {config.issuer}  (users: deploy/local/idp/users.json)")
+
+
+def user_token_settings() -> dict[str, str]:
+    """Which issuer every service trusts for user tokens (public keys only)."""
+    if SIGNIN == "oidc":
+        config = local_idp()
+        return {"LIFTSTACK_OIDC_ISSUER": config.issuer, "LIFTSTACK_OIDC_JWKS_URL": config.jwks_url,
+                "LIFTSTACK_OIDC_AUDIENCE": config.audience}
+    # The demo has no identity provider, so every service trusts the console's demo
+    # signer, by its public keys (asymmetric; no shared secret).
+    return {"LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo",
+            "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json"}
+
+
+def demo_signing_key() -> Path:
+    """The demo's token signing key (RSA, private): only the console gets its path.
+    Services get the console's public JWKS URL (see `services_env`)."""
+    if not DEMO_SIGNING_KEY.exists():
+        from liftstack_console.demo_signer import generate_key_file
+
+        generate_key_file(DEMO_SIGNING_KEY)
+        say(f"generated the demo token signing key in {DEMO_SIGNING_KEY}")
+    return DEMO_SIGNING_KEY
+
+
+def console_env() -> dict[str, str]:
+    """What only the console gets: its sign-in's secrets (the provider's client
+    secret, or the demo signing key)."""
+    if SIGNIN == "oidc":
+        config = local_idp()
+        return {"LIFTSTACK_OIDC_CLIENT_ID": config.client_id,
+                "LIFTSTACK_OIDC_CLIENT_SECRET": config.client_secret,
+                "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL}
+    return {
+        "LIFTSTACK_DEMO_SIGNIN": "true",
+        "LIFTSTACK_DEMO_SIGNING_KEY_FILE": str(demo_signing_key()),
+        "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL,
+    }
 
 
 def services_env() -> dict[str, str]:
@@ -342,6 +412,7 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
         "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
+        **user_token_settings(),
     }
 
 
@@ -367,8 +438,8 @@ def services_up(timeout_s: float = 60.0) -> None:
                 service.name,
                 [sys.executable, "-m", service.module],
                 # The sandbox reads its own LIFTSTACK_SANDBOX_* settings.
-                env={**env, "LIFTSTACK_PORT": str(service.port),
-                     "LIFTSTACK_SANDBOX_PORT": str(service.port)},
+                env={**env, **(console_env() if service.name == "console" else {}),
+                     "LIFTSTACK_PORT": str(service.port), "LIFTSTACK_SANDBOX_PORT": str(service.port)},
             )
         started.append(service)
     deadline = time.monotonic() + timeout_s
@@ -399,20 +470,30 @@ def demo_secrets() -> dict[str, str]:
 def seed_demo() -> None:
     """The demo workspace: a sandbox project + key + demo list, and a connection to it
     made through the connections API. Idempotent (safe on every `up`)."""
-    from pydantic import SecretStr
-
+    from liftstack_shared.auth import Role
+    from liftstack_console.demo_signer import DemoSigner
     from liftstack_console.seed import seed_demo as seed
     from liftstack_console.settings import ConsoleSettings
 
     env = services_env()
     demo = demo_secrets()
     settings = ConsoleSettings(
-        jwt_secret=SecretStr(env["LIFTSTACK_JWT_SECRET"]),
-        connections_url=env["LIFTSTACK_CONNECTIONS_URL"],
+        connections_url=env["LIFTSTACK_CONNECTIONS_URL"], oidc_issuer=env["LIFTSTACK_OIDC_ISSUER"],
     )
+    # The seed acts as the demo workspace's Owner: signed in through the local
+    # provider as its Owner of ws-demo, or with a token of the demo signer.
+    if SIGNIN == "oidc":
+        from liftstack_console import local_idp as idp
+
+        owner = idp.load_users()["owner-a"]
+        owner_token = idp.access_token(local_idp(), owner["login"], owner["password"])
+    else:
+        signer = DemoSigner(demo_signing_key(), issuer=settings.oidc_issuer, audience=settings.oidc_audience)
+        owner_token = signer.token("demo-seed", settings.demo_workspace, Role.OWNER, ttl_s=600)
     result = asyncio.run(seed(
         settings, sandbox_url=env["LIFTSTACK_SANDBOX_URL"], workspace_id=settings.demo_workspace,
-        api_key=demo["DEMO_ITERABLE_API_KEY"], webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
+        owner_token=owner_token, api_key=demo["DEMO_ITERABLE_API_KEY"],
+        webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
     ))
     say(f"demo workspace {result.workspace_id}: connection {result.connection_id}, "
         f"sandbox project {result.project_id}, list {result.list_id} ({result.members:,} members)")
@@ -421,11 +502,12 @@ def seed_demo() -> None:
 def services_down() -> None:
     for service in reversed(SERVICES):
         stop(service.name)
+    stop("identity-provider")
 
 
 def status() -> int:
     code = 0
-    for name in ["kafka", "ferretdb", *(s.name for s in SERVICES)]:
+    for name in ["kafka", "ferretdb", "identity-provider", *(s.name for s in SERVICES)]:
         pid = running_pid(name)
         print(f"{name:<18} {'running (pid %d)' % pid if pid else 'stopped'}")
         if pid is None and name in ("kafka", "ferretdb"):
@@ -442,6 +524,7 @@ def main() -> int:
     if args.command == "up":
         infra_up()
         if args.scope == "all":
+            identity_up()
             services_up()
             if _healthy(8080) and _healthy(8200) and _healthy(8101):
                 seed_demo()
@@ -449,7 +532,7 @@ def main() -> int:
         env = infra_env() if args.scope == "infra" else services_env()
         # Secrets stay in .runtime/dev.env; print only where things are.
         for key, value in env.items():
-            if key in ("LIFTSTACK_MASTER_KEYS", "LIFTSTACK_JWT_SECRET", "LIFTSTACK_SERVICE_TOKEN"):
+            if key in ("LIFTSTACK_MASTER_KEYS", "LIFTSTACK_SERVICE_TOKEN"):
                 continue
             print(f"export {key}={value}")
         return 0

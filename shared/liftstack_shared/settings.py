@@ -25,10 +25,18 @@ class CommonSettings(BaseSettings):
     # Secrets. SecretStr keeps them out of reprs and logs.
     # Comma-separated Fernet-style master keys, newest first (rotation = prepend).
     master_keys: SecretStr = SecretStr("")
-    # HMAC key that signs user JWTs (issued by liftstack's identity service).
-    jwt_secret: SecretStr = SecretStr("")
     # Shared credential services use for internal endpoints; never a user token.
     service_token: SecretStr = SecretStr("")
+
+    # User tokens: access tokens of the OpenID Connect identity provider, verified
+    # against its published keys (see auth.py). No service holds a signing key.
+    oidc_issuer: str = ""
+    oidc_jwks_url: str = ""
+    # The `aud` user tokens must carry (the liftstack API as the provider knows it).
+    oidc_audience: str = "urn:liftstack:api"
+    # Which claims of the token say the user's workspace and role.
+    oidc_workspace_claim: str = "workspace"
+    oidc_role_claim: str = "role"
 
     # Where services find each other.
     connections_url: str = "http://127.0.0.1:8101"

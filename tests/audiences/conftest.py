@@ -16,7 +16,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from liftstack_shared.credentials import IterableCredentials, StaticCredentials
 from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
 from liftstack_shared.settings import CommonSettings
@@ -26,6 +26,7 @@ from liftstack_audiences.app import create_app
 from liftstack_audiences.settings import AudiencesSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
+from tests.fixtures.identity import user_token
 
 FAST_RETRIES = RetryPolicy(
     max_transient_retries=2, transient_base_delay=0.01, transient_max_delay=0.05,
@@ -42,7 +43,7 @@ class Service:
     connection_id: str = field(default_factory=lambda: f"conn-{uuid.uuid4().hex[:8]}")
 
     def token(self, role: Role = Role.MEMBER, workspace_id: str | None = None) -> str:
-        return issue_user_token(self.settings, "user-1", workspace_id or self.workspace_id, role)
+        return user_token(self.settings, "user-1", workspace_id or self.workspace_id, role)
 
     def client(self, role: Role = Role.MEMBER) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -64,7 +64,7 @@ def conn_settings(kafka_topics: CommonSettings, sandbox_server: SandboxHandle) -
         ingest_public_url="https://hooks.liftstack.test",
         test_timeout_s=20.0,
     )
-    for secret in (settings.master_keys, settings.service_token, settings.jwt_secret):
+    for secret in (settings.master_keys, settings.service_token):
         support.track(secret.get_secret_value())
     return settings
 

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role, issue_user_token
+from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role
 from liftstack_shared.messages.connections import ConnectionChanged
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import CONNECTION_CHANGED
+from tests.fixtures.identity import user_token
 
 # Every credential a test hands the service; checked against logs, responses,
 # database documents and Kafka messages.
@@ -46,7 +47,7 @@ class Workspace:
         self.id = new_workspace()
         self.base_url = base_url
         self.settings = settings
-        self.tokens = {role: issue_user_token(settings, f"{role}-1", self.id, role) for role in Role}
+        self.tokens = {role: user_token(settings, f"{role}-1", self.id, role) for role in Role}
 
     def client(self, role: Role | None = Role.OWNER, token: str | None = None) -> httpx.AsyncClient:
         headers = {}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 
-import jwt
 import pytest
 
-from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role, issue_user_token
+from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role
 from tests.connections.support import Workspace, fake_key
+from tests.fixtures.identity import IdentityProvider, bad_tokens, user_token
 
 SUMMARY_KEYS = {"id", "name", "platform", "status"}
 
@@ -99,20 +99,19 @@ def _as_path_of(ws: Workspace, target: Workspace) -> Workspace:
 
 
 @pytest.mark.parametrize("action", ACTIONS)
-async def test_missing_or_bad_token_is_401(ws: Workspace, conn_settings, action: str):
+async def test_missing_or_bad_token_is_401(ws: Workspace, identity_provider: IdentityProvider, action: str):
     conn = await ws.create()
-    now = int(time.time())
-    forged = jwt.encode({"sub": "u", "ws": ws.id, "role": "owner", "iat": now, "exp": now + 60},
-                        "not-the-secret-not-the-secret-32b", algorithm="HS256")
-    expired = jwt.encode({"sub": "u", "ws": ws.id, "role": "owner", "iat": now - 120,
-                          "exp": now - 60},
-                         conn_settings.jwt_secret.get_secret_value(), algorithm="HS256")
-    bad_role = jwt.encode({"sub": "u", "ws": ws.id, "role": "superuser", "iat": now,
-                           "exp": now + 60},
-                          conn_settings.jwt_secret.get_secret_value(), algorithm="HS256")
     assert await _attempt(ws, None, action, conn["id"]) == 401
-    for token in (forged, expired, bad_role, "garbage"):
-        assert await _attempt(ws, None, action, conn["id"], token=token) == 401
+    for name, token in bad_tokens(identity_provider, ws.id).items():
+        assert await _attempt(ws, None, action, conn["id"], token=token) == 401, name
+
+
+async def test_valid_token_of_no_workspace_is_403(ws: Workspace, identity_provider: IdentityProvider):
+    token = identity_provider.token("nobody", None, None)
+    async with ws.client(None, token=token) as c:
+        r = await c.get(ws.path)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "no_workspace"
 
 
 async def test_service_token_is_not_a_user_token(ws: Workspace, conn_settings):
@@ -125,7 +124,7 @@ async def test_service_token_is_not_a_user_token(ws: Workspace, conn_settings):
 
 async def test_token_for_another_workspace_sees_nothing(ws: Workspace, conn_settings):
     await ws.create()
-    token = issue_user_token(conn_settings, "intruder", "some-other-ws", Role.OWNER)
+    token = user_token(conn_settings, "intruder", "some-other-ws", Role.OWNER)
     async with ws.client(None, token=token) as c:
         r = await c.get(ws.path)
     assert r.status_code == 404

@@ -55,10 +55,17 @@ async def page(context: BrowserContext) -> Page:
     return p
 
 
-async def sign_in(page: Page, stack: LiveStack, role: str = "owner", next_path: str = "/campaigns") -> None:
+async def sign_in(page: Page, stack: LiveStack, role: str = "owner", next_path: str = "/campaigns",
+                  login: str | None = None) -> None:
+    """Sign in through the identity provider's login form, as workspace A's user of
+    `role` (owner-a, admin-a, member-a) or as `login`."""
+    user = stack.idp.users[login or f"{role}-a"]
     await page.goto(f"{stack.console}/signin?next={next_path}")
-    await page.select_option("#role", role)
-    await page.click("form[action='/signin'] button[type=submit]")
+    await page.click("#signin-oidc")
+    await page.wait_for_url(f"{stack.idp.issuer}/interaction/**")
+    await page.fill("#login", user.login)
+    await page.fill("#password", user.password)
+    await page.click("#submit")
     await page.wait_for_url(f"{stack.console}{next_path}")
 
 

@@ -16,15 +16,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from liftstack_shared.auth import Role, issue_user_token
+import httpx
+
+from liftstack_shared.auth import Role
 from liftstack_shared.settings import CommonSettings
 from liftstack_console.seed import DemoSeed, seed_demo
 from tests.fixtures.asgi import free_port
+from tests.fixtures.identity import IdentityProvider
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -41,6 +45,9 @@ SERVICES = {
     "console": "liftstack_console",
 }
 DEMO_MEMBERS = int(os.environ.get("LIFTSTACK_TEST_DEMO_MEMBERS", "3000"))
+# The identity provider's users (deploy/local/idp/users.json) belong to these two.
+WORKSPACE_A = "ws-demo"
+WORKSPACE_B = "ws-second"
 
 
 @dataclass
@@ -50,6 +57,9 @@ class LiveStack:
     seed: DemoSeed
     api_key: str
     webhook_secret: str
+    idp: IdentityProvider
+    # A connection of workspace B, which no user of A may see.
+    second_connection_id: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -60,8 +70,22 @@ class LiveStack:
     def sandbox(self) -> str:
         return self.urls["iterable-sandbox"]
 
-    def token(self, role: Role = Role.OWNER) -> str:
-        return issue_user_token(self.settings, f"test-{role}", self.seed.workspace_id, role)
+    def token(self, role: Role = Role.OWNER, workspace: str | None = None) -> str:
+        """A user access token of the session's identity provider."""
+        return self.idp.token(f"test-{role}", workspace or self.seed.workspace_id, role)
+
+    def console_client(self) -> httpx.Client:
+        """An HTTP client of the console that sends the console's own Origin, as the
+        console's pages do (its CSRF check refuses state changes from elsewhere)."""
+        return httpx.Client(base_url=self.console, timeout=60, headers={"Origin": self.console})
+
+    @contextmanager
+    def signed_in_client(self, login: str) -> Iterator[httpx.Client]:
+        """A console client signed in through the identity provider as `login`."""
+        with self.console_client() as http:
+            done = self.idp.sign_in(http, login)
+            assert done.status_code == 200 and "lf_session" in http.cookies, (done.status_code, done.url)
+            yield http
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -89,11 +113,27 @@ def _drop_console_db(settings: CommonSettings) -> None:
         client.close()
 
 
+def _second_workspace_connection(connections_url: str, idp: IdentityProvider) -> str:
+    """Workspace B's connection (no webhook: the sandbox's sends stay A's alone)."""
+    token = idp.token("seed-owner-b", WORKSPACE_B, Role.OWNER, ttl_s=600)
+    r = httpx.post(f"{connections_url}/v1/workspaces/{WORKSPACE_B}/connections", timeout=30,
+                   headers={"Authorization": f"Bearer {token}"},
+                   json={"name": "Workspace B's Iterable", "api_key": secrets.token_hex(16),
+                         "webhook_secret": secrets.token_urlsafe(24), "region": "US",
+                         "event_types": ["open"]})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 @pytest.fixture(scope="session")
-def live_stack(kafka_topics: CommonSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def live_stack(kafka_topics: CommonSettings, identity_provider: IdentityProvider,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     settings = kafka_topics
+    idp = identity_provider
     LOGS.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in SERVICES}
+    # The provider's client is registered for this console address.
+    ports["console"] = idp.console_port
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         **os.environ,
@@ -102,7 +142,9 @@ def live_stack(kafka_topics: CommonSettings, tmp_path_factory: pytest.TempPathFa
         "LIFTSTACK_MONGO_DB": settings.mongo_db,
         "LIFTSTACK_TOPIC_PREFIX": settings.topic_prefix,
         "LIFTSTACK_MASTER_KEYS": settings.master_keys.get_secret_value(),
-        "LIFTSTACK_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "LIFTSTACK_OIDC_ISSUER": idp.issuer,
+        "LIFTSTACK_OIDC_JWKS_URL": idp.jwks_url,
+        "LIFTSTACK_OIDC_AUDIENCE": idp.audience,
         "LIFTSTACK_SERVICE_TOKEN": settings.service_token.get_secret_value(),
         "LIFTSTACK_CONNECTIONS_URL": urls["connections"],
         "LIFTSTACK_INGEST_PUBLIC_URL": urls["ingest"],
@@ -124,8 +166,14 @@ def live_stack(kafka_topics: CommonSettings, tmp_path_factory: pytest.TempPathFa
         for name, module in SERVICES.items():
             port_var = "LIFTSTACK_SANDBOX_PORT" if name == "iterable-sandbox" else "LIFTSTACK_PORT"
             log = open(LOGS / f"{name}.log", "wb")
+            # Only the console is the provider's client (and knows its secret).
+            own = {
+                "LIFTSTACK_OIDC_CLIENT_ID": idp.client_id,
+                "LIFTSTACK_OIDC_CLIENT_SECRET": idp.client_secret,
+                "LIFTSTACK_CONSOLE_PUBLIC_URL": urls["console"],
+            } if name == "console" else {}
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=REPO, env={**env, port_var: str(ports[name])},
+                [sys.executable, "-m", module], cwd=REPO, env={**env, **own, port_var: str(ports[name])},
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + 90
@@ -139,10 +187,12 @@ def live_stack(kafka_topics: CommonSettings, tmp_path_factory: pytest.TempPathFa
         webhook_secret = secrets.token_urlsafe(24)
         seed_settings = settings.model_copy(update={"connections_url": urls["connections"]})
         seed = asyncio.run(seed_demo(
-            seed_settings, sandbox_url=urls["iterable-sandbox"], workspace_id="ws-demo",
+            seed_settings, sandbox_url=urls["iterable-sandbox"], workspace_id=WORKSPACE_A,
+            owner_token=idp.token("seed-owner", WORKSPACE_A, Role.OWNER, ttl_s=600),
             api_key=api_key, webhook_secret=webhook_secret, members=DEMO_MEMBERS,
         ))
-        stack = LiveStack(seed_settings, urls, seed, api_key, webhook_secret, procs)
+        second = _second_workspace_connection(urls["connections"], idp)
+        stack = LiveStack(seed_settings, urls, seed, api_key, webhook_secret, idp, second, procs)
         yield stack
     finally:
         for proc in procs.values():

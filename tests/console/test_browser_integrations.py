@@ -95,7 +95,8 @@ async def test_member_sees_cards_but_cannot_manage(page: Page, live_stack: LiveS
     await shot(page, "06-integrations-member")
     # The API says no too (the connections service's rule, passed through).
     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
-    async with httpx.AsyncClient(base_url=stack.console, cookies=cookies) as http:
+    async with httpx.AsyncClient(base_url=stack.console, cookies=cookies,
+                                 headers={"Origin": stack.console}) as http:
         r = await http.post("/api/connections", json={"name": "x", "api_key": "0" * 32})
         assert r.status_code == 403
         r = await http.post(f"/api/connections/{stack.seed.connection_id}/test")
@@ -107,9 +108,8 @@ async def test_member_sees_cards_but_cannot_manage(page: Page, live_stack: LiveS
 
 async def test_events_page_counts_and_configure_event_types(page: Page, live_stack: LiveStack) -> None:
     stack = live_stack
-    async with httpx.AsyncClient(base_url=stack.console) as http:
-        await http.post("/signin", data={"role": "owner"})
-        conn = (await http.get("/api/connections")).json()["connections"]
+    with stack.signed_in_client("owner-a") as http:
+        conn = http.get("/api/connections").json()["connections"]
         url = next(c for c in conn if c["id"] == stack.seed.connection_id)["webhook_url"]
     auth = {"Authorization": f"OAuth2 {stack.webhook_secret}"}
     base = {"email": "events-page@example.com",

@@ -34,13 +34,14 @@ METRIC_OF = {"emailSend": "send", "emailOpen": "open", "emailClick": "click",
 def test_whole_loop_sends_each_recipient_its_variant_and_counts_match(live_stack: LiveStack) -> None:
     stack = live_stack
     started = time.monotonic()
+    # Workspace A's Owner, signed in through the identity provider.
+    client = ConsoleClient(stack.console)
+    stack.idp.sign_in(client.http, "owner-a")
     outcome = run_demo(
         stack.console, timeout_s=240, settle_s=3,
-        send_options={"seed": 11, "duplicates_rate": 0.15, "reorder": True},
+        send_options={"seed": 11, "duplicates_rate": 0.15, "reorder": True}, client=client,
     )
     loop_s = time.monotonic() - started
-    client = ConsoleClient(stack.console)
-    client.sign_in("owner")
     campaign = client.call("GET", f"/api/campaigns/{outcome['campaign_id']}")
     key = campaign["key"]
     iterable_campaign = outcome["send"]["campaignId"]

@@ -20,12 +20,13 @@ from pydantic import SecretStr, ValidationError
 from liftstack_ingest.app import create_app
 from liftstack_ingest.lookup import InMemoryConnections
 from liftstack_ingest.settings import IngestSettings
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import ENGAGEMENT_EVENTS
 from tests.fixtures.asgi import serve_asgi
+from tests.fixtures.identity import user_token as provider_token
 
 T = TypeVar("T")
 ALL_TYPES = [t.value for t in EventType]
@@ -174,7 +175,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None] | T | None], timeou
 @pytest.fixture(scope="session")
 def user_token(ingest_settings: IngestSettings) -> Callable[..., dict[str, str]]:
     def headers(workspace_id: str, role: Role = Role.OWNER) -> dict[str, str]:
-        token = issue_user_token(ingest_settings, "user-1", workspace_id, role)
+        token = provider_token(ingest_settings, "user-1", workspace_id, role)
         return {"Authorization": f"Bearer {token}"}
 
     return headers

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from liftstack_shared.credentials import IterableCredentials, StaticCredentials
 from liftstack_shared.iterable import IterableClient, NoRateLimits
 from liftstack_shared.settings import CommonSettings
@@ -20,6 +20,7 @@ from liftstack_templates.settings import TemplatesSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.secrets import WatchedSecrets
+from tests.fixtures.identity import user_token
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ class Service:
                              connection_id=connection_id, api_key=api_key)
 
     def headers(self, role: Role = Role.ADMIN, workspace: str | None = None) -> dict[str, str]:
-        token = issue_user_token(self.settings, "user-1", workspace or self.workspace, role)
+        token = user_token(self.settings, "user-1", workspace or self.workspace, role)
         return {"Authorization": f"Bearer {token}"}
 
     def path(self, action: str = "") -> str:

@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from liftstack_writeback.app import create_app
 from tests.fixtures.asgi import serve_asgi
 from tests.writeback.conftest import Env, emails, make_batches
+from tests.fixtures.identity import user_token
 
 
 async def _wait_status(http: httpx.AsyncClient, path: str, headers: dict[str, str],
@@ -37,7 +38,7 @@ async def test_progress_endpoint_and_retrigger_keep_previous_runs(env: Env) -> N
     path = f"/v1/workspaces/ws-1/writeback/jobs/{job_id}"
 
     def bearer(role: Role, ws: str = "ws-1") -> dict[str, str]:
-        return {"Authorization": "Bearer " + issue_user_token(settings, "u1", ws, role)}
+        return {"Authorization": "Bearer " + user_token(settings, "u1", ws, role)}
 
     with serve_asgi(create_app(settings, env.credentials)) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
@@ -96,7 +97,7 @@ async def test_retrigger_of_a_running_job_is_refused(env: Env) -> None:
     batches = make_batches(emails(20), batch_size=10)
     job_id = batches[0].job_id
     path = f"/v1/workspaces/ws-1/writeback/jobs/{job_id}"
-    headers = {"Authorization": "Bearer " + issue_user_token(settings, "u1", "ws-1", Role.OWNER)}
+    headers = {"Authorization": "Bearer " + user_token(settings, "u1", "ws-1", Role.OWNER)}
     with serve_asgi(create_app(settings, env.credentials)) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             await env.publish(batches[:1])

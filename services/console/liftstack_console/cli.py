@@ -77,9 +77,14 @@ class Bar:
 
 class ConsoleClient:
     def __init__(self, base: str, timeout: float = 120.0) -> None:
-        self.http = httpx.Client(base_url=base.rstrip("/"), timeout=timeout, follow_redirects=False)
+        # The console refuses state-changing requests that don't name its own origin
+        # (its CSRF check); this client is the console's own, so it says so.
+        self.http = httpx.Client(base_url=base.rstrip("/"), timeout=timeout, follow_redirects=False,
+                                 headers={"Origin": base.rstrip("/")})
 
     def sign_in(self, role: str = "owner") -> None:
+        """The demo stack's sign-in (`./liftstack up`); with an identity provider, sign
+        `self.http` in through it instead."""
         r = self.http.post("/signin", data={"role": role, "next": "/campaigns"})
         if r.status_code != 303 or "lf_session" not in self.http.cookies:
             raise DemoError(f"demo sign-in failed (HTTP {r.status_code})")
@@ -105,11 +110,15 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, every: floa
 
 def run_demo(base: str, connection_name: str = CONNECTION_NAME, list_name: str = LIST_NAME,
              timeout_s: float = 600.0, out: Any = None, settle_s: float = 5.0,
-             send_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             send_options: dict[str, Any] | None = None,
+             client: ConsoleClient | None = None) -> dict[str, Any]:
+    """`client`: an already signed-in Owner (default: the demo sign-in as Owner)."""
     out = out or sys.stdout
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
-    c = ConsoleClient(base)
-    c.sign_in("owner")
+    c = client
+    if c is None:
+        c = ConsoleClient(base)
+        c.sign_in("owner")
 
     conns = c.call("GET", "/api/connections")["connections"]
     conn = next((x for x in conns if x["name"] == connection_name), None)

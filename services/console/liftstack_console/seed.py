@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 
-from liftstack_shared.auth import Role, issue_user_token
 from liftstack_shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -41,10 +40,12 @@ def demo_members(count: int) -> list[str]:
 
 
 async def seed_demo(
-    settings: CommonSettings, *, sandbox_url: str, workspace_id: str, api_key: str,
-    webhook_secret: str, members: int = 3000,
+    settings: CommonSettings, *, sandbox_url: str, workspace_id: str, owner_token: str,
+    api_key: str, webhook_secret: str, members: int = 3000,
 ) -> DemoSeed:
-    token = issue_user_token(settings, "demo-seed", workspace_id, Role.OWNER, ttl_s=600)
+    """`owner_token`: a user access token of an Owner of `workspace_id` (from the
+    identity provider; in the demo stack, from the console's demo signer)."""
+    token = owner_token
     async with (
         httpx.AsyncClient(base_url=sandbox_url.rstrip("/"), timeout=60) as sandbox,
         httpx.AsyncClient(

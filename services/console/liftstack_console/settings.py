@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
 from liftstack_shared.settings import CommonSettings
 
 
@@ -17,12 +21,26 @@ class ConsoleSettings(CommonSettings):
     # deployment against real Iterable: the wizard then stops at "ready to send".
     sandbox_url: str | None = None
 
-    # Demo sign-in: liftstack has no identity service here, so the console mints
-    # JWTs for one demo workspace (Owner or Member). Off in a real deployment.
-    demo_signin: bool = True
+    # The console's own public origin (scheme://host[:port]): the OIDC redirect URI
+    # is built from it, state-changing requests must come from it (CSRF), and cookies
+    # are Secure unless it is plain-HTTP localhost.
+    console_public_url: str = "http://127.0.0.1:8080"
+
+    # Sign-in through the OpenID Connect provider at LIFTSTACK_OIDC_ISSUER
+    # (authorization code + PKCE). The console is a confidential client.
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid profile liftstack"
+    # Some providers take the API audience as an authorize parameter ("audience"
+    # for Auth0, "resource" per RFC 8707); empty = the provider's default.
+    oidc_audience_param: str = ""
+
+    # Demo sign-in (`./liftstack up` only): the console signs tokens for one demo
+    # workspace with a locally generated key whose public JWKS it serves at
+    # /demo/jwks.json; services then trust that issuer. Off everywhere else.
+    demo_signin: bool = False
     demo_workspace: str = "ws-demo"
-    # Secure cookies need HTTPS; the local stack is plain HTTP.
-    cookie_secure: bool = False
+    demo_signing_key_file: str = ""
 
     # Consumer group of the results counter (engagement.events).
     results_group: str = "console-results"
@@ -31,6 +49,20 @@ class ConsoleSettings(CommonSettings):
     # database file, and the results counter writes in bursts exactly when ingest's
     # Events page consumer does; apart, neither waits on (or times out on) the other.
     console_mongo_db: str = ""
+
+    @property
+    def console_origin(self) -> str:
+        parts = urlsplit(self.console_public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @property
+    def cookie_secure(self) -> bool:
+        parts = urlsplit(self.console_public_url)
+        return not (parts.scheme == "http" and (parts.hostname or "") in ("localhost", "127.0.0.1", "::1"))
+
+    @property
+    def oidc_signin(self) -> bool:
+        return bool(self.oidc_client_id)
 
     @property
     def console_db(self) -> str:

@@ -70,10 +70,10 @@ def console(request: Request) -> Console:
 
 
 def user(request: Request) -> User:
-    found = session.current(request, console(request).settings)
+    found = session.current(request)
     if found is None:
         raise SignInRequired
-    return User(*found)
+    return User(found.principal, found.token)
 
 
 def make_templates() -> Jinja2Templates:
@@ -102,8 +102,9 @@ def _when(value: Any) -> str:
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
-    found = session.current(request, console(request).settings)
-    context.setdefault("user", User(*found) if found else None)
+    found = session.current(request)
+    context.setdefault("user", User(found.principal, found.token) if found else None)
+    context.setdefault("demo_signin", console(request).settings.demo_signin)
     context.setdefault("status_label", STATUS_LABEL)
     return console(request).templates.TemplateResponse(
         request, name, context, status_code=status
