@@ -32,9 +32,8 @@ async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted
     await produce(stack.settings, stack.settings.topic(ENGAGEMENT_EVENTS.name),
                   [(f"{cid}:poison@example.com".encode(), json.dumps(poison).encode())])
 
-    async with httpx.AsyncClient(base_url=stack.console) as http:
-        await http.post("/signin", data={"role": "owner"})
-        conn = (await http.get("/api/connections")).json()["connections"]
+    with stack.signed_in_client("owner-a") as console:
+        conn = console.get("/api/connections").json()["connections"]
         url = next(c for c in conn if c["id"] == cid)["webhook_url"]
     email = f"after-poison-{secrets.token_hex(3)}@example.com"
     body = {"email": email, "eventName": "emailOpen",
