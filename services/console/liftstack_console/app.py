@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -15,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from liftstack_shared.auth import Role
 from liftstack_shared.errors import ApiError
-from liftstack_shared.http import standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, read_body, service_middleware, standard_routes
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.mongo import make_mongo_client, mongo_ready
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
@@ -72,7 +73,8 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         if not settings.demo_signin:
             return Response(status_code=404)
         # A plain urlencoded form; parsed here so the console needs no multipart library.
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        raw = await read_body(request, settings.max_body_bytes)
+        form = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
         try:
             role = Role(str(form.get("role", "owner")))
         except ValueError:
@@ -108,8 +110,10 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         *standard_routes("console", [], {"mongo": lambda: mongo_ready(mongo), "kafka": kafka_check}),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan,
+        routes=routes, lifespan=lifespan, middleware=service_middleware(settings),
         exception_handlers={
+            # MongoDB unreachable -> 503 + Retry-After, like every service.
+            PyMongoError: EXCEPTION_HANDLERS[PyMongoError],
             SignInRequired: on_signin_required,
             ServiceError: on_service_error,
             ApiError: on_api_error,

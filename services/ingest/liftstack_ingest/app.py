@@ -20,7 +20,7 @@ from liftstack_ingest.publisher import EventPublisher
 from liftstack_ingest.read_model import ReadModel
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.connections_client import ConnectionsClient
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, service_middleware, standard_routes
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.messages import ConnectionChanged
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
@@ -88,7 +88,13 @@ def create_app(
             "ingest", ENDPOINTS, checks={"kafka": publisher.check, "mongo": mongo_check}
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # The webhook route applies its own (smaller) cap after the secret check, so
+    # the app-wide cap must not be below it.
+    body_cap = max(settings.max_body_bytes, settings.webhook_max_body_bytes)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+        middleware=service_middleware(settings, body_cap),
+    )
 
 
 def _register_connection_changes(

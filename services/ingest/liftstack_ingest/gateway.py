@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 
 import httpx
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,6 +23,7 @@ from liftstack_ingest.normalise import BadPayload, normalise, parse_body
 from liftstack_ingest.publisher import EventPublisher, KafkaUnavailable
 from liftstack_ingest.settings import IngestSettings
 from liftstack_ingest.verify import Verdict, verify
+from liftstack_shared import bounds
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages import IngestObservation, IngestOutcome
@@ -75,8 +77,7 @@ class WebhookGateway:
         event_name: str | None = None
         try:
             payload = parse_body(body)
-            raw_name = payload.get("eventName")
-            event_name = raw_name if isinstance(raw_name, str) and raw_name.strip() else None
+            event_name = _observable_name(payload.get("eventName"))
             item = normalise(payload, connection.connection_id)
         except BadPayload as exc:
             return self._reject(connection, 400, exc.code, exc.message, event_name)
@@ -90,7 +91,16 @@ class WebhookGateway:
             self._observe(connection, item.event_name, IngestOutcome.FILTERED, item.event_id, received_at)
             return _accepted("filtered", item.event_id)
 
-        event = item.event(payload, connection, received_at)
+        try:
+            event = item.event(payload, connection, received_at)
+        except ValidationError as exc:
+            # parse_body and normalise enforce the contract's bounds, so this means
+            # they disagree with it: refuse the event rather than publish a poison.
+            log.error("normalised event breaks its contract: %s", exc.errors()[0]["loc"])
+            return self._reject(
+                connection, 400, "invalid_payload", "The event is outside liftstack's bounds.",
+                item.event_name,
+            )
         try:
             await self._publisher.publish_event(event, item.key)
         except KafkaUnavailable:
@@ -141,6 +151,14 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _observable_name(value: object) -> str | None:
+    """The event name to count a rejected request under, if it is a usable one."""
+    if not isinstance(value, str):
+        return None
+    name = value.strip()
+    return name if 0 < len(name) <= bounds.MAX_EVENT_NAME_LENGTH else None
 
 
 def _accepted(status: str, event_id: str) -> Response:

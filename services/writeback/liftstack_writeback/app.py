@@ -18,7 +18,7 @@ from liftstack_shared.auth import Principal, principal_from_request, require_man
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.credentials import ConnectionsServiceCredentials, CredentialsSource
 from liftstack_shared.errors import ApiError
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, service_middleware, standard_routes
 from liftstack_shared.messages.writeback import WritebackStatus
 
 from liftstack_writeback.jobs import JobHeader, RunSummary
@@ -154,6 +154,7 @@ def create_app(
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=service_middleware(settings),
         lifespan=lifespan,
     )
     return app
