@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
+from typing import Literal
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -35,6 +36,13 @@ WEBHOOK_PATH = "/webhooks/iterable/{token}"
 # the lookup (it becomes part of an internal URL path).
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 RETRY_AFTER_S = "5"
+
+
+class WebhookAccepted(BaseModel):
+    """A 200 answer: the webhook was taken (published, or counted and dropped)."""
+
+    status: Literal["published", "unknown", "filtered"]
+    event_id: str
 
 
 class WebhookGateway:
@@ -161,8 +169,8 @@ def _observable_name(value: object) -> str | None:
     return name if 0 < len(name) <= bounds.MAX_EVENT_NAME_LENGTH else None
 
 
-def _accepted(status: str, event_id: str) -> Response:
-    return JSONResponse({"status": status, "event_id": event_id}, status_code=200)
+def _accepted(status: Literal["published", "unknown", "filtered"], event_id: str) -> Response:
+    return JSONResponse(WebhookAccepted(status=status, event_id=event_id).model_dump(), status_code=200)
 
 
 def _error(status: int, code: str, message: str, retry: bool = False) -> Response:
