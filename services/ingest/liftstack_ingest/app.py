@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from liftstack_ingest.events_page import ENDPOINTS as EVENTS_ENDPOINTS
 from liftstack_ingest.events_page import EventsPageApi, maintain, register_consumer
-from liftstack_ingest.gateway import WEBHOOK_PATH, WebhookAccepted, WebhookGateway
+from liftstack_ingest.gateway import WEBHOOK_PATH, IterableWebhook, WebhookAccepted, WebhookGateway
 from liftstack_ingest.lookup import ConnectionLookup
 from liftstack_ingest.publisher import EventPublisher
 from liftstack_ingest.read_model import ReadModel
@@ -33,7 +33,7 @@ ENDPOINTS = [
         "POST", WEBHOOK_PATH,
         "Receive one Iterable system/journey webhook (secret in Authorization: "
         "Basic|OAuth2|Bearer <secret>, or X-Liftstack-Webhook-Secret).",
-        response=WebhookAccepted, auth="webhook", tags=["webhooks"],
+        request=IterableWebhook, response=WebhookAccepted, auth="webhook", tags=["webhooks"],
     ),
     *EVENTS_ENDPOINTS,
 ]

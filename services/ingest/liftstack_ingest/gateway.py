@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -36,6 +36,18 @@ WEBHOOK_PATH = "/webhooks/iterable/{token}"
 # the lookup (it becomes part of an internal URL path).
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 RETRY_AFTER_S = "5"
+
+
+class IterableWebhook(BaseModel):
+    """What Iterable posts (documentation of the body; the gateway parses it itself,
+    within `liftstack_shared.bounds`). Other fields are kept in the event's `raw`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    eventName: str
+    email: str | None = None
+    userId: str | None = None
+    dataFields: dict[str, Any] = {}
 
 
 class WebhookAccepted(BaseModel):
