@@ -126,7 +126,7 @@ def realistic_payloads(draw: st.DrawFn) -> dict[str, Any]:
         "messageId": st.one_of(short_text, any_text), "url": short_text,
         "extra": st.dictionaries(keys, json_values, max_size=3),
     }
-    for name in draw(st.lists(st.sampled_from(sorted(choices)), max_size=3, unique=True)):
+    for name in draw(st.lists(st.sampled_from(sorted(choices)), min_size=1, max_size=3, unique=True)):
         value = draw(choices[name])
         if name == "extra":
             fields.update(value)
