@@ -1,7 +1,8 @@
 """`POST /webhooks/iterable/{token}`: one Iterable webhook in, at most one event out.
 
-Order of checks: connection (404) -> secret (403, before the body is read) -> size
-(413) -> JSON and required fields (400) -> event name known? (else counted
+Order of checks: connection (404) -> secret (403, before the body is read) ->
+content type (415) -> size (413) -> JSON within `liftstack_shared.bounds` and
+required fields (400, with a named code) -> event name known? (else counted
 "unknown", 200) -> type processed by the connection? (else counted "filtered", 200)
 -> publish and wait for Kafka's ack (else 503, so Iterable retries).
 """
@@ -86,6 +87,11 @@ class WebhookGateway:
         if verdict is not Verdict.OK:
             return self._reject(connection, 403, verdict.value, "The webhook secret is missing or wrong.")
 
+        if not _json_content_type(request.headers.get("content-type")):
+            return self._reject(
+                connection, 415, "unsupported_media_type",
+                "Send the webhook as JSON (Content-Type: application/json).",
+            )
         body = await _read_capped(request, self._settings.webhook_max_body_bytes)
         if body is None:
             return self._reject(
@@ -171,6 +177,16 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _json_content_type(header: str | None) -> bool:
+    """Absent (lenient: some senders omit it), application/json, or a +json type."""
+    if header is None or not header.strip():
+        return True
+    media_type = header.split(";", 1)[0].strip().lower()
+    return media_type in ("application/json", "text/json") or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def _observable_name(value: object) -> str | None:
