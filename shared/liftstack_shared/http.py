@@ -236,6 +236,8 @@ class Endpoint:
     tags: list[str] = field(default_factory=list)
     # JSON schemas of path parameters that aren't plain strings, by name.
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Query parameters: name -> (JSON schema, required).
+    query: dict[str, tuple[dict[str, Any], bool]] = field(default_factory=dict)
 
 
 # A path parameter that is an Iterable id (a 64-bit integer).
@@ -273,12 +275,15 @@ def openapi_document(title: str, version: str, endpoints: list[Endpoint]) -> dic
         op: dict[str, Any] = {"summary": ep.summary, "tags": ep.tags, "responses": {}}
         # OpenAPI requires every templated path segment to be declared as a parameter.
         params = re.findall(r"{([^}:]+)(?::[^}]*)?}", ep.path)
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True,
-                 "schema": ep.params.get(p, {"type": "string"})}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": ep.params.get(p, {"type": "string"})}
+            for p in params
+        ] + [
+            {"name": name, "in": "query", "required": required, "schema": schema}
+            for name, (schema, required) in ep.query.items()
+        ]
+        if parameters:
+            op["parameters"] = parameters
         if ep.request is not None:
             op["requestBody"] = {
                 "required": True,

@@ -211,7 +211,12 @@ MAX_PAGE = 200
 
 ENDPOINTS = [
     Endpoint("GET", EVENTS_PATH, "Recent webhook events of a connection, newest first "
-             "(query: limit<=200, cursor, outcome).", response=EventsList, tags=["events"]),
+             "(query: limit<=200, cursor, outcome).", response=EventsList, tags=["events"],
+             query={
+                 "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, False),
+                 "cursor": ({"type": "string"}, False),
+                 "outcome": ({"type": "string", "enum": list(OUTCOMES)}, False),
+             }),
     Endpoint("GET", SUMMARY_PATH, "Webhook event counts per type and outcome (last hour, "
              "24 h, 7 d) and the last-received time.", response=EventsSummary, tags=["events"]),
 ]

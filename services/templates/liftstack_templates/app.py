@@ -113,7 +113,7 @@ ENDPOINTS = [
              "once per variant and once unassigned", request=PreviewRequest,
              response=PreviewResponse, tags=TAGS),
     Endpoint("GET", BASE, "The saved template of ?campaign_key=", response=TemplateRecord,
-             tags=TAGS),
+             tags=TAGS, query={"campaign_key": ({"type": "string"}, True)}),
 ]
 
 
