@@ -45,7 +45,7 @@ M = TypeVar("M", bound=BaseModel)
 RETRY_AFTER_S = "5"
 # Every /healthz check gets this long; they run concurrently, so /healthz answers
 # within about this bound whatever is down (liveness probes wait 1-2 s).
-HEALTH_CHECK_TIMEOUT_S = 1.5
+HEALTH_CHECK_TIMEOUT_S = 1.25
 
 
 # ---------------------------------------------------------------------- bodies

@@ -101,7 +101,40 @@ async def test_healthz_with_mongodb_down_is_503_within_2s(service, kafka_topics,
                     assert response.status_code == 503, response.text
                     assert response.json()["checks"]["mongo"].startswith("error")
                     assert elapsed < HEALTH_BOUND_S, f"{service} /healthz took {elapsed:.2f}s"
+                    print(f"\n{service} /healthz with MongoDB down: {response.status_code} in {elapsed:.2f}s")
                 proxy.restore()
+
+
+async def test_healthz_of_every_service_with_kafka_killed_is_503_within_2s(kafka_topics, tmp_path):
+    """Every service started against a Kafka of the test's own, which is then killed
+    (the shared broker is never touched)."""
+    from contextlib import ExitStack
+
+    from liftstack_shared.kafka import ensure_topics, kafka_ready
+    from tests.ingest.private_kafka import private_kafka
+
+    with private_kafka() as kafka, ExitStack() as running:
+        await kafka_ready(kafka.bootstrap, timeout_s=120)
+        values = _base(kafka_topics, kafka_bootstrap=kafka.bootstrap, audience_state_dir=str(tmp_path))
+        await ensure_topics(CommonSettings(**values))
+        urls = {name: running.enter_context(serve_asgi(factory(values), timeout_s=90))
+                for name, factory in SERVICES.items()}
+        async with httpx.AsyncClient(timeout=30) as client:
+            for name, url in urls.items():
+                response = await client.get(f"{url}/healthz")
+                assert response.status_code == 200, (name, response.text)
+            kafka.stop()
+            for attempt in range(2):
+                for name, url in urls.items():
+                    started = time.monotonic()
+                    response = await client.get(f"{url}/healthz")
+                    elapsed = time.monotonic() - started
+                    print(f"\n{name} /healthz with Kafka down (check {attempt + 1}): "
+                          f"{response.status_code} in {elapsed:.2f}s {response.json()['checks']}")
+                    assert elapsed < HEALTH_BOUND_S, f"{name} /healthz took {elapsed:.2f}s"
+                    if name != "templates":  # templates uses no Kafka
+                        assert response.status_code == 503, (name, response.text)
+                        assert response.json()["checks"]["kafka"].startswith("error")
 
 
 async def test_ingest_healthz_with_kafka_at_a_closed_port_is_503_within_2s(kafka_topics):
