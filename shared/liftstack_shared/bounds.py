@@ -51,6 +51,7 @@ MAX_URL_LENGTH = 8_192
 # JSON; valid UTF-8 can't encode one). BSON keys are NUL-terminated and BSON strings
 # must be valid UTF-8, so either makes a document unstorable.
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 # Brackets, and JSON strings so brackets inside them aren't counted as nesting. An
 # unterminated string runs to the end (`"?`), which keeps the scan linear.
 _DEPTH_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[{]|[\]}]', re.DOTALL)
@@ -61,10 +62,11 @@ class OutOfBounds(ValueError):
     """A value outside liftstack's bounds; `code` names the bound for a 400 answer.
     A ValueError, so pydantic validators turn it into a ValidationError."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
 # ------------------------------------------------------------------ scalar checks
@@ -183,18 +185,24 @@ def loads_json(body: bytes) -> Any:
 
 
 def _check_strings(value: Any) -> None:
-    """No NUL or lone surrogate in any key or string (unstorable in BSON)."""
-    stack = [value]
+    """No lone surrogate in any key or string, and no NUL in any key: BSON can't
+    store either. (A NUL inside a value is storable; the API's models decide.)"""
+    stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
-        item = stack.pop()
+        item, where = stack.pop()
         if isinstance(item, str):
-            check_text(item)
+            if _SURROGATES.search(item):
+                raise OutOfBounds("invalid_string", f"{where or 'body'}: not valid Unicode.", where or None)
         elif isinstance(item, dict):
             for key, child in item.items():
-                check_text(key, "key")
-                stack.append(child)
+                if _BAD_CHARS.search(key):
+                    raise OutOfBounds(
+                        "invalid_key", f"{where or 'body'}: a key holds a NUL or invalid Unicode.",
+                        where or None,
+                    )
+                stack.append((child, f"{where}.{key}" if where else key))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
 
 
 def _check_depth(body: bytes) -> None:

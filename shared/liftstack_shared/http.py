@@ -145,7 +145,7 @@ def parse_json(raw: bytes, model: type[M]) -> M:
     try:
         data = bounds.loads_json(raw) if raw.strip() else None
     except bounds.OutOfBounds as exc:
-        raise ApiError(400, exc.code, exc.message) from None
+        raise ApiError(400, exc.code, exc.message, field=exc.field) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -137,7 +137,7 @@ async def json_value(request: Request) -> Any:
     try:
         return bounds.loads_json(raw)
     except bounds.OutOfBounds as exc:
-        raise ServiceError(400, exc.code, exc.message) from None
+        raise ServiceError(400, exc.code, exc.message, exc.field) from None
 
 
 def api_error(exc: ServiceError) -> Response:
