@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import secrets
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -69,7 +71,12 @@ async def main(args: argparse.Namespace) -> int:
     )
 
     started = time.monotonic()
-    bodies = generate_bodies(args.cases, args.seed)
+    cache = Path(args.cache_dir) / f"liftstack-fuzz-bodies-{args.seed}-{args.cases}.pickle"
+    if cache.exists():  # generating 50,000 bodies takes minutes; reruns reuse them
+        bodies = pickle.loads(cache.read_bytes())
+    else:
+        bodies = generate_bodies(args.cases, args.seed)
+        cache.write_bytes(pickle.dumps(bodies))
     generated_s = time.monotonic() - started
     print(f"generated {len(bodies)} bodies in {generated_s:.0f}s", file=sys.stderr)
 
@@ -87,7 +94,9 @@ async def main(args: argparse.Namespace) -> int:
             report.update(fuzz.summary())
             report["examples_server_errors"] = fuzz.server_errors[:5]
             report["examples_schema_violations"] = fuzz.schema_violations[:5]
-            ok &= not fuzz.server_errors and not fuzz.schema_violations and fuzz.cases == len(bodies)
+            report["examples_transport_errors"] = fuzz.transport_errors[:5]
+            ok &= not fuzz.server_errors and not fuzz.schema_violations and not fuzz.transport_errors
+            ok &= fuzz.cases == len(bodies)
 
             consumers = {
                 gateway_settings.topic(CONSUMER_NAME): (mongo[gateway_settings.mongo_db], "ingest_events",
@@ -140,6 +149,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--time-limit-s", type=float, default=1800.0, help="bound on the posting phase")
     parser.add_argument("--settle-s", type=float, default=300.0, help="how long consumers get to catch up")
     parser.add_argument("--keep", action="store_true", help="keep the run's databases")
+    parser.add_argument("--cache-dir", default=tempfile.gettempdir(),
+                        help="where generated bodies are kept between runs (same seed and count)")
     return parser.parse_args()
 
 

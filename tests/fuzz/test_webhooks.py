@@ -56,6 +56,7 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
         print(f"\nwebhook fuzz: {report.summary()}")
         assert report.cases == CASES
         assert report.server_errors == []
+        assert report.transport_errors == []
         assert report.schema_violations == []
         assert report.statuses.keys() <= {200, 400}, report.statuses  # Kafka is up: no 503
         assert len(report.published) >= 20, report.summary()

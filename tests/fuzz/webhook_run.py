@@ -53,6 +53,7 @@ class FuzzReport:
     codes: Counter[str] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)  # 5xx other than 503
     schema_violations: list[str] = field(default_factory=list)
+    transport_errors: list[str] = field(default_factory=list)  # no HTTP answer at all
     published: set[str] = field(default_factory=set)
     elapsed_s: float = 0.0
 
@@ -61,6 +62,7 @@ class FuzzReport:
             "cases": self.cases, "statuses": dict(sorted(self.statuses.items())),
             "server_errors_other_than_503": len(self.server_errors),
             "schema_violations": len(self.schema_violations),
+            "transport_errors": len(self.transport_errors),
             "published": len(self.published), "codes": dict(self.codes.most_common()),
             "elapsed_s": round(self.elapsed_s, 1),
         }
@@ -106,9 +108,14 @@ async def post_bodies(
         async def worker() -> None:
             while not queue.empty():
                 body = queue.get_nowait()
-                response = await client.post(
-                    path, content=body, headers={"Content-Type": "application/json", **headers}
-                )
+                try:
+                    response = await client.post(
+                        path, content=body, headers={"Content-Type": "application/json", **headers}
+                    )
+                except httpx.TransportError as exc:
+                    report.cases += 1
+                    report.transport_errors.append(f"{type(exc).__name__} for {len(body)} bytes {body[:80]!r}")
+                    continue
                 report.cases += 1
                 report.statuses[response.status_code] += 1
                 if response.status_code >= 500 and response.status_code != 503:

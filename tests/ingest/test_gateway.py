@@ -138,7 +138,7 @@ async def test_unknown_or_deleted_connection_is_404(http, make_connection, conne
                      "dataFields": {"campaignId": "9" * 5000}}).encode(), "invalid_campaign_id"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 500 + b"]" * 500 + b"}", "too_deep"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 350 + b"]" * 350 + b"}", "too_deep"),
-        (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"\\ud800": 1}}', "invalid_string"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"\\ud800": 1}}', "invalid_key"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"x": "\\u0000"}}', "invalid_string"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"x": 1e400}}', "number_out_of_range"),
         (b'{"email": "a@example.com", "email": "b@example.com", "eventName": "emailOpen"}', "duplicate_key"),

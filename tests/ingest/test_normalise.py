@@ -135,9 +135,9 @@ def test_event_names_match_case_insensitively():
         (b'{"x": -1e400}', "number_out_of_range"),
         (b'{"x": Infinity}', "invalid_json"),
         (b'{"x": -Infinity}', "invalid_json"),
-        (b'{"\\ud800": 1}', "invalid_string"),
+        (b'{"\\ud800": 1}', "invalid_key"),
         (b'{"x": "\\udfff"}', "invalid_string"),
-        (b'{"a\\u0000b": 1}', "invalid_string"),
+        (b'{"a\\u0000b": 1}', "invalid_key"),
         (b'{"x": ["\\u0000"]}', "invalid_string"),
         (b'{"x": "\xed\xa0\x80"}', "invalid_encoding"),  # a surrogate encoded in "UTF-8"
         (b'{"x": "\xc3\x28"}', "invalid_encoding"),
