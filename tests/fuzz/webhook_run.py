@@ -99,7 +99,10 @@ async def post_bodies(
     base_url: str, path: str, headers: dict[str, str], bodies: list[bytes], concurrency: int,
 ) -> FuzzReport:
     report = FuzzReport()
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+    # Idle connections are dropped by the client before uvicorn's 5 s keep-alive
+    # ends, so a request never races the server closing its connection.
+    limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
         schemas = ResponseSchemas((await client.get("/openapi.json")).json())
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         for body in bodies:
