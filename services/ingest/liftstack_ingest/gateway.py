@@ -28,6 +28,7 @@ from liftstack_ingest.verify import Verdict, verify
 from liftstack_shared import bounds
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.errors import ApiError
+from liftstack_shared.http import BodyTooLarge, read_body
 from liftstack_shared.messages import IngestObservation, IngestOutcome
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,10 @@ class WebhookGateway:
                 connection, 415, "unsupported_media_type",
                 "Send the webhook as JSON (Content-Type: application/json).",
             )
-        body = await _read_capped(request, self._settings.webhook_max_body_bytes)
-        if body is None:
-            return self._reject(
-                connection, 413, "body_too_large",
-                f"Request body is over {self._settings.webhook_max_body_bytes} bytes.",
-            )
+        try:
+            body = await read_body(request, self._settings.webhook_max_body_bytes)
+        except BodyTooLarge as exc:
+            return self._reject(connection, 413, exc.code, exc.message)
 
         received_at = datetime.now(timezone.utc)
         event_name: str | None = None
@@ -161,22 +160,6 @@ class WebhookGateway:
                 at=at or datetime.now(timezone.utc),
             )
         )
-
-
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` bytes (without
-    buffering more than that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json_content_type(header: str | None) -> bool:
