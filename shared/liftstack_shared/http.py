@@ -345,7 +345,7 @@ async def run_health_checks(
             await asyncio.wait_for(check(), timeout_s)
             return "ok"
         except TimeoutError:
-            return f"error: timeout after {time.monotonic() - started:.1f}s"
+            return f"error: timeout after {time.monotonic() - started:.2f}s"
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
             return f"error: {type(exc).__name__}"
 
