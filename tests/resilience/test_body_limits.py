@@ -71,3 +71,22 @@ async def test_audience_ids_beyond_64_bits_are_404_not_500(kafka_topics, tmp_pat
                     response = await client.request(method, f"{base}/{list_id}{suffix}", headers=headers)
                     assert response.status_code == 404, (list_id, response.text[:200])
                     assert response.json()["error"]["code"] == code
+
+
+async def test_console_json_api_refuses_unparseable_json_with_400_not_500(kafka_topics, tmp_path):
+    values = _base(kafka_topics, demo_signin=True)
+    with serve_asgi(SERVICES["console"](values), timeout_s=60) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            signed_in = await client.post("/signin", data={"role": "owner", "next": "/campaigns"})
+            assert signed_in.status_code == 303 and client.cookies
+            for body, code in (
+                (b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
+                (b'{"name": "x", "seed": ' + str(10**40).encode() + b"}", "number_out_of_range"),
+                (b'{"name": "\\ud800"}', "invalid_string"),
+                (b"\xff\xfe", "invalid_encoding"),
+            ):
+                response = await client.post(
+                    "/api/campaigns", content=body, headers={"Content-Type": "application/json"}
+                )
+                assert response.status_code == 400, response.text[:200]
+                assert response.json()["error"]["code"] == code
