@@ -97,3 +97,17 @@ async def test_every_operation_keeps_its_own_openapi_contract(service, kafka_top
     assert report.operations > 0
     assert report.server_errors == [], report.server_errors[:5]
     assert report.schema_violations == [], report.schema_violations[:5]
+
+
+async def test_the_console_document_is_valid_too(kafka_topics):
+    """The console's JSON API serves its pages' scripts and describes no operations,
+    but its /openapi.json must still be a document schemathesis loads."""
+    import schemathesis
+
+    from liftstack_console.app import create_app
+    from liftstack_console.settings import ConsoleSettings
+
+    app = create_app(ConsoleSettings(**_values(kafka_topics)), run_consumer=False)
+    with serve_asgi(app, timeout_s=60) as url:
+        schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{url}/openapi.json")
+        schema.validate()
