@@ -43,7 +43,7 @@ T = TypeVar("T")
 def make_mongo_client(settings: CommonSettings) -> AsyncMongoClient:
     return AsyncMongoClient(
         settings.mongo_url,
-        serverSelectionTimeoutMS=10_000,
+        serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
         tz_aware=True,
         # FerretDB has no retryable-writes support; our writes are idempotent instead.
         retryWrites=False,
@@ -54,9 +54,9 @@ def database(client: AsyncMongoClient, settings: CommonSettings) -> AsyncDatabas
     return client[settings.mongo_db]
 
 
-async def mongo_ready(client: AsyncMongoClient) -> None:
-    """Raise unless the server answers a ping."""
-    await client.admin.command("ping")
+async def mongo_ready(client: AsyncMongoClient, timeout_s: float = 1.0) -> None:
+    """Raise unless the server answers a ping within `timeout_s` (health checks)."""
+    await asyncio.wait_for(client.admin.command("ping"), timeout_s)
 
 
 def is_duplicate_key(exc: BaseException) -> bool:

@@ -49,6 +49,13 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Every HTTP request body is capped at this many bytes (413 past it); a service
+    # may lower it for particular routes (ingest's webhooks: 256 KiB).
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # How long a MongoDB operation waits to find a server: short, so a request
+    # answers 503 soon when MongoDB is away instead of hanging.
+    mongo_server_selection_timeout_ms: int = Field(default=3000, gt=0)
+
     # Headroom kept below Iterable's published rate limits (0.9 = use 90%).
     iterable_rate_headroom: float = Field(default=0.9, gt=0, le=1)
 

@@ -192,6 +192,19 @@ async def test_unknown_or_deleted_connection_is_404(http, make_connection, conne
         (b"[]", "invalid_payload"),
         (json.dumps({"email": "a@example.com", "dataFields": {}}).encode(), "missing_event_name"),
         (json.dumps({"eventName": "emailOpen", "dataFields": {"campaignId": 1}}).encode(), "missing_user"),
+        # The report of issue 12: a valid JSON number no consumer can store.
+        (json.dumps({"email": "a@example.com", "eventName": "emailOpen",
+                     "dataFields": {"campaignId": 10**40}}).encode(), "number_out_of_range"),
+        (json.dumps({"email": "a@example.com", "eventName": "emailOpen",
+                     "dataFields": {"campaignId": "9" * 5000}}).encode(), "invalid_campaign_id"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 500 + b"]" * 500 + b"}", "too_deep"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 350 + b"]" * 350 + b"}", "too_deep"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"\\ud800": 1}}', "invalid_key"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"x": "\\u0000"}}', "invalid_string"),
+        (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"x": 1e400}}', "number_out_of_range"),
+        (b'{"email": "a@example.com", "email": "b@example.com", "eventName": "emailOpen"}', "duplicate_key"),
+        (b"\xff\xfe{}", "invalid_encoding"),
+        (b"", "invalid_json"),
     ],
 )
 async def test_bad_input_is_400_and_publishes_nothing(http, make_connection, event_log, body, code):
@@ -200,6 +213,26 @@ async def test_bad_input_is_400_and_publishes_nothing(http, make_connection, eve
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == code
     assert await event_log.wait_for(conn.id, 1, timeout_s=1.0) == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/html", "multipart/form-data; boundary=x"]
+)
+async def test_non_json_content_types_are_415_and_publish_nothing(http, make_connection, event_log, content_type):
+    conn = make_connection()
+    body = json.dumps(example("emailOpen")).encode()
+    response = await http.post(conn.path, content=body, headers={**conn.auth(), "Content-Type": content_type})
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert await event_log.wait_for(conn.id, 1, timeout_s=1.0) == []
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json; charset=UTF-8", "application/vnd.iterable+json"])
+async def test_json_content_types_or_none_are_accepted(http, make_connection, content_type):
+    conn = make_connection()
+    headers = {**conn.auth(), **({"Content-Type": content_type} if content_type else {})}
+    response = await http.post(conn.path, content=json.dumps(example("emailOpen")).encode(), headers=headers)
+    assert response.status_code == 200, response.text
 
 
 async def test_oversized_body_is_413(http, make_connection, ingest_settings, event_log):

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from liftstack_ingest.app import create_app
+from liftstack_ingest.publisher import MONITOR_INTERVAL_S
 from liftstack_shared.kafka import ensure_topics, kafka_ready
 from liftstack_shared.messages import EngagementEvent
 from liftstack_shared.topics import ENGAGEMENT_EVENTS
@@ -78,6 +79,21 @@ async def test_kafka_dying_under_a_connected_gateway(kafka_topics, connections, 
                 down = await client.post(conn.path, json=second, headers=conn.auth())
                 assert down.status_code == 503, down.text
                 assert time.monotonic() - started < BOUND_S
+
+                # Once the gateway knows Kafka is down (its monitor, or that failed
+                # send), nobody waits for the publish timeout any more.
+                await asyncio.sleep(2 * MONITOR_INTERVAL_S)
+                for _ in range(5):
+                    started = time.monotonic()
+                    fast = await client.post(conn.path, json=second, headers=conn.auth())
+                    elapsed = time.monotonic() - started
+                    assert fast.status_code == 503, fast.text
+                    assert fast.headers["retry-after"]
+                    assert elapsed < 0.5, f"503 took {elapsed:.2f}s although Kafka is known down"
+                health_started = time.monotonic()
+                health = await client.get("/healthz")
+                assert health.status_code == 503
+                assert time.monotonic() - health_started < 2.0
 
                 await asyncio.to_thread(kafka.start)
                 await kafka_ready(kafka.bootstrap, timeout_s=120)

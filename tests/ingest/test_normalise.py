@@ -119,10 +119,38 @@ def test_event_names_match_case_insensitively():
     "body, code",
     [
         (b"{not json", "invalid_json"),
-        (b"\xff\xfe", "invalid_json"),
+        (b"\xff\xfe", "invalid_encoding"),
         (b'{"eventName": NaN}', "invalid_json"),
         (b"[1, 2]", "invalid_payload"),
         (b"", "invalid_json"),
+        # Outside liftstack's bounds (liftstack_shared.bounds), each with its code.
+        (b'{"email": "a@b.c", "x": ' + b"[" * 33 + b"]" * 33 + b"}", "too_deep"),
+        (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too_deep"),
+        (b'{"x": ' + b"{\"a\":" * 600 + b"1" + b"}" * 600 + b"}", "too_deep"),
+        (b'{"dataFields": {"campaignId": ' + str(10**40).encode() + b"}}", "number_out_of_range"),
+        (b'{"x": 9223372036854775808}', "number_out_of_range"),
+        (b'{"x": -9223372036854775809}', "number_out_of_range"),
+        (b'{"x": ' + b"9" * 5000 + b"}", "number_out_of_range"),
+        (b'{"x": 1e400}', "number_out_of_range"),
+        (b'{"x": -1e400}', "number_out_of_range"),
+        (b'{"x": Infinity}', "invalid_json"),
+        (b'{"x": -Infinity}', "invalid_json"),
+        (b'{"\\ud800": 1}', "invalid_key"),
+        (b'{"x": "\\udfff"}', "invalid_string"),
+        (b'{"a\\u0000b": 1}', "invalid_key"),
+        (b'{"x": ["\\u0000"]}', "invalid_string"),
+        (b'{"x": "\xed\xa0\x80"}', "invalid_encoding"),  # a surrogate encoded in "UTF-8"
+        (b'{"x": "\xc3\x28"}', "invalid_encoding"),
+        ('{"x": 1}'.encode("utf-16"), "invalid_encoding"),
+        (b'{"x": 1, "x": 2}', "duplicate_key"),
+        (b'{"": 1}', "invalid_key"),
+        (b'{"' + b"k" * 257 + b'": 1}', "invalid_key"),
+        (b'{"x": "' + b"s" * 16_385 + b'"}', "string_too_long"),
+        (b'{"x": [' + b",".join([b"1"] * 10_001) + b"]}", "too_many_items"),
+        (b"null", "invalid_payload"),
+        (b'"text"', "invalid_payload"),
+        (b"   ", "invalid_json"),
+        (b'{"x": 1} {"y": 2}', "invalid_json"),
     ],
 )
 def test_bad_bodies(body, code):
@@ -150,3 +178,86 @@ def test_recipient_key_keeps_one_recipient_together():
     a = normalise(example("emailOpen", email="Ann@Example.com"), "c").key
     b = normalise(example("emailClick", email="ann@example.com"), "c").key
     assert a == b == b"c:ann@example.com"
+
+
+def test_a_bom_and_surrounding_whitespace_are_accepted():
+    assert parse_body(b'\xef\xbb\xbf {"eventName": "emailOpen"} \n') == {"eventName": "emailOpen"}
+
+
+def test_every_int64_is_accepted_and_kept_exactly():
+    body = b'{"a": 9223372036854775807, "b": -9223372036854775808, "c": 1.5e300}'
+    assert parse_body(body) == {"a": 2**63 - 1, "b": -(2**63), "c": 1.5e300}
+
+
+def test_brackets_and_escapes_inside_strings_are_not_nesting():
+    deep_looking = "[{" * 100 + '\\"'
+    payload = parse_body(('{"x": "' + deep_looking.replace('\\"', '\\\\\\"') + '"}').encode())
+    assert payload["x"].startswith("[{[{")
+
+
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"campaignId": "1" + "0" * 40}, "invalid_campaign_id"),
+        ({"campaignId": "9" * 5000}, "invalid_campaign_id"),
+        ({"templateId": "9223372036854775808"}, "invalid_template_id"),
+        ({"email": "a" * 321}, "invalid_email"),
+        ({"userId": "u" * 513}, "invalid_user_id"),
+        ({"messageId": "m" * 513}, "invalid_message_id"),
+        ({"url": "https://x/" + "p" * 8200}, "invalid_url"),
+        ({"createdAt": "yesterday"}, "invalid_created_at"),
+        ({"createdAt": "9999-12-31 23:59:59 -14:00"}, "invalid_created_at"),
+        ({"createdAt": "1969-12-31T23:59:59Z"}, "invalid_created_at"),
+        ({"createdAt": 99999999999999999}, "invalid_created_at"),  # year 3,170,843
+        ({"createdAt": -1}, "invalid_created_at"),
+        ({"createdAt": "2101-01-01 00:00:00 +00:00"}, "invalid_created_at"),
+        ({"createdAt": {"nested": 1}}, "invalid_created_at"),
+    ],
+)
+def test_fields_outside_their_bounds_are_named(fields, code):
+    payload = {"email": "a@example.com", "eventName": "emailOpen", **fields}
+    with pytest.raises(BadPayload) as caught:
+        normalise(payload, "c")
+    assert caught.value.code == code
+
+
+def test_a_long_event_name_is_refused():
+    with pytest.raises(BadPayload) as caught:
+        normalise({"email": "a@example.com", "eventName": "e" * 129}, "c")
+    assert caught.value.code == "invalid_event_name"
+
+
+@pytest.mark.parametrize(
+    "created_at, expected",
+    [
+        ("1480704705", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
+        ("1480704705000", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
+        (1480704705.5, datetime(2016, 12, 2, 18, 51, 45, 500000, tzinfo=timezone.utc)),
+        ("2016-12-02T18:51:45.123+00:00", datetime(2016, 12, 2, 18, 51, 45, 123000, tzinfo=timezone.utc)),
+        ("", None),
+    ],
+)
+def test_timestamps_as_strings_seconds_millis_and_iso(created_at, expected):
+    payload = {"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"createdAt": created_at}}
+    event = normalise(payload, "c").event(payload, CONN, NOW)
+    assert event.occurred_at == (expected or NOW)
+
+
+def test_ids_are_64_bit_integers_from_numbers_or_digit_strings():
+    payload = {
+        "email": "a@example.com", "eventName": "emailOpen",
+        "dataFields": {"campaignId": "9223372036854775807", "templateId": -3},
+    }
+    event = normalise(payload, "c").event(payload, CONN, NOW)
+    assert (event.campaign_id, event.template_id) == (2**63 - 1, -3)
+    # Not numbers at all (a float, a word, unicode digits): not an id, ignored.
+    for odd in (12.5, "12ab", "\u00b2\u00b3", [1]):
+        payload["dataFields"] = {"campaignId": odd}
+        assert normalise(payload, "c").event(payload, CONN, NOW).campaign_id is None
+
+
+def test_emails_keep_their_case_and_unicode_and_key_on_lower_case():
+    payload = {"email": " Ünïcode.Üser@Exämple.COM ", "eventName": "emailOpen"}
+    item = normalise(payload, "c")
+    assert item.email == "Ünïcode.Üser@Exämple.COM"
+    assert item.key == "c:ünïcode.üser@exämple.com".encode()

@@ -134,9 +134,48 @@ async def test_interrupted_retrigger_is_resumed_not_duplicated(env: Env) -> None
         "created_at": utcnow() - timedelta(minutes=5), "published_at": None,
     })
 
-    summary = await svc.retrigger(header)
+    summary = (await svc.retrigger(header)).summary
 
     assert summary.run == 2
     done = await env.wait_run(svc, job_id, run=2)
     assert (done.written, done.succeeded, done.failed) == (20, 20, 0)
     assert [d["run"] for d in await svc.store.run_docs(job_id)] == [1, 2]
+
+
+async def test_a_retried_retrigger_with_its_idempotency_key_never_starts_a_second_run(env: Env) -> None:
+    """A client whose response was lost retries with the same Idempotency-Key: even
+    once the run it created has completed, it gets that run back, not a new one."""
+    settings = env.settings()
+    batches = make_batches(emails(10), batch_size=10)
+    job_id = batches[0].job_id
+    path = f"/v1/workspaces/ws-1/writeback/jobs/{job_id}"
+    headers = {"Authorization": "Bearer " + issue_user_token(settings, "u1", "ws-1", Role.OWNER)}
+    with serve_asgi(create_app(settings, env.credentials)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            await env.publish(batches)
+            await _wait_status(http, path, headers, run=1)
+            keyed = {**headers, "Idempotency-Key": "click-7f3a"}
+
+            # Two copies of one request at once (a double submit): one run.
+            first, twin = await asyncio.gather(
+                http.post(path + "/retrigger", headers=keyed),
+                http.post(path + "/retrigger", headers=keyed),
+            )
+            assert {first.status_code, twin.status_code} == {202}, (first.text, twin.text)
+            assert first.json()["current"]["run"] == twin.json()["current"]["run"] == 2
+            await _wait_status(http, path, headers, run=2)
+
+            retried = await http.post(path + "/retrigger", headers=keyed)
+            assert retried.status_code == 202, retried.text
+            assert retried.headers["idempotent-replayed"] == "true"
+            assert retried.json()["current"]["run"] == 2
+            assert retried.json()["current"]["status"] == "completed"
+
+            fresh = await http.post(path + "/retrigger", headers={**headers, "Idempotency-Key": "click-8b21"})
+            assert fresh.status_code == 202 and fresh.json()["current"]["run"] == 3
+            assert "idempotent-replayed" not in fresh.headers
+
+            bad = await http.post(path + "/retrigger", headers={**headers, "Idempotency-Key": "a b"})
+            assert bad.status_code == 400
+            assert bad.json()["error"]["code"] == "invalid_idempotency_key"
+    assert env.sandbox.stats(env.project)["users/bulkUpdate"][200] <= 3

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from liftstack_shared.auth import Principal, principal_from_request
+from liftstack_shared.bounds import INT64_MAX
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.credentials import (
     ConnectionsServiceCredentials,
@@ -28,13 +29,22 @@ from liftstack_shared.credentials import (
     IterableCredentials,
 )
 from liftstack_shared.errors import ApiError
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, parse_body, standard_routes
+from liftstack_shared.http import (
+    EXCEPTION_HANDLERS,
+    INT64_PARAM,
+    Endpoint,
+    json_response,
+    parse_json,
+    read_body,
+    service_middleware,
+    standard_routes,
+)
 from liftstack_shared.iterable import IterableAuthError, IterableClient
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 
 from liftstack_audiences.audiences import audience_size, audience_type, find_audience, list_audiences
-from liftstack_audiences.failures import KNOWN_FAILURES, to_api_error
+from liftstack_audiences.failures import KNOWN_FAILURES, audience_not_found, to_api_error
 from liftstack_audiences.models import (
     AudienceList,
     AudienceSize,
@@ -58,10 +68,11 @@ ENDPOINTS = [
              response=AudienceList, tags=["audiences"]),
     Endpoint("GET", AUDIENCES + "/{list_id}/size",
              "One audience's size (lists/{id}/size, cached; 5 req/min per project)",
-             response=AudienceSize, tags=["audiences"]),
+             response=AudienceSize, tags=["audiences"], params={"list_id": INT64_PARAM}),
     Endpoint("POST", AUDIENCES + "/{list_id}/sync",
              "Start syncing an audience's members to Kafka (runs in the background)",
-             request=SyncRequest, response=SyncAccepted, status=202, tags=["audiences"]),
+             request=SyncRequest, response=SyncAccepted, status=202, tags=["audiences"],
+             params={"list_id": INT64_PARAM}),
     Endpoint("GET", WS + "/audience-syncs/{sync_id}", "An audience sync's record",
              response=SyncRecord, tags=["audiences"]),
     Endpoint("POST", WS + "/audience-syncs/{sync_id}/retry",
@@ -140,6 +151,13 @@ def create_app(
             raise ApiError(404, "sync_not_found", "No such audience sync in this workspace.")
         return record
 
+    def list_id_of(request: Request) -> int:
+        # Iterable ids are 64-bit; a bigger number names no list (and isn't storable).
+        list_id: int = request.path_params["list_id"]
+        if list_id > INT64_MAX:
+            raise audience_not_found(list_id)
+        return list_id
+
     def forget_rejected_key(exc: BaseException, connection_id: str) -> None:
         if isinstance(exc, IterableAuthError):
             creds.invalidate(connection_id)
@@ -159,7 +177,7 @@ def create_app(
     async def get_size(request: Request) -> Response:
         caller(request)
         ws, cid = request.path_params["workspace_id"], request.path_params["connection_id"]
-        list_id: int = request.path_params["list_id"]
+        list_id = list_id_of(request)
         try:
             key = await creds.get(ws, cid)
             async with make_client(key) as client:
@@ -175,8 +193,9 @@ def create_app(
     async def start_sync(request: Request) -> Response:
         principal = caller(request)
         ws, cid = request.path_params["workspace_id"], request.path_params["connection_id"]
-        list_id: int = request.path_params["list_id"]
-        body = await parse_body(request, SyncRequest) if await request.body() else SyncRequest()
+        list_id = list_id_of(request)
+        raw = await read_body(request, settings.max_body_bytes)
+        body = parse_json(raw, SyncRequest) if raw.strip() else SyncRequest()
         store = rt().store
         alive_since = now() - timedelta(seconds=settings.audience_stale_after_s)
         try:
@@ -241,10 +260,11 @@ def create_app(
 
     routes = [
         Route(AUDIENCES, get_audiences, methods=["GET"]),
-        Route(AUDIENCES + "/{list_id:int}/size", get_size, methods=["GET"]),
-        Route(AUDIENCES + "/{list_id:int}/sync", start_sync, methods=["POST"]),
+        Route(AUDIENCES + "/{list_id:int64}/size", get_size, methods=["GET"]),
+        Route(AUDIENCES + "/{list_id:int64}/sync", start_sync, methods=["POST"]),
         Route(WS + "/audience-syncs/{sync_id}", get_sync, methods=["GET"]),
         Route(WS + "/audience-syncs/{sync_id}/retry", retry_sync, methods=["POST"]),
         *standard_routes("audiences", ENDPOINTS, {"kafka": kafka_check, "mongo": mongo_check}),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                     middleware=service_middleware(settings))

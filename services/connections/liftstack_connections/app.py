@@ -21,7 +21,14 @@ from starlette.routing import Route
 
 from liftstack_shared.auth import Principal, principal_from_request, require_manager, require_service
 from liftstack_shared.connections_client import InternalConnection
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, parse_body, standard_routes
+from liftstack_shared.http import (
+    EXCEPTION_HANDLERS,
+    Endpoint,
+    json_response,
+    parse_body,
+    service_middleware,
+    standard_routes,
+)
 from liftstack_shared.kafka import ensure_topics, make_broker
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 from liftstack_shared.topics import CONNECTION_CHANGED
@@ -117,7 +124,7 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
 
     async def create_connection(request: Request) -> Response:
         who = caller(request, manage=True)
-        body = await parse_body(request, ConnectionCreate)
+        body = await parse_body(request, ConnectionCreate, settings.max_body_bytes)
         return json_response(await svc().create(who, body), status=201)
 
     async def get_connection(request: Request) -> Response:
@@ -126,7 +133,7 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
 
     async def update_connection(request: Request) -> Response:
         who = caller(request, manage=True)
-        body = await parse_body(request, ConnectionUpdate)
+        body = await parse_body(request, ConnectionUpdate, settings.max_body_bytes)
         return json_response(await svc().update(who, request.path_params["connection_id"], body))
 
     async def delete_connection(request: Request) -> Response:
@@ -166,5 +173,5 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
         Route("/internal/webhooks/{token}", internal_webhook, methods=["GET"]),
         *standard_routes("connections", ENDPOINTS, checks),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
+    return Starlette(routes=routes, lifespan=lifespan, middleware=service_middleware(settings),
                      exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -18,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from liftstack_shared.auth import Principal, Role
 from liftstack_shared.errors import ApiError
-from liftstack_shared.http import standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, read_body, service_middleware, standard_routes
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.mongo import make_mongo_client, mongo_ready
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
@@ -95,7 +96,8 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         if demo is None:
             return Response(status_code=404)
         # A plain urlencoded form; parsed here so the console needs no multipart library.
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        raw = await read_body(request, settings.max_body_bytes)
+        form = {k: v[0] for k, v in parse_qs(raw.decode(errors="replace")).items()}
         try:
             role = Role(str(form.get("role", "owner")))
         except ValueError:
@@ -193,12 +195,16 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
-        # Outermost first: refuse cross-site writes before anything else runs.
+        # Outermost first: refuse cross-site writes before anything else runs, then
+        # the body cap every service has, then the session.
         middleware=[
             Middleware(CsrfMiddleware, origin=settings.console_origin),
+            *service_middleware(settings),
             Middleware(SessionMiddleware, store=sessions),
         ],
         exception_handlers={
+            # MongoDB unreachable -> 503 + Retry-After, like every service.
+            PyMongoError: EXCEPTION_HANDLERS[PyMongoError],
             SignInRequired: on_signin_required,
             ServiceError: on_service_error,
             ApiError: on_api_error,

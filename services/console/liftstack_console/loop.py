@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -153,8 +154,11 @@ async def retrigger_writeback(ctx: Console, who: User, campaign: Doc) -> Any:
     job_id = (campaign.get("assignment") or {}).get("job_id")
     if not job_id:
         raise ServiceError(409, "not_assigned", "Assign variants first.")
+    # One key per click: the retries below (or a lost response) can't start a
+    # second run, writeback answers the run this key created.
     return await ctx.services.call(
-        "writeback", "POST", f"{ws(who)}/writeback/jobs/{job_id}/retrigger", who.token, json={}
+        "writeback", "POST", f"{ws(who)}/writeback/jobs/{job_id}/retrigger", who.token, json={},
+        retries=2, headers={"Idempotency-Key": uuid.uuid4().hex},
     )
 
 

@@ -51,12 +51,16 @@ class Services:
         self, service: str, method: str, path: str, token: str | None = None,
         json: Any = None, params: dict[str, Any] | None = None, raw: bool = False,
         timeout: float | None = None, retries: int = 0,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """`retries`: for idempotent calls, how often to retry a 5xx (a service's
-        database can be briefly busy: FerretDB on SQLite answers SQLITE_BUSY)."""
+        database can be briefly busy: FerretDB on SQLite answers SQLITE_BUSY).
+        `headers`: extra request headers (e.g. Idempotency-Key)."""
         for attempt in range(retries + 1):
             try:
-                return await self._call(service, method, path, token, json, params, raw, timeout)
+                return await self._call(
+                    service, method, path, token, json, params, raw, timeout, headers
+                )
             except ServiceError as exc:
                 if exc.status < 500 or attempt == retries:
                     raise
@@ -66,8 +70,10 @@ class Services:
     async def _call(
         self, service: str, method: str, path: str, token: str | None, json: Any,
         params: dict[str, Any] | None, raw: bool, timeout: float | None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(extra_headers or {})
         url = self.base[service] + path
         try:
             response = await self._http.request(

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from liftstack_shared.auth import Principal
-from liftstack_shared.http import validation_error
+from liftstack_shared import bounds
+from liftstack_shared.http import read_body, validation_error
 from liftstack_console import session
 from liftstack_console.campaigns import CampaignStore
 from liftstack_console.results import ResultsStore
@@ -118,12 +119,26 @@ def error_page(request: Request, exc: ServiceError | Exception, title: str = "So
 
 
 async def json_body(request: Request, model: type[BaseModel]) -> Any:
+    return validated(model, await json_value(request))
+
+
+def validated(model: type[BaseModel], data: Any) -> Any:
     try:
-        return model.model_validate(await request.json())
+        return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
-    except ValueError:
-        raise ServiceError(400, "invalid_json", "Request body is not valid JSON.") from None
+
+
+async def json_value(request: Request) -> Any:
+    """The request's JSON (None if the body is empty), read within the body cap and
+    parsed within `liftstack_shared.bounds` (depth, int64, encoding): 400 otherwise."""
+    raw = await read_body(request, console(request).settings.max_body_bytes)
+    if not raw.strip():
+        return None
+    try:
+        return bounds.loads_json(raw)
+    except bounds.OutOfBounds as exc:
+        raise ServiceError(400, exc.code, exc.message, exc.field) from None
 
 
 def api_error(exc: ServiceError) -> Response:

@@ -14,7 +14,7 @@ from liftstack_console import loop
 from liftstack_console.campaigns import CampaignCreate, Doc, KeyTaken
 from liftstack_console.results import METRICS, results_table, table_json
 from liftstack_console.services import ServiceError
-from liftstack_console.web import Console, User, console, json_body, page, user
+from liftstack_console.web import Console, User, console, json_body, json_value, page, user, validated
 from liftstack_console.web_integrations import list_connections
 
 DONE_WRITEBACK = ("completed", "completed_with_failures")
@@ -206,8 +206,8 @@ class SendBody(BaseModel):
 
 async def api_send(request: Request) -> Response:
     ctx, who, campaign = await _campaign(request)
-    raw = await request.body()
-    body = await json_body(request, SendBody) if raw else SendBody()
+    raw = await json_value(request)
+    body = validated(SendBody, raw) if raw is not None else SendBody()
     return json_ok(await loop.sandbox_send(
         ctx, who, campaign, body.rates, body.seed, body.duplicates_rate, body.reorder
     ))

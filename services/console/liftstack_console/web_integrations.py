@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from liftstack_console.services import ServiceError
-from liftstack_console.web import console, page, user
+from liftstack_console.web import console, json_value, page, user
 
 EVENT_TYPES = [
     ("send", "Sends", "emailSend"),
@@ -74,8 +74,7 @@ async def _proxy(request: Request, method: str, rest: str, status: int = 200) ->
     who = user(request)
     body = None
     if method in ("POST", "PATCH"):
-        raw = await request.body()
-        body = await request.json() if raw else None
+        body = await json_value(request)
     try:
         data = await console(request).services.call(
             "connections", method, _conns(who.workspace_id, rest), who.token, json=body

@@ -15,14 +15,14 @@ from starlette.routing import Route
 
 from liftstack_ingest.events_page import ENDPOINTS as EVENTS_ENDPOINTS
 from liftstack_ingest.events_page import EventsPageApi, events_page_consumer, maintain
-from liftstack_ingest.gateway import WEBHOOK_PATH, WebhookGateway
+from liftstack_ingest.gateway import WEBHOOK_PATH, IterableWebhook, WebhookAccepted, WebhookGateway
 from liftstack_ingest.lookup import ConnectionLookup
 from liftstack_ingest.publisher import EventPublisher
 from liftstack_ingest.read_model import ReadModel
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, service_middleware, standard_routes
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.messages import ConnectionChanged
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
@@ -35,7 +35,7 @@ ENDPOINTS = [
         "POST", WEBHOOK_PATH,
         "Receive one Iterable system/journey webhook (secret in Authorization: "
         "Basic|OAuth2|Bearer <secret>, or X-Liftstack-Webhook-Secret).",
-        auth="webhook", tags=["webhooks"],
+        request=IterableWebhook, response=WebhookAccepted, auth="webhook", tags=["webhooks"],
     ),
     *EVENTS_ENDPOINTS,
 ]
@@ -94,7 +94,13 @@ def create_app(
             "ingest", ENDPOINTS, checks={"kafka": publisher.check, "mongo": mongo_check}
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # The webhook route applies its own (smaller) cap after the secret check, so
+    # the app-wide cap must not be below it.
+    body_cap = max(settings.max_body_bytes, settings.webhook_max_body_bytes)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+        middleware=service_middleware(settings, body_cap),
+    )
 
 
 CONNECTION_LISTENER = "ingest.connection-changes"

@@ -221,7 +221,12 @@ MAX_PAGE = 200
 ENDPOINTS = [
     Endpoint("GET", EVENTS_PATH, "Recent webhook events of a connection, newest first "
              "(query: limit<=200, cursor, outcome; failed_downstream: dead-lettered by a "
-             "consumer, with the reason).", response=EventsList, tags=["events"]),
+             "consumer, with the reason).", response=EventsList, tags=["events"],
+             query={
+                 "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, False),
+                 "cursor": ({"type": "string"}, False),
+                 "outcome": ({"type": "string", "enum": [*OUTCOMES, FAILED_DOWNSTREAM]}, False),
+             }),
     Endpoint("GET", SUMMARY_PATH, "Webhook event counts per type and outcome (last hour, "
              "24 h, 7 d) and the last-received time.", response=EventsSummary, tags=["events"]),
 ]

@@ -1,7 +1,8 @@
 """`POST /webhooks/iterable/{token}`: one Iterable webhook in, at most one event out.
 
-Order of checks: connection (404) -> secret (403, before the body is read) -> size
-(413) -> JSON and required fields (400) -> event name known? (else counted
+Order of checks: connection (404) -> secret (403, before the body is read) ->
+content type (415) -> size (413) -> JSON within `liftstack_shared.bounds` and
+required fields (400, with a named code) -> event name known? (else counted
 "unknown", 200) -> type processed by the connection? (else counted "filtered", 200)
 -> publish and wait for Kafka's ack (else 503, so Iterable retries).
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
+from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,8 +25,10 @@ from liftstack_ingest.normalise import BadPayload, normalise, parse_body
 from liftstack_ingest.publisher import EventPublisher, KafkaUnavailable
 from liftstack_ingest.settings import IngestSettings
 from liftstack_ingest.verify import Verdict, verify
+from liftstack_shared import bounds
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.errors import ApiError
+from liftstack_shared.http import BodyTooLarge, read_body
 from liftstack_shared.messages import IngestObservation, IngestOutcome
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,25 @@ WEBHOOK_PATH = "/webhooks/iterable/{token}"
 # the lookup (it becomes part of an internal URL path).
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
 RETRY_AFTER_S = "5"
+
+
+class IterableWebhook(BaseModel):
+    """What Iterable posts (documentation of the body; the gateway parses it itself,
+    within `liftstack_shared.bounds`). Other fields are kept in the event's `raw`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    eventName: str
+    email: str | None = None
+    userId: str | None = None
+    dataFields: dict[str, Any] = {}
+
+
+class WebhookAccepted(BaseModel):
+    """A 200 answer: the webhook was taken (published, or counted and dropped)."""
+
+    status: Literal["published", "unknown", "filtered"]
+    event_id: str
 
 
 class WebhookGateway:
@@ -64,19 +88,21 @@ class WebhookGateway:
         if verdict is not Verdict.OK:
             return self._reject(connection, 403, verdict.value, verdict.message)
 
-        body = await _read_capped(request, self._settings.webhook_max_body_bytes)
-        if body is None:
+        if not _json_content_type(request.headers.get("content-type")):
             return self._reject(
-                connection, 413, "body_too_large",
-                f"Request body is over {self._settings.webhook_max_body_bytes} bytes.",
+                connection, 415, "unsupported_media_type",
+                "Send the webhook as JSON (Content-Type: application/json).",
             )
+        try:
+            body = await read_body(request, self._settings.webhook_max_body_bytes)
+        except BodyTooLarge as exc:
+            return self._reject(connection, 413, exc.code, exc.message)
 
         received_at = datetime.now(timezone.utc)
         event_name: str | None = None
         try:
             payload = parse_body(body)
-            raw_name = payload.get("eventName")
-            event_name = raw_name if isinstance(raw_name, str) and raw_name.strip() else None
+            event_name = _observable_name(payload.get("eventName"))
             item = normalise(payload, connection.connection_id)
         except BadPayload as exc:
             return self._reject(connection, 400, exc.code, exc.message, event_name)
@@ -90,7 +116,16 @@ class WebhookGateway:
             self._observe(connection, item.event_name, IngestOutcome.FILTERED, item.event_id, received_at)
             return _accepted("filtered", item.event_id)
 
-        event = item.event(payload, connection, received_at)
+        try:
+            event = item.event(payload, connection, received_at)
+        except ValidationError as exc:
+            # parse_body and normalise enforce the contract's bounds, so this means
+            # they disagree with it: refuse the event rather than publish a poison.
+            log.error("normalised event breaks its contract: %s", exc.errors()[0]["loc"])
+            return self._reject(
+                connection, 400, "invalid_payload", "The event is outside liftstack's bounds.",
+                item.event_name,
+            )
         try:
             await self._publisher.publish_event(event, item.key)
         except KafkaUnavailable:
@@ -127,24 +162,26 @@ class WebhookGateway:
         )
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` bytes (without
-    buffering more than that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+def _json_content_type(header: str | None) -> bool:
+    """Absent (lenient: some senders omit it), application/json, or a +json type."""
+    if header is None or not header.strip():
+        return True
+    media_type = header.split(";", 1)[0].strip().lower()
+    return media_type in ("application/json", "text/json") or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _observable_name(value: object) -> str | None:
+    """The event name to count a rejected request under, if it is a usable one."""
+    if not isinstance(value, str):
         return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    name = value.strip()
+    return name if 0 < len(name) <= bounds.MAX_EVENT_NAME_LENGTH else None
 
 
-def _accepted(status: str, event_id: str) -> Response:
-    return JSONResponse({"status": status, "event_id": event_id}, status_code=200)
+def _accepted(status: Literal["published", "unknown", "filtered"], event_id: str) -> Response:
+    return JSONResponse(WebhookAccepted(status=status, event_id=event_id).model_dump(), status_code=200)
 
 
 def _error(status: int, code: str, message: str, retry: bool = False) -> Response:

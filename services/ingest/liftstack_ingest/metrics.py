@@ -47,3 +47,7 @@ READ_MODEL_EVENTS = Counter(
     " deadlettered).",
     ["result"],
 )
+PUBLISH_REFUSED = Counter(
+    "liftstack_ingest_publish_refused_total",
+    "Webhooks answered 503 at once because Kafka was known to be down.",
+)

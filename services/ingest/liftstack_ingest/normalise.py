@@ -3,16 +3,22 @@
 Iterable posts one JSON object per request: `{"email", "userId"?, "eventName",
 "dataFields": {...}}`. Journey webhooks (purchases, custom events) have a body the
 customer writes; we read the same field names from `dataFields` or the top level.
+
+Everything is parsed against `liftstack_shared.bounds` (the same bounds the
+`EngagementEvent` contract enforces): what passes here is storable by every
+consumer, what doesn't is a `BadPayload` with a named code (a 400).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from liftstack_shared import bounds
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.messages import EngagementEvent, EventType
 
@@ -41,6 +47,11 @@ ITERABLE_EVENT_TYPES: dict[str, EventType] = {
 VOLATILE_FIELDS = frozenset({"itblInternal"})
 
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f %z")
+# Epoch numbers above this are milliseconds (1e11 s is the year 5138).
+_MILLIS_FROM = 1e11
+_INT64_TEXT = re.compile(r"-?[0-9]{1,19}")
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]{1,19}(\.[0-9]{1,9})?")
 
 
 class BadPayload(Exception):
@@ -61,12 +72,18 @@ class Normalised:
     email: str | None
     user_id: str | None
     key: bytes
+    campaign_id: int | None = None
+    template_id: int | None = None
+    message_id: str | None = None
+    url: str | None = None
+    occurred_at: datetime | None = None
 
     def event(
         self, payload: dict[str, Any], connection: InternalConnection, received_at: datetime
     ) -> EngagementEvent:
         assert self.event_type is not None
-        fields = _data_fields(payload)
+        # The contract enforces the same bounds as the parsing above; a failure here
+        # is a bug on our side, not a bad request.
         return EngagementEvent(
             event_id=self.event_id,
             workspace_id=connection.workspace_id,
@@ -75,45 +92,58 @@ class Normalised:
             iterable_event_name=self.event_name,
             email=self.email,
             user_id=self.user_id,
-            campaign_id=_as_int(_field(payload, fields, "campaignId")),
-            template_id=_as_int(_field(payload, fields, "templateId")),
-            message_id=_as_str(_field(payload, fields, "messageId")),
-            url=_as_str(_field(payload, fields, "url") or _field(payload, fields, "linkUrl")),
+            campaign_id=self.campaign_id,
+            template_id=self.template_id,
+            message_id=self.message_id,
+            url=self.url,
             # Journey webhooks may omit createdAt: fall back to when we received it.
-            occurred_at=parse_iterable_time(_field(payload, fields, "createdAt")) or received_at,
+            occurred_at=self.occurred_at or received_at,
             received_at=received_at,
             raw=payload,
         )
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """JSON object or `BadPayload` (NaN/Infinity are not JSON and are refused)."""
+    """A JSON object within `liftstack_shared.bounds`, or `BadPayload` (codes:
+    invalid_encoding, invalid_json, invalid_payload, too_deep, duplicate_key,
+    number_out_of_range, invalid_string, string_too_long, invalid_key,
+    too_many_items)."""
     try:
-        data = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise BadPayload("invalid_json", "Request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise BadPayload("invalid_payload", "Request body must be one JSON object.")
-    return data
+        return bounds.parse_json_object(body)
+    except bounds.OutOfBounds as exc:
+        raise BadPayload(exc.code, exc.message) from None
 
 
 def normalise(payload: dict[str, Any], connection_id: str) -> Normalised:
+    """The fields liftstack uses, each checked against its bound. `payload` must
+    come from `parse_body` (so it is already within the generic bounds)."""
     name = payload.get("eventName")
     if not isinstance(name, str) or not name.strip():
         raise BadPayload("missing_event_name", "eventName is required.")
+    name = name.strip()
+    if len(name) > bounds.MAX_EVENT_NAME_LENGTH:
+        raise BadPayload(
+            "invalid_event_name", f"eventName is over {bounds.MAX_EVENT_NAME_LENGTH} characters."
+        )
     fields = _data_fields(payload)
-    email = _as_str(_field(payload, fields, "email"))
-    user_id = _as_str(_field(payload, fields, "userId"))
+    email = _text(payload, fields, "email", bounds.MAX_EMAIL_LENGTH)
+    user_id = _text(payload, fields, "userId", bounds.MAX_USER_ID_LENGTH)
     if not email and not user_id:
         raise BadPayload("missing_user", "email or userId is required.")
     recipient = email.lower() if email else f"userId:{user_id}"
     return Normalised(
-        event_name=name.strip(),
+        event_name=name,
         event_id=event_id(connection_id, payload),
-        event_type=ITERABLE_EVENT_TYPES.get(name.strip().lower()),
+        event_type=ITERABLE_EVENT_TYPES.get(name.lower()),
         email=email,
         user_id=user_id,
         key=f"{connection_id}:{recipient}".encode(),
+        campaign_id=_id(payload, fields, "campaignId"),
+        template_id=_id(payload, fields, "templateId"),
+        message_id=_text(payload, fields, "messageId", bounds.MAX_MESSAGE_ID_LENGTH),
+        url=_text(payload, fields, "url", bounds.MAX_URL_LENGTH)
+        or _text(payload, fields, "linkUrl", bounds.MAX_URL_LENGTH),
+        occurred_at=_created_at(_field(payload, fields, "createdAt")),
     )
 
 
@@ -135,14 +165,12 @@ def parse_iterable_time(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return _from_epoch(value)
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
+    if _NUMBER.fullmatch(text):
+        return _from_epoch(float(text))
     parsed: datetime | None = None
     for fmt in _TIME_FORMATS:
         try:
@@ -157,7 +185,35 @@ def parse_iterable_time(value: Any) -> datetime | None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # year 1 or 9999 shifted by its offset
+        return None
+
+
+def _from_epoch(value: float) -> datetime | None:
+    seconds = value / 1000 if abs(value) > _MILLIS_FROM else value
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _created_at(value: Any) -> datetime | None:
+    """None when absent; BadPayload when present but unreadable or out of range."""
+    if value is None or value == "":
+        return None
+    parsed = parse_iterable_time(value)
+    if parsed is None:
+        raise BadPayload(
+            "invalid_created_at",
+            "createdAt is not a time (\"2016-12-02 18:51:45 +00:00\", ISO 8601 or epoch "
+            "seconds/milliseconds).",
+        )
+    try:
+        return bounds.check_timestamp(parsed)
+    except bounds.OutOfBounds as exc:
+        raise BadPayload("invalid_created_at", exc.message) from None
 
 
 def _data_fields(payload: dict[str, Any]) -> dict[str, Any]:
@@ -170,23 +226,38 @@ def _field(payload: dict[str, Any], fields: dict[str, Any], name: str) -> Any:
     return value if value not in (None, "") else fields.get(name)
 
 
-def _as_str(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
+def _text(payload: dict[str, Any], fields: dict[str, Any], name: str, max_length: int) -> str | None:
+    """A string (or integer) field, stripped; None if absent or not text;
+    BadPayload if longer than its bound."""
+    value = _field(payload, fields, name)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         return None
-    if isinstance(value, (int, str)):
-        text = str(value).strip()
-        return text or None
-    return None
+    text = str(value).strip()  # ints are int64 (parse_body), so str() is cheap
+    if len(text) > max_length:
+        raise BadPayload(f"invalid_{_snake(name)}", f"{name} is over {max_length} characters.")
+    return text or None
 
 
-def _as_int(value: Any) -> int | None:
+def _id(payload: dict[str, Any], fields: dict[str, Any], name: str) -> int | None:
+    """An Iterable id: a 64-bit integer, or a string of one. Absent or not a number
+    -> None; a number outside 64 bits -> BadPayload."""
+    value = _field(payload, fields, name)
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
+    if isinstance(value, str) and _INT64_TEXT.fullmatch(value.strip()):
+        value = int(value.strip())
+    elif isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        raise BadPayload(f"invalid_{_snake(name)}", f"{name} is outside the 64-bit range.")
+    if not isinstance(value, int):
+        return None
+    try:
+        return bounds.check_int64(value)
+    except bounds.OutOfBounds:
+        raise BadPayload(f"invalid_{_snake(name)}", f"{name} is outside the 64-bit range.") from None
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _without_volatile(value: Any) -> Any:
@@ -196,6 +267,3 @@ def _without_volatile(value: Any) -> Any:
         return [_without_volatile(v) for v in value]
     return value
 
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

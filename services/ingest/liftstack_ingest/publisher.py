@@ -1,6 +1,12 @@
 """The gateway's side of Kafka: connecting (in the background, so the gateway can
 serve 503s while Kafka is away), publishing events with a bounded wait for the
-acknowledgement, and best-effort observations for the Events page."""
+acknowledgement, and best-effort observations for the Events page.
+
+While connected, a monitor checks every `MONITOR_INTERVAL_S` that a broker accepts
+TCP connections; a publish that failed or timed out also marks Kafka down until a
+metadata round trip succeeds again. While Kafka is known to be down a webhook is
+answered 503 at once instead of waiting `publish_timeout_s` for an ack that can't
+come; the wait is kept only for sends in flight."""
 
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from liftstack_shared.topics import ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 
 log = logging.getLogger(__name__)
 
+MONITOR_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 0.5
+
 
 class KafkaUnavailable(Exception):
     """Kafka did not acknowledge in time (or isn't connected): answer 503."""
@@ -32,10 +41,19 @@ class EventPublisher:
         self._timeout = settings.publish_timeout_s
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
+        # Known down: the monitor couldn't reach a broker, or a publish failed and
+        # no metadata round trip has succeeded since.
+        self._down_reason: str | None = None
+        self._publish_failed = False
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def available(self) -> bool:
+        """Connected and not known to be down: worth waiting for an ack."""
+        return self.connected and self._down_reason is None
 
     async def wait_connected(self, timeout_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -52,6 +70,7 @@ class EventPublisher:
                     await self._broker.start()
                     self._connected.set()
                     log.info("connected to Kafka")
+                    await self._monitor()
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure means retry
                     log.warning("Kafka start failed (%s); retrying", type(exc).__name__)
@@ -60,11 +79,45 @@ class EventPublisher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    async def _monitor(self) -> None:
+        """Runs for as long as the broker is started: keeps `available` true to what
+        the gateway can know without sending."""
+        while True:
+            if not await _reachable(self._settings.kafka_bootstrap, PROBE_TIMEOUT_S):
+                self._mark_down("no broker accepts connections")
+            elif self._publish_failed:
+                if await self._ping(PROBE_TIMEOUT_S * 2):
+                    self._publish_failed = False
+                    self._mark_up()
+            else:
+                self._mark_up()
+            await asyncio.sleep(MONITOR_INTERVAL_S)
+
+    async def _ping(self, timeout_s: float) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._broker.ping(timeout=timeout_s), timeout_s + 0.5))
+        except Exception:  # noqa: BLE001 - any failure means not answering
+            return False
+
+    def _mark_down(self, reason: str) -> None:
+        if self._down_reason is None:
+            log.warning("Kafka is down (%s): webhooks answer 503 at once", reason)
+        self._down_reason = reason
+
+    def _mark_up(self) -> None:
+        if self._down_reason is not None:
+            log.info("Kafka is reachable again")
+        self._down_reason = None
+
     async def publish_event(self, event: EngagementEvent, key: bytes) -> None:
         """Return only once Kafka acknowledged the event (acks=all), else raise
-        `KafkaUnavailable` within `publish_timeout_s`."""
+        `KafkaUnavailable`: at once when Kafka is known to be down, else within
+        `publish_timeout_s`."""
         if not self.connected:
             raise KafkaUnavailable("not connected")
+        if self._down_reason is not None:
+            metrics.PUBLISH_REFUSED.inc()
+            raise KafkaUnavailable(self._down_reason)
         started = time.perf_counter()
         try:
             await asyncio.wait_for(
@@ -72,12 +125,14 @@ class EventPublisher:
             )
         except Exception as exc:  # noqa: BLE001 - whatever failed, the event isn't stored
             log.warning("publish to %s failed: %s", self._events_topic, type(exc).__name__)
+            self._publish_failed = True
+            self._mark_down(f"a publish failed ({type(exc).__name__})")
             raise KafkaUnavailable(type(exc).__name__) from None
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
     def observe(self, observation: IngestObservation) -> None:
         """Best effort, off the request path: an observation only feeds counts."""
-        if not self.connected:
+        if not self.available:
             metrics.OBSERVATIONS_DROPPED.inc()
             return
         task = asyncio.create_task(self._observe(observation))
@@ -98,8 +153,8 @@ class EventPublisher:
             log.debug("observation dropped: %s", type(exc).__name__)
 
     async def check(self) -> None:
-        """Health check: connected and the cluster answers."""
-        if not self.connected or not await self._broker.ping(timeout=3.0):
+        """Health check: connected, not known down, and the cluster answers."""
+        if not self.available or not await self._ping(1.0):
             raise ConnectionError("Kafka is not reachable")
 
     async def close(self) -> None:

@@ -37,7 +37,14 @@ from liftstack_shared.credentials import (
 )
 from liftstack_shared.errors import ApiError
 from liftstack_shared.handlebars import HandlebarsError, HandlebarsRenderer
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, parse_body, standard_routes
+from liftstack_shared.http import (
+    EXCEPTION_HANDLERS,
+    Endpoint,
+    json_response,
+    parse_body,
+    service_middleware,
+    standard_routes,
+)
 from liftstack_shared.iterable import (
     IterableAuthError,
     IterableClient,
@@ -106,7 +113,7 @@ ENDPOINTS = [
              "once per variant and once unassigned", request=PreviewRequest,
              response=PreviewResponse, tags=TAGS),
     Endpoint("GET", BASE, "The saved template of ?campaign_key=", response=TemplateRecord,
-             tags=TAGS),
+             tags=TAGS, query={"campaign_key": ({"type": "string"}, True)}),
 ]
 
 
@@ -277,7 +284,7 @@ def create_app(
         Route(BASE, get_route, methods=["GET"]),
         *standard_routes("templates", ENDPOINTS, checks),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
+    return Starlette(routes=routes, lifespan=lifespan, middleware=service_middleware(settings),
                      exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
 
 

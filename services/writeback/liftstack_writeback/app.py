@@ -4,6 +4,7 @@ which runs the Kafka consumer."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from liftstack_shared.auth import Principal, principal_from_request, require_man
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.credentials import ConnectionsServiceCredentials, CredentialsSource
 from liftstack_shared.errors import ApiError
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, standard_routes
+from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, service_middleware, standard_routes
 from liftstack_shared.messages.writeback import WritebackStatus
 
 from liftstack_writeback.jobs import JobHeader, RunSummary
@@ -26,6 +27,8 @@ from liftstack_writeback.service import RetriggerRefused, WritebackService
 from liftstack_writeback.settings import WritebackSettings
 
 JOB_PATH = "/v1/workspaces/{ws}/writeback/jobs/{job_id}"
+# What a client may send as Idempotency-Key (a UUID, a ULID, a random token...).
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class RunView(BaseModel):
@@ -108,9 +111,13 @@ def create_app(
     async def retrigger(request: Request) -> Response:
         principal, header = await job_for(request)
         require_manager(principal)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiError(400, "invalid_idempotency_key",
+                           "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ . : -.")
         service = service_of(request)
         try:
-            await service.retrigger(header)
+            result = await service.retrigger(header, key)
         except RetriggerRefused as exc:
             raise ApiError(409, exc.code, exc.message) from None
         except KafkaError:
@@ -118,13 +125,19 @@ def create_app(
             raise ApiError(
                 503, "unavailable", "Could not publish the re-run; re-trigger again in a minute."
             ) from None
-        return json_response(await view(service, header), status=202)
+        response = json_response(await view(service, header), status=202)
+        if not result.created:
+            # Same answer as the first time; the header says nothing new started.
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
 
     endpoints = [
         Endpoint("GET", JOB_PATH, "A writeback job's progress, with its previous runs.",
                  response=JobView, tags=["writeback"]),
         Endpoint("POST", JOB_PATH + "/retrigger",
-                 "Re-run a finished job from the beginning (Owners and Admins).",
+                 "Re-run a finished job from the beginning (Owners and Admins). With an "
+                 "Idempotency-Key header, repeating the request answers the run it "
+                 "created (Idempotent-Replayed: true) instead of starting another.",
                  response=JobView, status=202, tags=["writeback"]),
     ]
 
@@ -157,6 +170,7 @@ def create_app(
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=service_middleware(settings),
         lifespan=lifespan,
     )
     return app

@@ -221,16 +221,24 @@ class JobStore:
         except DuplicateKeyError:
             pass
 
-    async def create_retrigger_run(self, job_id: str, run: int) -> bool:
-        """Claim run `run` for a re-trigger; False if it exists (someone else won)."""
+    async def create_retrigger_run(
+        self, job_id: str, run: int, idempotency_key: str | None = None
+    ) -> bool:
+        """Claim run `run` for a re-trigger; False if it exists (someone else won).
+        The client's idempotency key is stored in the run document itself, so the
+        claim and the key are one insert."""
         try:
             await self.runs.insert_one({
                 "_id": _run_id(job_id, run), "job_id": job_id, "run": run,
                 "created_by": RETRIGGER, "created_at": utcnow(), "published_at": None,
+                "idempotency_key": idempotency_key,
             })
             return True
         except DuplicateKeyError:
             return False
+
+    async def run_doc(self, job_id: str, run: int) -> dict[str, Any] | None:
+        return await self.runs.find_one({"_id": _run_id(job_id, run)})
 
     async def mark_published(self, job_id: str, run: int) -> None:
         # The only update ever made to a run document, by the one re-trigger that

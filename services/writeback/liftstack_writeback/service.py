@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -17,7 +18,7 @@ from liftstack_shared.consumer import MessageGuard, RetryPolicy
 from liftstack_shared.credentials import CredentialsSource
 from liftstack_shared.iterable import Endpoint, Limit
 from liftstack_shared.kafka import ensure_topics
-from liftstack_shared.messages import AssignmentBatch, DeadLetter, WritebackProgress, utcnow
+from liftstack_shared.messages import Assignment, AssignmentBatch, DeadLetter, WritebackProgress, utcnow
 from liftstack_shared.mongo import database, make_mongo_client
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
 
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 # A re-trigger whose publishing was interrupted may be resumed after this long
 # (sooner, it is probably still publishing).
 RESUME_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class RetriggerResult:
+    summary: RunSummary
+    # False: an earlier call with the same idempotency key created this run.
+    created: bool
 
 
 class RetriggerRefused(Exception):
@@ -147,16 +155,25 @@ class WritebackService:
 
     # --- re-trigger ----------------------------------------------------------------
 
-    async def retrigger(self, header: JobHeader) -> RunSummary:
+    async def retrigger(
+        self, header: JobHeader, idempotency_key: str | None = None
+    ) -> RetriggerResult:
         """Re-run a finished job from the beginning: its stored assignments are
         published again as run N+1, through the same topic, partition, pacer and
         counting as the first run. Writing a value a profile already has is harmless.
 
         If publishing a re-trigger was interrupted, calling again resumes it
-        (re-publishing is safe: batches already recorded for the run are skipped)."""
+        (re-publishing is safe: batches already recorded for the run are skipped).
+
+        With an `idempotency_key`, a repeated call (a client retrying after a lost
+        response) answers the run that key created instead of starting another."""
         summaries = await self.store.summaries(header)
         if not summaries:
             raise RetriggerRefused("job_not_started", "The job has no run yet.")
+        if idempotency_key is not None:
+            for run_doc, summary in summaries:
+                if run_doc.get("idempotency_key") == idempotency_key:
+                    return await self._replay(header, run_doc, summary)
         last_doc, last = summaries[-1]
         resume = False
         if last.finished:
@@ -173,8 +190,33 @@ class WritebackService:
         batches = await self.store.stored_batches(header)
         if batches is None:
             raise RetriggerRefused("assignments_unavailable", "The job's assignments are not all stored.")
-        if not resume and not await self.store.create_retrigger_run(header.job_id, run):
+        if not resume and not await self.store.create_retrigger_run(
+            header.job_id, run, idempotency_key
+        ):
+            winner = await self.store.run_doc(header.job_id, run)
+            same_request = winner is not None and idempotency_key is not None
+            if same_request and winner.get("idempotency_key") == idempotency_key:
+                # A concurrent retry of this very request created it.
+                summary = await self.store.summarize_run(header.job_id, run)
+                assert summary is not None
+                return RetriggerResult(summary, created=False)
             raise RetriggerRefused("retrigger_in_progress", "The job is being re-triggered already.")
+        return RetriggerResult(await self._publish_run(header, run, batches), created=True)
+
+    async def _replay(
+        self, header: JobHeader, run_doc: dict[str, Any], summary: RunSummary
+    ) -> RetriggerResult:
+        """The answer to a repeated re-trigger: the run it created, whose publishing
+        is finished here if the first attempt was interrupted long enough ago."""
+        if run_doc.get("published_at") is None and _age_s(run_doc) > RESUME_AFTER_S:
+            batches = await self.store.stored_batches(header)
+            if batches is not None:
+                summary = await self._publish_run(header, summary.run, batches)
+        return RetriggerResult(summary, created=False)
+
+    async def _publish_run(
+        self, header: JobHeader, run: int, batches: list[list[Assignment]]
+    ) -> RunSummary:
         topic = self.settings.topic(CAMPAIGN_ASSIGNMENTS.name)
         key = header.connection_id.encode()
         sends = []

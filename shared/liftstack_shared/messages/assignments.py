@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from liftstack_shared.bounds import INT64_MAX
 from liftstack_shared.messages.base import Message
 
 
@@ -38,11 +39,11 @@ class AssignmentBatch(Message):
     workspace_id: str = Field(min_length=1)
     connection_id: str = Field(min_length=1)
     campaign_key: str = Field(min_length=1, max_length=200)
-    batch_seq: int = Field(ge=0)
-    batch_count: int = Field(ge=1)
-    total_recipients: int = Field(ge=0)
+    batch_seq: int = Field(ge=0, le=INT64_MAX)
+    batch_count: int = Field(ge=1, le=INT64_MAX)
+    total_recipients: int = Field(ge=0, le=INT64_MAX)
     # Which run of the job this batch belongs to (re-trigger increments it).
-    run: int = Field(default=1, ge=1)
+    run: int = Field(default=1, ge=1, le=INT64_MAX)
     assignments: list[Assignment]
 
     @model_validator(mode="after")

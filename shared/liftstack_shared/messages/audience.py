@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from liftstack_shared.bounds import Int64
 from liftstack_shared.messages.base import Message, utcnow
 
 
@@ -22,7 +23,7 @@ class AudienceMembersBatch(Message):
     sync_id: str
     workspace_id: str
     connection_id: str
-    list_id: int
+    list_id: Int64
     batch_seq: int = Field(ge=0)
     members: list[AudienceMember]
 
@@ -34,7 +35,7 @@ class AudienceSyncCompleted(Message):
     sync_id: str
     workspace_id: str
     connection_id: str
-    list_id: int
+    list_id: Int64
     batch_count: int
     member_count: int
     invalid_skipped: int
@@ -48,7 +49,7 @@ class AudienceSyncProgress(Message):
     sync_id: str
     workspace_id: str
     connection_id: str
-    list_id: int
+    list_id: Int64
     status: Literal["pending", "running", "completed", "failed"]
     members: int = 0
     invalid_skipped: int = 0

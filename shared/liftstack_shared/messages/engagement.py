@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from liftstack_shared.bounds import Email, EventName, Int64, JsonObject, MessageId, Timestamp, Url, UserId
 from liftstack_shared.messages.base import Message, utcnow
 
 
@@ -29,19 +30,22 @@ class EngagementEvent(Message):
 
     `event_id` is derived from the content (Iterable sends no delivery id), so a
     retried webhook yields the same id and counting consumers dedupe on it.
+
+    Every field is within `liftstack_shared.bounds` (the same bounds the webhook
+    gateway parses with), so whatever validates is storable by every consumer.
     """
 
-    event_id: str
-    workspace_id: str
-    connection_id: str
+    event_id: str = Field(min_length=1, max_length=128)
+    workspace_id: str = Field(min_length=1, max_length=128)
+    connection_id: str = Field(min_length=1, max_length=128)
     event_type: EventType
-    iterable_event_name: str
-    email: str | None = None
-    user_id: str | None = None
-    campaign_id: int | None = None
-    template_id: int | None = None
-    message_id: str | None = None
-    url: str | None = None
-    occurred_at: datetime
-    received_at: datetime = Field(default_factory=utcnow)
-    raw: dict[str, Any] = Field(default_factory=dict)
+    iterable_event_name: EventName
+    email: Email | None = None
+    user_id: UserId | None = None
+    campaign_id: Int64 | None = None
+    template_id: Int64 | None = None
+    message_id: MessageId | None = None
+    url: Url | None = None
+    occurred_at: Timestamp
+    received_at: Timestamp = Field(default_factory=utcnow)
+    raw: JsonObject = Field(default_factory=dict)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field
 
+from liftstack_shared.bounds import EventName, Timestamp
 from liftstack_shared.messages.base import Message, utcnow
 
 
@@ -19,10 +19,10 @@ class IngestObservation(Message):
     """`ingest.observations`: what the gateway did with one webhook request; feeds
     the Events page (counts per type and outcome, last received)."""
 
-    workspace_id: str
-    connection_id: str
-    event_name: str | None = None
+    workspace_id: str = Field(min_length=1, max_length=128)
+    connection_id: str = Field(min_length=1, max_length=128)
+    event_name: EventName | None = None
     outcome: IngestOutcome
-    reason: str | None = None
-    event_id: str | None = None
-    at: datetime = Field(default_factory=utcnow)
+    reason: str | None = Field(default=None, max_length=128)
+    event_id: str | None = Field(default=None, max_length=128)
+    at: Timestamp = Field(default_factory=utcnow)

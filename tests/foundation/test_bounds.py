@@ -1,0 +1,80 @@
+"""`liftstack_shared.bounds`: the one place the edge bounds live, enforced by the
+message contracts too, so a producer bug can't publish what a consumer can't store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from liftstack_shared import bounds
+from liftstack_shared.messages import AudienceSyncProgress, EngagementEvent, EventType, IngestObservation
+
+AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _event(**overrides):
+    values = dict(event_id="ev_1", workspace_id="ws", connection_id="c", event_type=EventType.OPEN,
+                  iterable_event_name="emailOpen", email="a@example.com", occurred_at=AT)
+    return EngagementEvent(**{**values, **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"campaign_id": 10**40},
+        {"template_id": -(2**63) - 1},
+        {"email": "a\x00@example.com"},
+        {"email": "\ud800@example.com"},
+        {"email": "a" * 321},
+        {"user_id": ""},
+        {"url": "u" * 8193},
+        {"iterable_event_name": "e" * 129},
+        {"occurred_at": datetime(2200, 1, 1, tzinfo=timezone.utc)},
+        {"received_at": datetime(1969, 12, 31, tzinfo=timezone.utc)},
+        {"raw": {"x": 2**64}},
+        {"raw": {"x": float("inf")}},
+        {"raw": {"\x00": 1}},
+        {"raw": {"x": "\udc00"}},
+        {"raw": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}},
+    ],
+)
+def test_the_engagement_contract_refuses_what_no_consumer_could_store(overrides):
+    with pytest.raises(ValidationError):
+        _event(**overrides)
+
+
+def test_the_contract_keeps_every_value_inside_the_bounds():
+    event = _event(campaign_id=2**63 - 1, template_id=-(2**63), raw={"a": [1.5, None, True, "é"]},
+                   occurred_at=datetime(1970, 1, 1, tzinfo=timezone.utc))
+    assert EngagementEvent.model_validate_json(event.to_bytes()) == event
+
+
+def test_other_contracts_bound_their_ids_and_names():
+    with pytest.raises(ValidationError):
+        AudienceSyncProgress(sync_id="s", workspace_id="w", connection_id="c", list_id=2**63, status="running")
+    with pytest.raises(ValidationError):
+        IngestObservation(workspace_id="w", connection_id="c", event_name="e" * 500, outcome="rejected")
+
+
+def test_the_tree_check_is_iterative_at_any_depth():
+    deep: list = []
+    node = deep
+    for _ in range(100_000):  # far past Python's recursion limit
+        child: list = []
+        node.append(child)
+        node = child
+    with pytest.raises(bounds.OutOfBounds) as caught:
+        bounds.check_json_tree({"x": deep})
+    assert caught.value.code == "too_deep"
+
+
+def test_depth_is_measured_before_parsing_and_ignores_brackets_in_strings():
+    assert bounds.loads_json(b'{"a": "[[[[{{{{", "b": "\\\\\\"[["}') == {"a": "[[[[{{{{", "b": '\\"[['}
+    with pytest.raises(bounds.OutOfBounds) as caught:
+        bounds.loads_json(b"[" * 1_000_000)
+    assert caught.value.code == "too_deep"
+    # An unterminated string can't make the scan quadratic.
+    with pytest.raises(bounds.OutOfBounds):
+        bounds.loads_json(b'["' + b'\\\\"' * 200_000)
