@@ -13,11 +13,11 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from liftstack_shared.auth import service_headers
-from liftstack_shared.iterable.models import Region
+from liftstack_shared.iterable.models import PROJECT_TYPES, ProjectType, Region
 from liftstack_shared.settings import CommonSettings
 
 __all__ = ["ConnectionNotFound", "ConnectionsClient", "DEFAULT_EVENT_TYPES",
-           "InternalConnection", "Region"]
+           "InternalConnection", "PROJECT_TYPES", "ProjectType", "Region"]
 
 
 # The engagement event types a connection processes unless configured otherwise
@@ -34,6 +34,10 @@ class InternalConnection(BaseModel):
     name: str
     platform: str = "iterable"
     region: Region
+    # The Iterable project's type (email-based, userID-based, hybrid): what a
+    # getUsers line or a bulkUpdate identifier means. Older connections have none
+    # stored and are email-based, as every connection was before the field existed.
+    project_type: ProjectType = "email"
     api_key: SecretStr
     # The current webhook secret first; during rotation the previous one too.
     webhook_secrets: list[SecretStr] = []

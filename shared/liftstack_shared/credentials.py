@@ -25,6 +25,7 @@ from liftstack_shared.connections_client import (
     ConnectionNotFound,
     ConnectionsClient,
     InternalConnection,
+    ProjectType,
 )
 from liftstack_shared.iterable import Region
 
@@ -47,17 +48,20 @@ class IterableCredentials:
     workspace_id: str
     api_key: SecretStr
     region: Region
+    # How the project identifies users: what its getUsers lines are.
+    project_type: ProjectType = "email"
 
     def __repr__(self) -> str:  # never the key, not even masked
         return (
             f"IterableCredentials(connection_id={self.connection_id!r}, "
-            f"workspace_id={self.workspace_id!r}, region={self.region.value!r})"
+            f"workspace_id={self.workspace_id!r}, region={self.region.value!r}, "
+            f"project_type={self.project_type!r})"
         )
-
 
     @classmethod
     def of(cls, conn: InternalConnection) -> IterableCredentials:
-        return cls(conn.connection_id, conn.workspace_id, conn.api_key, Region(conn.region))
+        return cls(conn.connection_id, conn.workspace_id, conn.api_key, Region(conn.region),
+                   conn.project_type)
 
 
 class CredentialsUnavailable(Exception):
@@ -134,12 +138,12 @@ class StaticCredentials:
 
     def add(
         self, *, workspace_id: str, connection_id: str, api_key: str | SecretStr,
-        region: Region | str = Region.US,
+        region: Region | str = Region.US, project_type: ProjectType = "email",
     ) -> IterableCredentials:
         """Add (or replace) a connection's credentials; keyword-only so the two ids
         can't be swapped by accident."""
         key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        creds = IterableCredentials(connection_id, workspace_id, key, Region(region))
+        creds = IterableCredentials(connection_id, workspace_id, key, Region(region), project_type)
         self._by_id[connection_id] = creds
         return creds
 

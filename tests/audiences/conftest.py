@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from liftstack_shared.auth import Role
+from liftstack_shared.connections_client import ProjectType
 from liftstack_shared.credentials import IterableCredentials, StaticCredentials
 from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
 from liftstack_shared.settings import CommonSettings
@@ -51,10 +52,13 @@ class Service:
             timeout=60,
         )
 
-    def connect(self, api_key: str, region: str = "US", connection_id: str | None = None) -> str:
+    def connect(
+        self, api_key: str, region: str = "US", connection_id: str | None = None,
+        project_type: ProjectType = "email",
+    ) -> str:
         cid = connection_id or self.connection_id
         self.credentials.add(workspace_id=self.workspace_id, connection_id=cid, api_key=api_key,
-                             region=region)
+                             region=region, project_type=project_type)
         return cid
 
     def audiences_path(self, connection_id: str | None = None) -> str:

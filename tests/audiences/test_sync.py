@@ -80,7 +80,7 @@ async def test_user_ids_and_case_insensitive_email_duplicates(make_service, sand
     # profile (case-insensitive de-duplication of lines is covered in test_units).
     assert sandbox.add_members(project, list_id, ["Ada@Example.com"]) == 0
     with make_service() as svc:
-        svc.connect(sandbox.create_key(project))
+        svc.connect(sandbox.create_key(project), project_type="hybrid")
         async with svc.client() as http:
             by_email = await svc.wait(http, await svc.start_sync(http, list_id))
             by_user_id = await svc.wait(http, await svc.start_sync(http, list_id, prefer_user_id=True))
@@ -107,9 +107,10 @@ async def test_user_id_project_members_with_at_signs_stay_user_ids(make_service,
     project = sandbox.create_project(identity="userId")
     list_id = sandbox.create_list(project, "Staff", ["alice@corp.example", "u-2"])
     with make_service() as svc:
-        svc.connect(sandbox.create_key(project))
+        svc.connect(sandbox.create_key(project), project_type="userId")
         async with svc.client() as http:
-            done = await svc.wait(http, await svc.start_sync(http, list_id, identity="userId"))
+            # No identity in the request: the connection's project type rules.
+            done = await svc.wait(http, await svc.start_sync(http, list_id))
     batches, _ = await read_sync(svc.settings, done["sync_id"])
     members = [m for b in batches for m in b["members"]]
     assert sorted(m["user_id"] for m in members) == ["alice@corp.example", "u-2"]

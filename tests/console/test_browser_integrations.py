@@ -12,6 +12,15 @@ from tests.console.browser import shot, sign_in
 from tests.console.livestack import LiveStack
 
 
+async def _project_type(stack: LiveStack, connection_id: str | None) -> str:
+    """The connection's project type as the connections service stores it."""
+    async with httpx.AsyncClient(base_url=stack.urls["connections"], timeout=30) as http:
+        r = await http.get(f"/v1/workspaces/{stack.seed.workspace_id}/connections/{connection_id}",
+                           headers={"Authorization": f"Bearer {stack.token()}"})
+    assert r.status_code == 200, r.text
+    return str(r.json()["project_type"])
+
+
 async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: LiveStack) -> None:
     stack = live_stack
     await sign_in(page, stack, "owner", "/settings/integrations")
@@ -23,6 +32,8 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     # Secrets only as masked hints.
     await expect(seeded).not_to_contain_text(stack.api_key)
     await expect(seeded).to_contain_text("****" + stack.api_key[-4:])
+    # The demo project is email-based, and so is its connection.
+    await expect(seeded.locator("[data-role=project-type]")).to_have_text("Email-based")
     await shot(page, "01-integrations-owner")
 
     # Connect Platform: the Iterable tab, the key masked as it is typed.
@@ -38,6 +49,9 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     await page.fill("#cf-secret", secret)
     await page.fill("#cf-header", "X-Acme-Hook")  # Iterable's "Add HTTP header"
     await page.select_option("#cf-region", "US")
+    # A new connection is email-based unless the Owner says otherwise.
+    await expect(page.locator("#cf-project-type")).to_have_value("email")
+    await page.select_option("#cf-project-type", "userId")
     await shot(page, "02-connect-dialog")
     await page.click("#connect-save")
     card = page.locator(".card", has_text=name)
@@ -45,6 +59,9 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     await expect(card).not_to_contain_text(stack.api_key)
     await expect(card).not_to_contain_text(secret)
     await expect(card.locator("[data-role=webhook-header]")).to_have_text("x-acme-hook")
+    await expect(card.locator("[data-role=project-type]")).to_have_text("UserID-based")
+    conn_id = await card.get_attribute("data-connection")
+    assert await _project_type(stack, conn_id) == "userId"  # stored, as audiences reads it
 
     # Test: the right key -> green Connected.
     await card.get_by_role("button", name="Test").click()
@@ -57,9 +74,13 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     # Edit: a key Iterable doesn't know -> Test shows the error.
     await card.get_by_role("button", name="Edit").click()
     await expect(page.locator("#cf-name")).to_have_value(name)
+    await expect(page.locator("#cf-project-type")).to_have_value("userId")
+    await page.select_option("#cf-project-type", "hybrid")
     await page.fill("#cf-key", secrets.token_hex(16))
     await page.click("#connect-save")
     await expect(card.locator("[data-role=badge]")).to_have_text("Active")
+    await expect(card.locator("[data-role=project-type]")).to_have_text("Hybrid")
+    assert await _project_type(stack, conn_id) == "hybrid"
     await card.get_by_role("button", name="Test").click()
     await expect(result).to_have_class("alert error")
     await expect(card.locator("[data-role=badge]")).to_have_text("Error")

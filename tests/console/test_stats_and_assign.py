@@ -5,6 +5,8 @@ from collections import Counter
 import pytest
 
 from liftstack_console.assign import assign_variant
+from liftstack_console.assigner import plan_assignments
+from liftstack_shared.messages import AudienceMember
 from liftstack_console.stats import chi2_survival, lift_over_control, sample_ratio_check
 
 
@@ -52,3 +54,17 @@ def test_sample_ratio_check():
     assert not sample_ratio_check([5010, 4990], [1, 1]).mismatch
     assert sample_ratio_check([5400, 4600], [1, 1]).mismatch
     assert not sample_ratio_check([2500, 7500], [1, 3]).mismatch
+
+
+def test_user_id_members_are_assigned_by_user_id_even_with_an_at_sign():
+    """A userID-based project's members arrive as userIds (`alice@corp` included):
+    each becomes a userId assignment, split on `userId:<id>` as results recompute it."""
+    members = [AudienceMember(user_id="alice@corp"), AudienceMember(user_id="bob@corp.example")]
+    plan = plan_assignments(job_id="j", workspace_id="ws", connection_id="c", campaign_key="k",
+                            variants=["A", "B"], weights=[1.0, 1.0], members=members)
+    assignments = plan.batches[0].assignments
+    assert [(a.user_id, a.email) for a in assignments] == [
+        ("alice@corp", None), ("bob@corp.example", None)]
+    assert plan.identity == "user_id"
+    for a in assignments:
+        assert a.variant == assign_variant("k", f"userId:{a.user_id}", ["A", "B"], [1.0, 1.0])

@@ -12,12 +12,13 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
-from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role, issue_user_token
+from liftstack_shared.auth import SERVICE_TOKEN_HEADER, Role
 from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fuzz.openapi_run import fuzz_openapi
+from tests.fixtures.identity import user_token
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ async def test_every_operation_keeps_its_own_openapi_contract(service, kafka_top
     values = _values(kafka_topics, iterable_base_url=sandbox_server.base_url,
                      audience_state_dir=str(tmp_path))
     headers = {
-        "Authorization": "Bearer " + issue_user_token(kafka_topics, "u_fuzz", WORKSPACE, Role.OWNER),
+        "Authorization": "Bearer " + user_token(kafka_topics, "u_fuzz", WORKSPACE, Role.OWNER),
         SERVICE_TOKEN_HEADER: kafka_topics.service_token.get_secret_value(),
     }
     with serve_asgi(factory(values), timeout_s=60) as url:

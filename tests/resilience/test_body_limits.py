@@ -7,9 +7,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from tests.fixtures.asgi import serve_asgi
 from tests.resilience.test_outages import SERVICES, _base
+from tests.fixtures.identity import user_token
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ ROUTES = {
 @pytest.mark.parametrize("service", sorted(SERVICES))
 async def test_declared_and_chunked_bodies_over_the_cap_are_413(service, kafka_topics, tmp_path):
     values = _base(kafka_topics, max_body_bytes=CAP, audience_state_dir=str(tmp_path))
-    token = issue_user_token(kafka_topics, "u_1", "ws_1", Role.OWNER)
+    token = user_token(kafka_topics, "u_1", "ws_1", Role.OWNER)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     app = SERVICES[service](values)
     # Ingest's app-wide cap is never below its webhook cap (256 KiB), which applies
@@ -60,7 +61,7 @@ async def test_declared_and_chunked_bodies_over_the_cap_are_413(service, kafka_t
 
 async def test_audience_ids_beyond_64_bits_are_404_not_500(kafka_topics, tmp_path):
     values = _base(kafka_topics, audience_state_dir=str(tmp_path))
-    token = issue_user_token(kafka_topics, "u_1", "ws_1", Role.OWNER)
+    token = user_token(kafka_topics, "u_1", "ws_1", Role.OWNER)
     headers = {"Authorization": f"Bearer {token}"}
     base = "/v1/workspaces/ws_1/connections/conn_1/audiences"
     with serve_asgi(SERVICES["audiences"](values), timeout_s=60) as url:

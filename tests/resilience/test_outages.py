@@ -15,11 +15,12 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from liftstack_shared.auth import Role, issue_user_token
+from liftstack_shared.auth import Role
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import free_port, serve_asgi
 from tests.fixtures.tcp_proxy import tcp_proxy
+from tests.fixtures.identity import user_token
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +156,7 @@ async def test_ingest_healthz_with_kafka_at_a_closed_port_is_503_within_2s(kafka
 async def test_request_paths_answer_503_with_retry_after_while_mongodb_is_down(kafka_topics, tmp_path):
     """Writeback's job view and ingest's Events page read MongoDB on every request."""
     mongo_host_port = kafka_topics.mongo_url.split("//", 1)[1].rstrip("/")
-    token = issue_user_token(kafka_topics, "user_1", "ws_1", Role.OWNER)
+    token = user_token(kafka_topics, "user_1", "ws_1", Role.OWNER)
     auth = {"Authorization": f"Bearer {token}"}
     with tcp_proxy(mongo_host_port) as proxy:
         values = _base(kafka_topics, mongo_url=f"mongodb://127.0.0.1:{proxy.port}/")

@@ -149,7 +149,7 @@ async def test_a_retried_retrigger_with_its_idempotency_key_never_starts_a_secon
     batches = make_batches(emails(10), batch_size=10)
     job_id = batches[0].job_id
     path = f"/v1/workspaces/ws-1/writeback/jobs/{job_id}"
-    headers = {"Authorization": "Bearer " + issue_user_token(settings, "u1", "ws-1", Role.OWNER)}
+    headers = {"Authorization": "Bearer " + user_token(settings, "u1", "ws-1", Role.OWNER)}
     with serve_asgi(create_app(settings, env.credentials)) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             await env.publish(batches)

@@ -144,3 +144,29 @@ async def test_fail_count_without_named_users_is_surfaced(env: Env) -> None:
     mine = [p for p in (WritebackProgress.model_validate_json(v) for v in raw)
             if p.job_id == batches[0].job_id]
     assert mine[-1].unattributed_failures == 2
+
+
+async def test_user_id_project_members_with_at_signs_are_written_by_user_id(env: Env) -> None:
+    """In a userID-based project, `alice@corp` and `bob@corp.example` are userIds:
+    bulkUpdate must name them as `userId` (the project refuses unknown emails, and
+    `alice@corp` is no email at all)."""
+    env.project = env.sandbox.create_project(identity="userId")
+    env.key = env.sandbox.create_key(env.project)
+    env.credentials.add(workspace_id=env.workspace_id, connection_id=env.connection_id,
+                        api_key=env.key, project_type="userId")
+    env.sandbox.put_users(env.project, [{"userId": "bob@corp.example", "dataFields": {"team": "ops"}}])
+    assignments = [Assignment(user_id="alice@corp", variant="A"),
+                   Assignment(user_id="bob@corp.example", variant="B")]
+    batches = make_batches(assignments, batch_size=10)
+    svc = await env.service()
+    await env.publish(batches)
+
+    summary = await env.wait_run(svc, batches[0].job_id)
+
+    assert (summary.status, summary.succeeded, summary.failed) == ("completed", 2, 0)
+    alice = env.sandbox.user(env.project, "alice@corp")
+    bob = env.sandbox.user(env.project, "bob@corp.example")
+    # Created by userId: only Iterable's placeholder email, never "alice@corp".
+    assert alice["userId"] == "alice@corp" and alice["email"].endswith("@placeholder.email")
+    assert alice["dataFields"]["lf_assignments"] == {"spring-sale": "A"}
+    assert bob["dataFields"] == {"team": "ops", "lf_assignments": {"spring-sale": "B"}}

@@ -45,6 +45,7 @@ from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 
 from liftstack_audiences.audiences import audience_size, audience_type, find_audience, list_audiences
 from liftstack_audiences.failures import KNOWN_FAILURES, audience_not_found, to_api_error
+from liftstack_audiences.identifiers import PROJECT_TYPE_NAMES, ProjectIdentity
 from liftstack_audiences.models import (
     AudienceList,
     AudienceSize,
@@ -190,6 +191,21 @@ def create_app(
             raise to_api_error(exc, list_id) from None
         return json_response(size)
 
+    def sync_identity(body: SyncRequest, key: IterableCredentials) -> ProjectIdentity:
+        """The project's type rules: the connection's, which an explicit `identity`
+        may repeat but not contradict (Iterable can't tell us which is right, and the
+        wrong one misreads every member whose userId contains "@")."""
+        if body.identity is not None and body.identity != key.project_type:
+            raise ApiError(
+                400, "identity_mismatch",
+                f"identity: this connection's Iterable project is {key.project_type!r}"
+                f" ({PROJECT_TYPE_NAMES[key.project_type]}), not {body.identity!r}. Leave"
+                " identity out to use the connection's project type, or change the"
+                " connection's project type in Settings > Integrations.",
+                field="identity",
+            )
+        return key.project_type
+
     async def start_sync(request: Request) -> Response:
         principal = caller(request)
         ws, cid = request.path_params["workspace_id"], request.path_params["connection_id"]
@@ -199,12 +215,17 @@ def create_app(
         store = rt().store
         alive_since = now() - timedelta(seconds=settings.audience_stale_after_s)
         try:
+            # Fresh, not cached: the project type decides how every line is read,
+            # and a type just corrected in Settings > Integrations must apply to this
+            # sync (starting one is rare: getUsers allows 5 per minute).
+            creds.invalidate(cid)
             key = await creds.get(ws, cid)
+            identity = sync_identity(body, key)
             # A double-click (or a second tab) joins the running sync instead of
             # spending another getUsers call of the project's 5 per minute.
             active = await store.find_active(ws, cid, list_id, alive_since)
             if active is not None and (active.prefer_user_id, active.identity) == (
-                body.prefer_user_id, body.identity
+                body.prefer_user_id, identity
             ):
                 return json_response(SyncAccepted(
                     sync_id=active.sync_id, status=active.status, existing=True,
@@ -220,7 +241,7 @@ def create_app(
         record = SyncRecord(
             sync_id=uuid.uuid4().hex, workspace_id=ws, connection_id=cid, list_id=list_id,
             list_name=lst.name, list_type=audience_type(lst), prefer_user_id=body.prefer_user_id,
-            identity=body.identity,
+            identity=identity,
             status="pending", requested_by=principal.user_id, created_at=created, updated_at=created,
         )
         await store.create(record)

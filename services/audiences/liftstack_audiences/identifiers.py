@@ -7,9 +7,10 @@ What a line may be depends on the sync's `preferUserId`:
 - true (userID-based or hybrid projects): the member's userId when it has one, else
   its email. A line with an `@` must be a valid email; any other line must be a
   valid userId (Iterable's rule: 1..512 printable ASCII characters).
-Identity follows the project's type (`identity`): in a userID-based project every
-user has a userId, so every line IS a userId, `@` or not (`alice@corp` is a valid
-userId, and treating it as an email would write to the wrong profile or none).
+Identity follows the project's type (the connection's `project_type`): in a
+userID-based project every user has a userId, so every line IS a userId, `@` or not
+(`alice@corp` is a valid userId, and treating it as an email would write to the
+wrong profile or none).
 Only hybrid projects need the `@` rule, and there it is Iterable's own ambiguity.
 Invalid lines are counted and skipped, never published.
 
@@ -21,12 +22,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
 
+from liftstack_shared.connections_client import ProjectType
 from liftstack_shared.messages import AudienceMember
 
-# How an Iterable project identifies users (Iterable: email-based, userID-based, hybrid).
-ProjectIdentity = Literal["email", "userId", "hybrid"]
+# How an Iterable project identifies users (Iterable: email-based, userID-based,
+# hybrid): the connection's `project_type`.
+ProjectIdentity = ProjectType
+PROJECT_TYPE_NAMES: dict[ProjectType, str] = {
+    "email": "email-based", "userId": "userID-based", "hybrid": "hybrid",
+}
 
 MAX_EMAIL_LENGTH = 254
 MAX_USER_ID_LENGTH = 512

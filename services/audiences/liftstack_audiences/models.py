@@ -43,9 +43,12 @@ class SyncRequest(BaseModel):
 
     # Hybrid projects: return the userId instead of the email when a user has both.
     prefer_user_id: bool = False
-    # The Iterable project's type. "userId": every getUsers line is a userId (also
-    # one containing "@"), and getUsers is asked for userIds.
-    identity: ProjectIdentity = "email"
+    # The Iterable project's type. Omitted: the connection's `project_type` (what
+    # callers should do). Given: it must agree with the connection's, else 400
+    # `identity_mismatch`; a sync read under the wrong type would publish userIds as
+    # emails (or the reverse) and write assignments to the wrong profiles.
+    # "userId": every getUsers line is a userId (also one containing "@").
+    identity: ProjectIdentity | None = None
 
 
 class SyncError(BaseModel):

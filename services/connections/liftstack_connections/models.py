@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from liftstack_shared.connections_client import DEFAULT_EVENT_TYPES, Region
+from liftstack_shared.connections_client import DEFAULT_EVENT_TYPES, ProjectType, Region
 from liftstack_shared.messages.engagement import EventType
 
 NAME_MAX = 100
@@ -98,6 +98,14 @@ def _check_event_types(value: list[EventType]) -> list[EventType]:
     return list(dict.fromkeys(value))  # drop duplicates, keep the order given
 
 
+# Iterable has no API that says which type a project is (its project settings do),
+# so the person connecting it says so.
+PROJECT_TYPE_HELP = (
+    "How the Iterable project identifies users: \"email\" (email-based), \"userId\" "
+    "(userID-based: every user has a userId, which may contain \"@\") or \"hybrid\". "
+    "Audience syncs read members accordingly."
+)
+
 Name = Annotated[str, AfterValidator(clean_name)]
 ApiKey = Annotated[SecretStr, AfterValidator(_check_api_key)]
 WebhookSecret = Annotated[SecretStr | None, AfterValidator(_check_webhook_secret)]
@@ -120,6 +128,7 @@ class ConnectionCreate(BaseModel):
                     " is the webhook secret, e.g. X-Webhook-Secret (optional).",
     )
     region: Region = Region.US
+    project_type: ProjectType = Field(default="email", description=PROJECT_TYPE_HELP)
     event_types: EventTypes = Field(default_factory=lambda: list(map(EventType, DEFAULT_EVENT_TYPES)))
 
 
@@ -134,9 +143,10 @@ class ConnectionUpdate(BaseModel):
     # `null` removes the custom header name.
     webhook_header: WebhookHeader = None
     region: Region | None = None
+    project_type: ProjectType | None = Field(default=None, description=PROJECT_TYPE_HELP)
     event_types: EventTypes | None = None
 
-    @field_validator("name", "api_key", "region", "event_types", mode="before")
+    @field_validator("name", "api_key", "region", "project_type", "event_types", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
         # Only the webhook secret can be removed; null elsewhere is a mistake.
@@ -182,6 +192,7 @@ class Connection(ConnectionSummary):
     """The full card, for Owners and Admins. Secrets only as masked hints."""
 
     region: Region
+    project_type: ProjectType = Field(default="email", description=PROJECT_TYPE_HELP)
     api_key_hint: str = Field(description="The key's last 4 characters, masked.")
     webhook_secret_hint: str | None = None
     webhook_header: str | None = Field(

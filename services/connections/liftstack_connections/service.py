@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from liftstack_shared.auth import Principal
-from liftstack_shared.connections_client import Region
+from liftstack_shared.connections_client import ProjectType, Region
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages.connections import ConnectionChanged
 
@@ -48,6 +48,13 @@ def now() -> datetime:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def project_type(doc: Doc) -> ProjectType:
+    """Connections saved before the field existed are email-based (what every
+    connection was treated as then): read a missing value as "email"."""
+    value: ProjectType = doc.get("project_type") or "email"
+    return value
 
 
 def not_found() -> ApiError:
@@ -87,6 +94,7 @@ class ConnectionService:
             "name_key": name_key(body.name),
             "platform": str(body.platform),
             "region": str(body.region),
+            "project_type": body.project_type,
             "event_types": [str(e) for e in body.event_types],
             "status": str(ConnectionStatus.ACTIVE),
             "last_test": None,
@@ -208,6 +216,7 @@ class ConnectionService:
             "name": doc["name"],
             "platform": doc["platform"],
             "region": doc["region"],
+            "project_type": project_type(doc),
             "api_key": self._cipher.decrypt(ws, doc["api_key_enc"]),
             "webhook_secrets": self.webhook_secrets(doc),
             "webhook_header": doc.get("webhook_header"),
@@ -241,6 +250,7 @@ class ConnectionService:
         return Connection(
             **self.summary(doc).model_dump(),
             region=Region(doc["region"]),
+            project_type=project_type(doc),
             api_key_hint=doc["api_key_hint"],
             webhook_secret_hint=doc.get("webhook_secret_hint"),
             webhook_header=doc.get("webhook_header"),
@@ -275,6 +285,10 @@ class ConnectionService:
         if "region" in given and body.region is not None and str(body.region) != doc["region"]:
             set_["region"] = str(body.region)
             credentials_changed = True
+        if ("project_type" in given and body.project_type is not None
+                and body.project_type != project_type(doc)):
+            # Not a credential: the last test still holds for the key and region.
+            set_["project_type"] = body.project_type
         if "event_types" in given and body.event_types is not None:
             types = [str(e) for e in body.event_types]
             if types != doc["event_types"]:

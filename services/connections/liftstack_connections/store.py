@@ -15,7 +15,8 @@ ONE instance. (rotation.py, a separate process, checks its own work afterwards.)
 
 Document fields:
     _id, workspace_id, name, name_key (casefolded; unique per workspace), platform,
-    region, event_types, status, last_test,
+    region, project_type ("email" | "userId" | "hybrid"; missing in documents written
+    before it existed, read as "email"), event_types, status, last_test,
     api_key_enc, api_key_hint, credentials_rev (bumped when key or region changes, so
     a test that ran with the old ones can't mark the new ones Connected),
     webhook_secret_enc, webhook_secret_hint,

@@ -50,6 +50,7 @@ async def start_sync(ctx: Console, who: User, campaign: Doc, list_id: int, list_
     accepted = await ctx.services.call(
         "audiences", "POST",
         f"{ws(who)}/connections/{campaign['connection_id']}/audiences/{list_id}/sync",
+        # No identity: the connection's project type rules how members are read.
         who.token, json={},
     )
     sync = {"id": accepted["sync_id"], "status": accepted["status"], "list_id": list_id,

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 PROJECT_NAME = "liftstack demo"
 LIST_NAME = "Demo newsletter"
 CONNECTION_NAME = "Iterable sandbox"
+# The demo project's type (its members are emails), for the sandbox project and the
+# connection alike: audience syncs read members by the connection's project type.
+PROJECT_TYPE = "email"
 # The seeded connection processes sends too, so results have a per-send denominator.
 EVENT_TYPES = ["send", "open", "click", "conversion", "unsubscribe"]
 FIRST_NAMES = ["Ann", "Ben", "Chloé", "Dev", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jun"]
@@ -77,7 +80,7 @@ async def _project(sandbox: httpx.AsyncClient, api_key: str) -> int:
         if project["name"] == PROJECT_NAME:
             return int(project["id"])
     created = _ok(await sandbox.post("/_sandbox/projects", json={
-        "name": PROJECT_NAME, "region": "US", "identity": "email",
+        "name": PROJECT_NAME, "region": "US", "identity": PROJECT_TYPE,
         "keys": [{"type": "server_side", "key": api_key, "name": "liftstack demo"}],
     }))
     log.info("created sandbox project %s", created["id"])
@@ -108,10 +111,13 @@ async def _connection(http: httpx.AsyncClient, workspace_id: str, api_key: str, 
             # Only touch the key if it changed: a PATCH of the key resets the badge.
             if conn.get("api_key_hint", "")[-4:] != api_key[-4:]:
                 conn = _ok(await http.patch(f"{base}/{conn['id']}", json={"api_key": api_key}))
+            if conn.get("project_type", "email") != PROJECT_TYPE:
+                conn = _ok(await http.patch(f"{base}/{conn['id']}",
+                                            json={"project_type": PROJECT_TYPE}))
             return conn
     created = _ok(await http.post(base, json={
         "name": CONNECTION_NAME, "api_key": api_key, "webhook_secret": secret,
-        "region": "US", "event_types": EVENT_TYPES,
+        "region": "US", "project_type": PROJECT_TYPE, "event_types": EVENT_TYPES,
     }))
     _ok(await http.post(f"{base}/{created['id']}/test"))
     return created

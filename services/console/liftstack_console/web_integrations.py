@@ -28,6 +28,17 @@ EVENT_TYPES = [
 ]
 
 
+# The Connect/Edit dialog's "Iterable project type" choices: (value, label, help).
+# Iterable has no API that says which type a project is, so the Owner/Admin picks
+# it; audience syncs read members by it (a userID-based project's `alice@corp` is a
+# userId, not an email).
+PROJECT_TYPES = [
+    ("email", "Email-based", "users are identified by email address"),
+    ("userId", "UserID-based", "users are identified by userId, which may contain @"),
+    ("hybrid", "Hybrid", "users are identified by email or userId"),
+]
+
+
 def _conns(ws: str, rest: str = "") -> str:
     return f"/v1/workspaces/{ws}/connections{rest}"
 
@@ -47,7 +58,8 @@ async def integrations_page(request: Request) -> Response:
     except ServiceError as exc:
         connections, error = [], exc.message
     return page(request, "integrations.html", section="settings", connections=connections,
-                manages=who.manages, error=error)
+                manages=who.manages, error=error, project_types=PROJECT_TYPES,
+                project_type_label={value: label for value, label, _ in PROJECT_TYPES})
 
 
 async def events_page(request: Request) -> Response:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 class Region(StrEnum):
     US = "US"
     EU = "EU"
+
+
+# How an Iterable project identifies its users; Iterable calls them email-based,
+# userID-based and hybrid projects. In a userID-based project every user is known by
+# a userId (which may contain "@": "alice@corp" is a userId there, not an email).
+# Iterable has no API that states a project's type, so a connection records it.
+ProjectType = Literal["email", "userId", "hybrid"]
+PROJECT_TYPES: tuple[ProjectType, ...] = ("email", "userId", "hybrid")
 
 
 class ListType(StrEnum):
