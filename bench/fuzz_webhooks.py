@@ -45,6 +45,7 @@ async def main(args: argparse.Namespace) -> int:
     from liftstack_shared.mongo import make_mongo_client
     from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
     from tests.fixtures.asgi import serve_asgi
+    from tests.fixtures.identity import demo_console_values
     from tests.fuzz.webhook_run import (
         consumer_lag,
         dead_lettered_event_ids,
@@ -59,9 +60,9 @@ async def main(args: argparse.Namespace) -> int:
         topic_prefix=f"fuzzbench-{run}.", mongo_db=f"fuzzbench_{run}", events_prune_interval_s=3600,
     )
     common = gateway_settings.model_dump(exclude={"port"})
-    if not gateway_settings.jwt_secret.get_secret_value():
-        common["jwt_secret"] = SecretStr(secrets.token_urlsafe(32))  # the console requires one
-    console_settings = ConsoleSettings(**common)
+    # The console needs a sign-in method to start; the bench never signs in.
+    console_settings = ConsoleSettings(**demo_console_values(
+        {**common, "oidc_issuer": common.get("oidc_issuer") or "http://127.0.0.1/demo"}))
     await ensure_topics(gateway_settings)
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     connection = InternalConnection(

@@ -18,7 +18,7 @@ from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import serve_asgi
 from tests.fuzz.openapi_run import fuzz_openapi
-from tests.fixtures.identity import user_token
+from tests.fixtures.identity import demo_console_values, user_token
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ async def test_the_console_document_is_valid_too(kafka_topics):
     from liftstack_console.app import create_app
     from liftstack_console.settings import ConsoleSettings
 
-    app = create_app(ConsoleSettings(**_values(kafka_topics)), run_consumer=False)
+    app = create_app(ConsoleSettings(**demo_console_values(_values(kafka_topics))), run_consumer=False)
     with serve_asgi(app, timeout_s=60) as url:
         schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{url}/openapi.json")
         schema.validate()

@@ -20,6 +20,7 @@ from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.messages import EventType
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 from tests.fixtures.asgi import serve_asgi
+from tests.fixtures.identity import demo_console_values
 from tests.fuzz.webhook_run import (
     consumer_lag,
     dead_lettered_event_ids,
@@ -44,7 +45,7 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
     )
     common = kafka_topics.model_dump(exclude={"port"})
     gateway_settings = IngestSettings(**common, events_prune_interval_s=3600)
-    console_settings = ConsoleSettings(**common)
+    console_settings = ConsoleSettings(**demo_console_values(common))
     bodies = generate_bodies(CASES, SEED)
 
     with serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway, \

@@ -20,7 +20,7 @@ from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import free_port, serve_asgi
 from tests.fixtures.tcp_proxy import tcp_proxy
-from tests.fixtures.identity import user_token
+from tests.fixtures.identity import demo_console_values, user_token
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def console_app(values: dict[str, Any]) -> Starlette:
     from liftstack_console.app import create_app
     from liftstack_console.settings import ConsoleSettings
 
-    return create_app(ConsoleSettings(**values), run_consumer=False)
+    return create_app(ConsoleSettings(**demo_console_values(values)), run_consumer=False)
 
 
 SERVICES: dict[str, Callable[[dict[str, Any]], Starlette]] = {
