@@ -50,8 +50,7 @@ def serve() -> None:
 
     settings = AudiencesSettings()
     credentials = StaticCredentials()
-    credentials.add(workspace_id=WS, connection_id=CID,
-                    api_key=os.environ.pop("BENCH_ITERABLE_KEY"), region="US")
+    credentials.add(workspace_id=WS, connection_id=CID, api_key=os.environ.pop("BENCH_ITERABLE_KEY"), region="US")
     serve_app(create_app(settings, credentials), settings)
 
 
@@ -91,9 +90,12 @@ async def read_back(settings, sync_id: str) -> tuple[int, int, dict]:  # type: i
     from liftstack_shared.topics import AUDIENCE_MEMBERS
 
     consumer = AIOKafkaConsumer(
-        settings.topic(AUDIENCE_MEMBERS.name), bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        group_id=f"bench-{secrets.token_hex(4)}", fetch_max_bytes=64 * 1024 * 1024,
+        settings.topic(AUDIENCE_MEMBERS.name),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"bench-{secrets.token_hex(4)}",
+        fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
     received, seen = 0, set()
@@ -150,13 +152,21 @@ def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings, si
     from liftstack_shared.auth import Role
 
     admin = httpx.Client(base_url=sandbox_url, timeout=120)
-    project = admin.post("/_sandbox/projects", json={
-        "name": f"bench-{size}", "keys": [{"type": "server_side"}],
-    }).json()
+    project = admin.post(
+        "/_sandbox/projects",
+        json={
+            "name": f"bench-{size}",
+            "keys": [{"type": "server_side"}],
+        },
+    ).json()
     key = project["keys"][0]["key"]
-    lst = admin.post(f"/_sandbox/projects/{project['id']}/lists", json={
-        "name": f"bench {size}", "generate": {"count": size},
-    }).json()
+    lst = admin.post(
+        f"/_sandbox/projects/{project['id']}/lists",
+        json={
+            "name": f"bench {size}",
+            "generate": {"count": size},
+        },
+    ).json()
 
     port = free_port()
     env = base_env | {"LIFTSTACK_PORT": str(port), "BENCH_ITERABLE_KEY": key}
@@ -183,8 +193,13 @@ def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings, si
         raise RuntimeError(f"sync failed: {record['error']}")
     received, distinct, completed = asyncio.run(read_back(settings, sync_id))
     return {
-        "size": size, "seconds": elapsed, "members_per_s": size / elapsed, "peak_rss_mb": rss,
-        "published": received, "distinct": distinct, "completion_count": completed["member_count"],
+        "size": size,
+        "seconds": elapsed,
+        "members_per_s": size / elapsed,
+        "peak_rss_mb": rss,
+        "published": received,
+        "distinct": distinct,
+        "completion_count": completed["member_count"],
         "batches": completed["batch_count"],
     }
 
@@ -205,7 +220,8 @@ def main() -> None:
     settings = CommonSettings(
         kafka_bootstrap=os.environ.get("LIFTSTACK_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
         mongo_url=os.environ.get("LIFTSTACK_MONGO_URL", "mongodb://127.0.0.1:27017/"),
-        mongo_db=f"bench_{run}", topic_prefix=f"bench-{run}.",
+        mongo_db=f"bench_{run}",
+        topic_prefix=f"bench-{run}.",
     )
     signer, jwks_url = bench_signer(free_port())
     asyncio.run(ensure_topics(settings))
@@ -215,7 +231,8 @@ def main() -> None:
     if sandbox_url is None:
         port = free_port()
         sandbox = subprocess.Popen(
-            [sys.executable, "-m", "liftstack_sandbox"], cwd=REPO,
+            [sys.executable, "-m", "liftstack_sandbox"],
+            cwd=REPO,
             env=os.environ | {"LIFTSTACK_SANDBOX_PORT": str(port), "LIFTSTACK_SANDBOX_LOG_LEVEL": "WARNING"},
         )
         sandbox_url = f"http://127.0.0.1:{port}"

@@ -57,18 +57,26 @@ async def main(args: argparse.Namespace) -> int:
 
     run = secrets.token_hex(4)
     gateway_settings = IngestSettings(
-        topic_prefix=f"fuzzbench-{run}.", mongo_db=f"fuzzbench_{run}", events_prune_interval_s=3600,
+        topic_prefix=f"fuzzbench-{run}.",
+        mongo_db=f"fuzzbench_{run}",
+        events_prune_interval_s=3600,
     )
     common = gateway_settings.model_dump(exclude={"port"})
     # The console needs a sign-in method to start; the bench never signs in.
-    console_settings = ConsoleSettings(**demo_console_values(
-        {**common, "oidc_issuer": common.get("oidc_issuer") or "http://127.0.0.1/demo"}))
+    console_settings = ConsoleSettings(
+        **demo_console_values({**common, "oidc_issuer": common.get("oidc_issuer") or "http://127.0.0.1/demo"})
+    )
     await ensure_topics(gateway_settings)
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     connection = InternalConnection(
-        connection_id="conn_fuzzbench", workspace_id="ws_fuzzbench", name="Fuzz bench",
-        region=Region.US, api_key=SecretStr("0" * 32), webhook_secrets=[SecretStr(secret)],
-        event_types=[t.value for t in EventType], status="active",
+        connection_id="conn_fuzzbench",
+        workspace_id="ws_fuzzbench",
+        name="Fuzz bench",
+        region=Region.US,
+        api_key=SecretStr("0" * 32),
+        webhook_secrets=[SecretStr(secret)],
+        event_types=[t.value for t in EventType],
+        status="active",
     )
 
     started = time.monotonic()
@@ -85,11 +93,18 @@ async def main(args: argparse.Namespace) -> int:
     report: dict[str, object] = {"seed": args.seed, "generation_s": round(generated_s, 1)}
     ok = True
     try:
-        with serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway, \
-                serve_asgi(create_console(console_settings, run_consumer=True)):
+        with (
+            serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway,
+            serve_asgi(create_console(console_settings, run_consumer=True)),
+        ):
             fuzz = await asyncio.wait_for(
-                post_bodies(gateway, f"/webhooks/iterable/{token}",
-                            {"Authorization": f"Bearer {secret}"}, bodies, args.concurrency),
+                post_bodies(
+                    gateway,
+                    f"/webhooks/iterable/{token}",
+                    {"Authorization": f"Bearer {secret}"},
+                    bodies,
+                    args.concurrency,
+                ),
                 args.time_limit_s,
             )
             report.update(fuzz.summary())
@@ -100,17 +115,26 @@ async def main(args: argparse.Namespace) -> int:
             ok &= fuzz.cases == len(bodies)
 
             consumers = {
-                gateway_settings.topic(CONSUMER_NAME): (mongo[gateway_settings.mongo_db], "ingest_events",
-                    [gateway_settings.topic(ENGAGEMENT_EVENTS.name), gateway_settings.topic(INGEST_OBSERVATIONS.name)]),
-                console_settings.topic(console_settings.results_group): (mongo[console_settings.console_db], "console_events",
-                    [gateway_settings.topic(ENGAGEMENT_EVENTS.name)]),
+                gateway_settings.topic(CONSUMER_NAME): (
+                    mongo[gateway_settings.mongo_db],
+                    "ingest_events",
+                    [gateway_settings.topic(ENGAGEMENT_EVENTS.name), gateway_settings.topic(INGEST_OBSERVATIONS.name)],
+                ),
+                console_settings.topic(console_settings.results_group): (
+                    mongo[console_settings.console_db],
+                    "console_events",
+                    [gateway_settings.topic(ENGAGEMENT_EVENTS.name)],
+                ),
             }
             letters: dict[str, set[str]] = {}
 
             async def unprocessed() -> dict[str, set[str]]:
                 letters.clear()
-                letters.update(await dead_lettered_event_ids(
-                    gateway_settings.kafka_bootstrap, gateway_settings.topic(ENGAGEMENT_DEADLETTER.name)))
+                letters.update(
+                    await dead_lettered_event_ids(
+                        gateway_settings.kafka_bootstrap, gateway_settings.topic(ENGAGEMENT_DEADLETTER.name)
+                    )
+                )
                 gaps = {}
                 for group, (db, collection, _) in consumers.items():
                     missing = await missing_from(db, collection, fuzz.published) - letters.get(group, set())
@@ -150,8 +174,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--time-limit-s", type=float, default=1800.0, help="bound on the posting phase")
     parser.add_argument("--settle-s", type=float, default=300.0, help="how long consumers get to catch up")
     parser.add_argument("--keep", action="store_true", help="keep the run's databases")
-    parser.add_argument("--cache-dir", default=tempfile.gettempdir(),
-                        help="where generated bodies are kept between runs (same seed and count)")
+    parser.add_argument(
+        "--cache-dir",
+        default=tempfile.gettempdir(),
+        help="where generated bodies are kept between runs (same seed and count)",
+    )
     return parser.parse_args()
 
 

@@ -50,34 +50,48 @@ def serve(args: argparse.Namespace) -> None:
     from liftstack_shared.messages import EventType
 
     settings = IngestSettings(
-        topic_prefix=args.prefix, mongo_db=args.db, port=args.port,
+        topic_prefix=args.prefix,
+        mongo_db=args.db,
+        port=args.port,
         events_consumer_enabled=args.with_consumer,
     )
-    connections = InMemoryConnections({
-        TOKEN: InternalConnection(
-            connection_id="conn_bench", workspace_id="ws_bench", name="Bench", region=Region.US,
-            api_key=SecretStr("0" * 32), webhook_secrets=[SecretStr(SECRET)],
-            event_types=[t.value for t in EventType], status="connected",
-        )
-    })
+    connections = InMemoryConnections(
+        {
+            TOKEN: InternalConnection(
+                connection_id="conn_bench",
+                workspace_id="ws_bench",
+                name="Bench",
+                region=Region.US,
+                api_key=SecretStr("0" * 32),
+                webhook_secrets=[SecretStr(SECRET)],
+                event_types=[t.value for t in EventType],
+                status="connected",
+            )
+        }
+    )
     setup_logging("WARNING")
-    uvicorn.run(create_app(settings, connections), host="127.0.0.1", port=args.port,
-                log_config=None, access_log=False)
+    uvicorn.run(create_app(settings, connections), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
 
 
 # ------------------------------------------------------------------ load generator
 
 
 def payload(i: int, run: str) -> bytes:
-    return json.dumps({
-        "email": f"user{i % 5000}@bench.example.com",
-        "eventName": "emailOpen" if i % 3 else "emailClick",
-        "dataFields": {
-            "campaignId": 59667, "templateId": 93849, "messageId": f"{run}{i:012x}",
-            "createdAt": "2024-05-01 10:00:00 +00:00", "url": "https://example.com/x",
-            "emailId": f"c59667:t93849:user{i}@bench.example.com", "seq": i,
-        },
-    }).encode()
+    return json.dumps(
+        {
+            "email": f"user{i % 5000}@bench.example.com",
+            "eventName": "emailOpen" if i % 3 else "emailClick",
+            "dataFields": {
+                "campaignId": 59667,
+                "templateId": 93849,
+                "messageId": f"{run}{i:012x}",
+                "createdAt": "2024-05-01 10:00:00 +00:00",
+                "url": "https://example.com/x",
+                "emailId": f"c59667:t93849:user{i}@bench.example.com",
+                "seq": i,
+            },
+        }
+    ).encode()
 
 
 async def load(url: str, total: int, duration_s: float, concurrency: int, warmup: int) -> dict:
@@ -97,10 +111,12 @@ async def load(url: str, total: int, duration_s: float, concurrency: int, warmup
     try:
         # Warm-up (connections, Kafka metadata): not measured.
         for start in range(0, warmup, concurrency):
-            await asyncio.gather(*(
-                c.post(path, content=payload(-1 - start - k, run), headers=headers)
-                for k, c in enumerate(clients[: min(concurrency, warmup - start)])
-            ))
+            await asyncio.gather(
+                *(
+                    c.post(path, content=payload(-1 - start - k, run), headers=headers)
+                    for k, c in enumerate(clients[: min(concurrency, warmup - start)])
+                )
+            )
         cpu_before = await gateway_cpu_s(clients[0])
         started = time.perf_counter()
         deadline = started + duration_s
@@ -129,13 +145,17 @@ async def load(url: str, total: int, duration_s: float, concurrency: int, warmup
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
     return {
-        "requests": len(latencies), "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "seconds": round(elapsed, 2),
         "requests_per_s": round(len(latencies) / elapsed, 1),
         "ok_per_s": round(statuses[200] / elapsed, 1),
-        "p50_ms": round(pct(0.50), 1), "p90_ms": round(pct(0.90), 1),
-        "p99_ms": round(pct(0.99), 1), "max_ms": round(latencies[-1] * 1000, 1),
+        "p50_ms": round(pct(0.50), 1),
+        "p90_ms": round(pct(0.90), 1),
+        "p99_ms": round(pct(0.99), 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
         "mean_ms": round(statistics.fmean(latencies) * 1000, 1),
-        "statuses": dict(statuses), "warmup": warmup,
+        "statuses": dict(statuses),
+        "warmup": warmup,
         # Is the gateway the bottleneck? (1.0 = one full core; it is one process.)
         "gateway_cores_used": round(gateway_cpu / elapsed, 2),
         "gateway_cpu_ms_per_request": round(gateway_cpu * 1000 / max(1, len(latencies)), 2),
@@ -231,8 +251,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds, upper bound")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--with-consumer", action="store_true",
-                        help="also run the Events page consumer in the gateway process")
+    parser.add_argument(
+        "--with-consumer", action="store_true", help="also run the Events page consumer in the gateway process"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)
@@ -269,11 +290,16 @@ def main() -> None:
 
     stored = asyncio.run(kafka_count(CommonSettings().kafka_bootstrap, f"{prefix}engagement.events"))
     ok = result["statuses"].get(200, 0) + result["warmup"]
-    result.update({
-        "concurrency": args.concurrency, "with_consumer": args.with_consumer,
-        "kafka_messages": stored, "kafka_matches_2xx": stored == ok, "cpus": os.cpu_count(),
-        "load_average_1m_after": round(os.getloadavg()[0], 2),
-    })
+    result.update(
+        {
+            "concurrency": args.concurrency,
+            "with_consumer": args.with_consumer,
+            "kafka_messages": stored,
+            "kafka_matches_2xx": stored == ok,
+            "cpus": os.cpu_count(),
+            "load_average_1m_after": round(os.getloadavg()[0], 2),
+        }
+    )
     asyncio.run(cleanup(prefix, db))
     print(json.dumps(result, indent=2))
     if stored != ok:

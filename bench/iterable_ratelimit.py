@@ -85,14 +85,12 @@ def metric(name: str, **labels: str) -> float:
 
 def client_counters() -> dict[str, float]:
     return {
-        "retries_429": metric("liftstack_iterable_retries_total", endpoint=ENDPOINT,
-                              reason="rate_limited"),
+        "retries_429": metric("liftstack_iterable_retries_total", endpoint=ENDPOINT, reason="rate_limited"),
         "retries_other": sum(
             metric("liftstack_iterable_retries_total", endpoint=ENDPOINT, reason=r)
             for r in ("server_error", "timeout", "connection_error")
         ),
-        "limiter_wait_s": metric("liftstack_iterable_rate_limit_wait_seconds_sum",
-                                 endpoint=ENDPOINT, source="limiter"),
+        "limiter_wait_s": metric("liftstack_iterable_rate_limit_wait_seconds_sum", endpoint=ENDPOINT, source="limiter"),
         "after_429_wait_s": sum(
             metric("liftstack_iterable_rate_limit_wait_seconds_sum", endpoint=ENDPOINT, source=s)
             for s in ("retry_after", "backoff")
@@ -142,21 +140,21 @@ async def run(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         admin = httpx.Client(base_url=base, timeout=30)
-        project = admin.post("/_sandbox/projects", json={
-            "name": "bench-ratelimit", "region": "US",
-            "config": {"rate_limits": True, "retry_after": args.retry_after},
-            "keys": [{"type": "server_side"}],
-        }).json()
+        project = admin.post(
+            "/_sandbox/projects",
+            json={
+                "name": "bench-ratelimit",
+                "region": "US",
+                "config": {"rate_limits": True, "retry_after": args.retry_after},
+                "keys": [{"type": "server_side"}],
+            },
+        ).json()
         key = project["keys"][0]["key"]
 
-        limits: RateLimits = (
-            NoRateLimits() if args.no_limiter else RateLimiterRegistry(headroom=args.headroom)
-        )
+        limits: RateLimits = NoRateLimits() if args.no_limiter else RateLimiterRegistry(headroom=args.headroom)
         before = client_counters()
         async with IterableClient(key, Region.US, sandbox_base_url=base, rate_limits=limits) as client:
-            spans, written, wall = await drive(
-                client, args.seconds, args.concurrency, args.users_per_request
-            )
+            spans, written, wall = await drive(client, args.seconds, args.concurrency, args.users_per_request)
         after = client_counters()
         stats = admin.get(f"/_sandbox/projects/{project['id']}/stats").json()["requests"]
         server = stats.get(ENDPOINT, {})
@@ -172,22 +170,30 @@ async def run(args: argparse.Namespace) -> None:
     limit = 5.0
     print()
     print(f"sandbox limit        : {limit:g} bulkUpdate req/s per project (published), burst 5")
-    print(f"client               : {'no client-side limiter' if args.no_limiter else f'RateLimiterRegistry headroom {args.headroom:g} -> {limit * args.headroom:g} req/s'}"
-          f", {args.concurrency} workers, {args.users_per_request} users/request,"
-          f" Retry-After {'on' if args.retry_after else 'off'}")
+    print(
+        f"client               : {'no client-side limiter' if args.no_limiter else f'RateLimiterRegistry headroom {args.headroom:g} -> {limit * args.headroom:g} req/s'}"
+        f", {args.concurrency} workers, {args.users_per_request} users/request,"
+        f" Retry-After {'on' if args.retry_after else 'off'}"
+    )
     print(f"duration             : {wall:.1f} s wall, {done} requests completed")
     print(f"requests/s sustained : {done / wall:.2f} overall, {steady_rate:.2f} after the first 2 s")
     print(f"profiles/s sustained : {written / wall:,.0f} ({written:,} written)")
     print(f"sandbox answered     : {', '.join(f'{s}: {n}' for s, n in sorted(server.items()))}")
-    print(f"429s seen            : {server.get('429', 0)} (client retries on 429: "
-          f"{after['retries_429'] - before['retries_429']:.0f}, other retries: "
-          f"{after['retries_other'] - before['retries_other']:.0f})")
-    print(f"client waits         : limiter {after['limiter_wait_s'] - before['limiter_wait_s']:.1f} s,"
-          f" after 429s {after['after_429_wait_s'] - before['after_429_wait_s']:.1f} s (summed over workers)")
+    print(
+        f"429s seen            : {server.get('429', 0)} (client retries on 429: "
+        f"{after['retries_429'] - before['retries_429']:.0f}, other retries: "
+        f"{after['retries_other'] - before['retries_other']:.0f})"
+    )
+    print(
+        f"client waits         : limiter {after['limiter_wait_s'] - before['limiter_wait_s']:.1f} s,"
+        f" after 429s {after['after_429_wait_s'] - before['after_429_wait_s']:.1f} s (summed over workers)"
+    )
     if latencies:
         p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
-        print(f"call latency         : p50 {statistics.median(latencies) * 1000:.0f} ms,"
-              f" p95 {p95 * 1000:.0f} ms (incl. limiter waits and retries)")
+        print(
+            f"call latency         : p50 {statistics.median(latencies) * 1000:.0f} ms,"
+            f" p95 {p95 * 1000:.0f} ms (incl. limiter waits and retries)"
+        )
 
 
 def main() -> None:
@@ -196,10 +202,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--users-per-request", type=int, default=1000)
     parser.add_argument("--headroom", type=float, default=0.9)
-    parser.add_argument("--no-limiter", action="store_true",
-                        help="no client-side limiter: only 429 handling keeps the pace")
-    parser.add_argument("--retry-after", action="store_true",
-                        help="the sandbox sends Retry-After on 429 (off: Iterable's UNCONFIRMED case)")
+    parser.add_argument(
+        "--no-limiter", action="store_true", help="no client-side limiter: only 429 handling keeps the pace"
+    )
+    parser.add_argument(
+        "--retry-after",
+        action="store_true",
+        help="the sandbox sends Retry-After on 429 (off: Iterable's UNCONFIRMED case)",
+    )
     parser.add_argument("--log-level", default="ERROR")
     args = parser.parse_args()
     setup_logging(args.log_level)

@@ -60,8 +60,7 @@ async def worker() -> None:
     settings = WritebackSettings()
     setup_logging(settings.log_level)
     credentials = StaticCredentials()
-    credentials.add(workspace_id="bench-ws", connection_id="bench-conn",
-                    api_key=os.environ["BENCH_API_KEY"])
+    credentials.add(workspace_id="bench-ws", connection_id="bench-conn", api_key=os.environ["BENCH_API_KEY"])
     service = WritebackService(settings, credentials)
     await service.start()
     print("ready", flush=True)
@@ -91,9 +90,9 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
 
     sandbox_port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "liftstack_sandbox"], cwd=REPO,
-        env={**os.environ, "LIFTSTACK_SANDBOX_PORT": str(sandbox_port),
-             "LIFTSTACK_SANDBOX_LOG_LEVEL": "WARNING"},
+        [sys.executable, "-m", "liftstack_sandbox"],
+        cwd=REPO,
+        env={**os.environ, "LIFTSTACK_SANDBOX_PORT": str(sandbox_port), "LIFTSTACK_SANDBOX_LOG_LEVEL": "WARNING"},
     )
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     procs = [sandbox]
@@ -107,10 +106,16 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-            created = (await admin.post("/_sandbox/projects", json={
-                "name": f"bench-{name}", "keys": [{}],
-                "config": {"rate_limits": limited, "retry_after": False},
-            })).json()
+            created = (
+                await admin.post(
+                    "/_sandbox/projects",
+                    json={
+                        "name": f"bench-{name}",
+                        "keys": [{}],
+                        "config": {"rate_limits": limited, "retry_after": False},
+                    },
+                )
+            ).json()
             pid, api_key = created["id"], created["keys"][0]["key"]
 
             worker_env = {
@@ -125,7 +130,9 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
             if not limited:
                 worker_env["LIFTSTACK_WRITEBACK_BULK_UPDATE_RATE"] = "1000"
             wb = subprocess.Popen(
-                [sys.executable, __file__, "--worker"], cwd=REPO, env=worker_env,
+                [sys.executable, __file__, "--worker"],
+                cwd=REPO,
+                env=worker_env,
                 stdout=subprocess.PIPE,
             )
             procs.append(wb)
@@ -136,7 +143,9 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
             job_id = f"bench-{name}-{run_id}"
             count = (profiles + batch_size - 1) // batch_size
             producer = AIOKafkaProducer(
-                bootstrap_servers=common.kafka_bootstrap, acks="all", enable_idempotence=True,
+                bootstrap_servers=common.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
                 max_request_size=8 * 1024 * 1024,
             )
             await producer.start()
@@ -146,8 +155,12 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
             for seq in range(count):
                 start = seq * batch_size
                 batch = AssignmentBatch(
-                    job_id=job_id, workspace_id="bench-ws", connection_id="bench-conn",
-                    campaign_key="spring-sale", batch_seq=seq, batch_count=count,
+                    job_id=job_id,
+                    workspace_id="bench-ws",
+                    connection_id="bench-conn",
+                    campaign_key="spring-sale",
+                    batch_seq=seq,
+                    batch_count=count,
                     total_recipients=profiles,
                     assignments=[
                         Assignment(email=f"user{i}@example.com", variant="ABC"[i % 3])
@@ -172,8 +185,11 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
                     break
                 if summary is not None and now - last_print >= 10:
                     last_print = now
-                    print(f"  [{name}] {now - t0:5.1f}s  {summary.written:>7}/{profiles}"
-                          f"  {summary.profiles_per_second:,.0f}/s", flush=True)
+                    print(
+                        f"  [{name}] {now - t0:5.1f}s  {summary.written:>7}/{profiles}"
+                        f"  {summary.profiles_per_second:,.0f}/s",
+                        flush=True,
+                    )
                 await asyncio.sleep(0.5)
             end_to_end = time.monotonic() - t0
             # Best 10-second stretch: the steady rate once publishing no longer competes.
@@ -185,8 +201,9 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
             run_s = (summary.finished_at - summary.started_at).total_seconds()
             stats = (await admin.get(f"/_sandbox/projects/{pid}/stats")).json()["requests"]
             bulk = stats.get("users/bulkUpdate", {})
-            sample = (await admin.get(f"/_sandbox/projects/{pid}/users",
-                                      params={"email": f"user{profiles - 1}@example.com"})).json()
+            sample = (
+                await admin.get(f"/_sandbox/projects/{pid}/users", params={"email": f"user{profiles - 1}@example.com"})
+            ).json()
     finally:
         for proc in reversed(procs):
             proc.terminate()

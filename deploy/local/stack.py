@@ -71,8 +71,13 @@ def spawn(name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Pa
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "ab")
     proc = subprocess.Popen(
-        argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        argv,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     _pid_file(name).write_text(str(proc.pid))
     return proc.pid
@@ -129,10 +134,19 @@ def provision_kafka() -> Path:
         sys.exit("mvn is required to provision Kafka (apt-get install maven)")
     libs.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["mvn", "-q", "-B", "-Dstyle.color=never", "dependency:copy-dependencies", f"-DoutputDirectory={libs}",
-         "-DincludeScope=runtime"],
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
         # stdout carries only the `export` lines that callers eval; tools talk on stderr.
-        cwd=LOCAL / "kafka", check=True, stdout=sys.stderr,
+        cwd=LOCAL / "kafka",
+        check=True,
+        stdout=sys.stderr,
     )
     marker.touch()
     return libs
@@ -202,17 +216,22 @@ def start_kafka() -> None:
     )
     classpath = f"{libs}/*"
     java = [
-        "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+        "java",
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
         f"-Dkafka.logs.dir={home / 'logs'}",
         f"-Dlog4j2.configurationFile={LOCAL / 'log4j2.yaml'}",
-        "-cp", classpath,
+        "-cp",
+        classpath,
     ]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         say("formatting Kafka storage (KRaft)")
         subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
     say(f"starting Kafka on {kafka_bootstrap()}")
     spawn("kafka", [*java, "kafka.Kafka", str(props)])
@@ -364,12 +383,14 @@ def user_token_settings() -> dict[str, str]:
     """Which issuer every service trusts for user tokens (public keys only)."""
     if SIGNIN == "oidc":
         config = local_idp()
-        return {"LIFTSTACK_OIDC_ISSUER": config.issuer, "LIFTSTACK_OIDC_JWKS_URL": config.jwks_url,
-                "LIFTSTACK_OIDC_AUDIENCE": config.audience}
+        return {
+            "LIFTSTACK_OIDC_ISSUER": config.issuer,
+            "LIFTSTACK_OIDC_JWKS_URL": config.jwks_url,
+            "LIFTSTACK_OIDC_AUDIENCE": config.audience,
+        }
     # The demo has no identity provider, so every service trusts the console's demo
     # signer, by its public keys (asymmetric; no shared secret).
-    return {"LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo",
-            "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json"}
+    return {"LIFTSTACK_OIDC_ISSUER": f"{CONSOLE_URL}/demo", "LIFTSTACK_OIDC_JWKS_URL": f"{CONSOLE_URL}/demo/jwks.json"}
 
 
 def demo_signing_key() -> Path:
@@ -388,9 +409,11 @@ def console_env() -> dict[str, str]:
     secret, or the demo signing key)."""
     if SIGNIN == "oidc":
         config = local_idp()
-        return {"LIFTSTACK_OIDC_CLIENT_ID": config.client_id,
-                "LIFTSTACK_OIDC_CLIENT_SECRET": config.client_secret,
-                "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL}
+        return {
+            "LIFTSTACK_OIDC_CLIENT_ID": config.client_id,
+            "LIFTSTACK_OIDC_CLIENT_SECRET": config.client_secret,
+            "LIFTSTACK_CONSOLE_PUBLIC_URL": CONSOLE_URL,
+        }
     return {
         "LIFTSTACK_DEMO_SIGNIN": "true",
         "LIFTSTACK_DEMO_SIGNING_KEY_FILE": str(demo_signing_key()),
@@ -438,17 +461,19 @@ def services_up(timeout_s: float = 60.0) -> None:
                 service.name,
                 [sys.executable, "-m", service.module],
                 # The sandbox reads its own LIFTSTACK_SANDBOX_* settings.
-                env={**env, **(console_env() if service.name == "console" else {}),
-                     "LIFTSTACK_PORT": str(service.port), "LIFTSTACK_SANDBOX_PORT": str(service.port)},
+                env={
+                    **env,
+                    **(console_env() if service.name == "console" else {}),
+                    "LIFTSTACK_PORT": str(service.port),
+                    "LIFTSTACK_SANDBOX_PORT": str(service.port),
+                },
             )
         started.append(service)
     deadline = time.monotonic() + timeout_s
     for service in started:
         while not _healthy(service.port):
             if running_pid(service.name) is None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"service {service.name} did not become healthy:\n{_tail(service.name)}"
-                )
+                raise SystemExit(f"service {service.name} did not become healthy:\n{_tail(service.name)}")
             time.sleep(0.3)
         say(f"{service.name:<18} http://127.0.0.1:{service.port}  (healthz ok)")
 
@@ -460,8 +485,7 @@ def demo_secrets() -> dict[str, str]:
     if not path.exists():
         RUNTIME.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            f"DEMO_ITERABLE_API_KEY={secrets.token_hex(16)}\n"
-            f"DEMO_WEBHOOK_SECRET={secrets.token_urlsafe(24)}\n"
+            f"DEMO_ITERABLE_API_KEY={secrets.token_hex(16)}\nDEMO_WEBHOOK_SECRET={secrets.token_urlsafe(24)}\n"
         )
         path.chmod(0o600)
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -478,7 +502,8 @@ def seed_demo() -> None:
     env = services_env()
     demo = demo_secrets()
     settings = ConsoleSettings(
-        connections_url=env["LIFTSTACK_CONNECTIONS_URL"], oidc_issuer=env["LIFTSTACK_OIDC_ISSUER"],
+        connections_url=env["LIFTSTACK_CONNECTIONS_URL"],
+        oidc_issuer=env["LIFTSTACK_OIDC_ISSUER"],
     )
     # The seed acts as the demo workspace's Owner: signed in through the local
     # provider as its Owner of ws-demo, or with a token of the demo signer.
@@ -490,13 +515,20 @@ def seed_demo() -> None:
     else:
         signer = DemoSigner(demo_signing_key(), issuer=settings.oidc_issuer, audience=settings.oidc_audience)
         owner_token = signer.token("demo-seed", settings.demo_workspace, Role.OWNER, ttl_s=600)
-    result = asyncio.run(seed(
-        settings, sandbox_url=env["LIFTSTACK_SANDBOX_URL"], workspace_id=settings.demo_workspace,
-        owner_token=owner_token, api_key=demo["DEMO_ITERABLE_API_KEY"],
-        webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
-    ))
-    say(f"demo workspace {result.workspace_id}: connection {result.connection_id}, "
-        f"sandbox project {result.project_id}, list {result.list_id} ({result.members:,} members)")
+    result = asyncio.run(
+        seed(
+            settings,
+            sandbox_url=env["LIFTSTACK_SANDBOX_URL"],
+            workspace_id=settings.demo_workspace,
+            owner_token=owner_token,
+            api_key=demo["DEMO_ITERABLE_API_KEY"],
+            webhook_secret=demo["DEMO_WEBHOOK_SECRET"],
+        )
+    )
+    say(
+        f"demo workspace {result.workspace_id}: connection {result.connection_id}, "
+        f"sandbox project {result.project_id}, list {result.list_id} ({result.members:,} members)"
+    )
 
 
 def services_down() -> None:

@@ -74,14 +74,24 @@ class TokenVerifier:
     """Verifies user access tokens against one issuer's published keys."""
 
     def __init__(
-        self, *, jwks_url: str, issuer: str, audience: str, workspace_claim: str,
-        role_claim: str, cache_s: int = 300, min_refresh_interval_s: float = 5.0,
+        self,
+        *,
+        jwks_url: str,
+        issuer: str,
+        audience: str,
+        workspace_claim: str,
+        role_claim: str,
+        cache_s: int = 300,
+        min_refresh_interval_s: float = 5.0,
         fetch_timeout_s: float = 5.0,
     ) -> None:
         self.issuer, self.audience = issuer, audience
         self.workspace_claim, self.role_claim = workspace_claim, role_claim
         self._jwks = jwt.PyJWKClient(
-            jwks_url, cache_jwk_set=True, lifespan=cache_s, cache_keys=False,
+            jwks_url,
+            cache_jwk_set=True,
+            lifespan=cache_s,
+            cache_keys=False,
             timeout=fetch_timeout_s,
         )
         self._min_refresh_interval_s = min_refresh_interval_s
@@ -101,8 +111,12 @@ class TokenVerifier:
         key = self._signing_key(kid)
         try:  # a key of another type than `alg` fails here too (InvalidKeyError)
             claims: dict[str, Any] = jwt.decode(
-                token, key.key, algorithms=[str(alg)], audience=self.audience,
-                issuer=self.issuer, leeway=LEEWAY_S,
+                token,
+                key.key,
+                algorithms=[str(alg)],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
         except jwt.PyJWTError as exc:
@@ -149,14 +163,21 @@ def verifier(settings: CommonSettings) -> TokenVerifier:
     """The process's verifier for these settings (one JWKS cache per provider)."""
     if not settings.oidc_issuer or not settings.oidc_jwks_url:
         raise ApiError(500, "misconfigured", "LIFTSTACK_OIDC_ISSUER and LIFTSTACK_OIDC_JWKS_URL must be set.")
-    key = (settings.oidc_jwks_url, settings.oidc_issuer, settings.oidc_audience,
-           settings.oidc_workspace_claim, settings.oidc_role_claim)
+    key = (
+        settings.oidc_jwks_url,
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        settings.oidc_workspace_claim,
+        settings.oidc_role_claim,
+    )
     with _verifiers_lock:
         found = _verifiers.get(key)
         if found is None:
             found = _verifiers[key] = TokenVerifier(
-                jwks_url=settings.oidc_jwks_url, issuer=settings.oidc_issuer,
-                audience=settings.oidc_audience, workspace_claim=settings.oidc_workspace_claim,
+                jwks_url=settings.oidc_jwks_url,
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                workspace_claim=settings.oidc_workspace_claim,
                 role_claim=settings.oidc_role_claim,
             )
         return found
@@ -171,8 +192,9 @@ def verify_user_token(token: str, settings: CommonSettings) -> Principal:
     except InvalidToken:
         raise ApiError(401, "unauthenticated", "The bearer token is invalid or expired.") from None
     except IdentityProviderUnavailable:
-        raise ApiError(503, "identity_provider_unavailable",
-                       "The identity provider's keys could not be fetched.") from None
+        raise ApiError(
+            503, "identity_provider_unavailable", "The identity provider's keys could not be fetched."
+        ) from None
 
 
 def principal_from_request(request: Request, settings: CommonSettings) -> Principal:

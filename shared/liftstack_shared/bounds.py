@@ -163,7 +163,7 @@ def loads_json(body: bytes) -> Any:
     OutOfBounds with invalid_encoding, invalid_json, too_deep, duplicate_key or
     number_out_of_range otherwise."""
     if body.startswith(_UTF8_BOM):
-        body = body[len(_UTF8_BOM):]
+        body = body[len(_UTF8_BOM) :]
     try:
         # Strict UTF-8: the stdlib would also guess UTF-16/32 and let encoded
         # surrogates through ('surrogatepass').
@@ -173,8 +173,11 @@ def loads_json(body: bytes) -> Any:
     _check_depth(body)
     try:
         data = json.loads(
-            text, parse_constant=_refuse_constant, parse_int=_parse_int,
-            parse_float=_parse_float, object_pairs_hook=_unique_keys,
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=_unique_keys,
         )
     except OutOfBounds:
         raise
@@ -197,7 +200,8 @@ def _check_strings(value: Any) -> None:
             for key, child in item.items():
                 if _BAD_CHARS.search(key):
                     raise OutOfBounds(
-                        "invalid_key", f"{where or 'body'}: a key holds a NUL or invalid Unicode.",
+                        "invalid_key",
+                        f"{where or 'body'}: a key holds a NUL or invalid Unicode.",
                         where or None,
                     )
                 stack.append((child, f"{where}.{key}" if where else key))

@@ -16,8 +16,15 @@ from liftstack_shared.auth import service_headers
 from liftstack_shared.iterable.models import PROJECT_TYPES, ProjectType, Region
 from liftstack_shared.settings import CommonSettings
 
-__all__ = ["ConnectionNotFound", "ConnectionsClient", "DEFAULT_EVENT_TYPES",
-           "InternalConnection", "PROJECT_TYPES", "ProjectType", "Region"]
+__all__ = [
+    "ConnectionNotFound",
+    "ConnectionsClient",
+    "DEFAULT_EVENT_TYPES",
+    "InternalConnection",
+    "PROJECT_TYPES",
+    "ProjectType",
+    "Region",
+]
 
 
 # The engagement event types a connection processes unless configured otherwise

@@ -112,15 +112,25 @@ class RejectMessage(Exception):
 # NetworkTimeout, NotPrimaryError are ConnectionFailures.) Everything else a PyMongo call
 # raises (a rejected document, BSON encoding) is about the data.
 _MONGO_OUTAGE: tuple[type[BaseException], ...] = (
-    ConnectionFailure, ExecutionTimeout, WTimeoutError, WaitQueueTimeoutError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    WTimeoutError,
+    WaitQueueTimeoutError,
 )
 _INFRASTRUCTURE: tuple[type[BaseException], ...] = (
-    *_MONGO_OUTAGE, KafkaError, OSError, TimeoutError, httpx.TransportError,
+    *_MONGO_OUTAGE,
+    KafkaError,
+    OSError,
+    TimeoutError,
+    httpx.TransportError,
 )
 # Kafka errors about the record itself (too large to publish, corrupt) never clear by
 # waiting: they are the message's fault, although they are KafkaErrors.
 _KAFKA_MESSAGE_FAULTS: tuple[type[BaseException], ...] = (
-    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
 )
 # FerretDB on SQLite answers a write it could not lock in time with an OperationFailure
 # naming SQLite's busy state: that is load, not the data.
@@ -217,11 +227,20 @@ def build_dead_letter(record: ConsumerRecord[Any, Any], consumer: str, failure: 
     if len(payload) > MAX_PAYLOAD_CHARS or (payload_b64 and len(payload_b64) > MAX_PAYLOAD_CHARS):
         payload, payload_b64, truncated = payload[:MAX_PAYLOAD_CHARS], None, True
     return DeadLetter(
-        source_topic=record.topic, partition=record.partition, offset=record.offset, key=key,
-        consumer=consumer, reason=describe(failure.exc), payload=payload,
-        reason_class=reason_class(failure.exc), error_type=type(failure.exc).__name__,
-        attempts=failure.attempts, first_failed_at=failure.first_at,
-        last_failed_at=failure.last_at, payload_base64=payload_b64, payload_truncated=truncated,
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=key,
+        consumer=consumer,
+        reason=describe(failure.exc),
+        payload=payload,
+        reason_class=reason_class(failure.exc),
+        error_type=type(failure.exc).__name__,
+        attempts=failure.attempts,
+        first_failed_at=failure.first_at,
+        last_failed_at=failure.last_at,
+        payload_base64=payload_b64,
+        payload_truncated=truncated,
     )
 
 
@@ -232,9 +251,7 @@ def kafka_dead_letter_sink(producer: AIOKafkaProducer, topic: str) -> DeadLetter
     """Publish letters to `topic`, keyed like the source message, acked by all replicas."""
 
     async def publish(letter: DeadLetter) -> None:
-        await producer.send_and_wait(
-            topic, letter.to_bytes(), key=letter.key.encode() if letter.key else None
-        )
+        await producer.send_and_wait(topic, letter.to_bytes(), key=letter.key.encode() if letter.key else None)
 
     return publish
 
@@ -348,8 +365,13 @@ class MessageGuard:
         letter = build_dead_letter(record, self.consumer, failure)
         await self.through_outages(lambda: self._sink(letter))
         log.warning(
-            "dead-lettered %s[%d]@%d for %s after %d attempt(s): %s", record.topic,
-            record.partition, record.offset, self.consumer, failure.attempts, letter.reason,
+            "dead-lettered %s[%d]@%d for %s after %d attempt(s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            self.consumer,
+            failure.attempts,
+            letter.reason,
         )
         DEAD_LETTERS.labels(self.consumer, record.topic, letter.reason_class or "error").inc()
         MESSAGES.labels(self.consumer, record.topic, Outcome.DEAD_LETTERED.value).inc()
@@ -359,14 +381,26 @@ class MessageGuard:
         INFRA_PAUSES.labels(self.consumer).inc()
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s: infrastructure unavailable (%s: %s); pausing %.1fs", self.consumer,
-                    type(exc).__name__, str(exc)[:200], delay)
+        log.warning(
+            "%s: infrastructure unavailable (%s: %s); pausing %.1fs",
+            self.consumer,
+            type(exc).__name__,
+            str(exc)[:200],
+            delay,
+        )
 
     def _log_retry(self, record: ConsumerRecord[Any, Any], state: RetryCallState, tries: int) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s: %s[%d]@%d failed (%d/%d): %s; retrying", self.consumer, record.topic,
-                    record.partition, record.offset, tries, self.policy.attempts,
-                    describe(exc) if exc else "?")
+        log.warning(
+            "%s: %s[%d]@%d failed (%d/%d): %s; retrying",
+            self.consumer,
+            record.topic,
+            record.partition,
+            record.offset,
+            tries,
+            self.policy.attempts,
+            describe(exc) if exc else "?",
+        )
 
 
 # ---------------------------------------------------------------------- the runtime
@@ -506,8 +540,11 @@ class ConsumerRuntime(Generic[T]):
             **self._options,
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, client_id=f"liftstack-{self.name}-deadletters",
-            acks="all", enable_idempotence=True, request_timeout_ms=15_000,
+            bootstrap_servers=self._bootstrap,
+            client_id=f"liftstack-{self.name}-deadletters",
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=15_000,
         )
         self._consumer, self._producer = consumer, producer
         await consumer.start()
@@ -584,8 +621,7 @@ class ConsumerRuntime(Generic[T]):
         try:
             await self.guard.through_outages(lambda: self._call(deliveries))
         except Exception as exc:  # noqa: BLE001 - some message's fault: find which
-            log.warning("%s: a batch of %d failed (%s); splitting it", self.name, len(deliveries),
-                        describe(exc))
+            log.warning("%s: a batch of %d failed (%s); splitting it", self.name, len(deliveries), describe(exc))
             middle = len(deliveries) // 2
             await self._handle_part(deliveries[:middle])
             await self._handle_part(deliveries[middle:])
@@ -609,7 +645,8 @@ class ConsumerRuntime(Generic[T]):
         if self._producer is None:
             raise KafkaError("dead-letter producer is not connected")
         await self._producer.send_and_wait(
-            self._dead_letter_topic, letter.to_bytes(),
+            self._dead_letter_topic,
+            letter.to_bytes(),
             key=letter.key.encode() if letter.key else None,
         )
         self.stats.last_dead_letters = [*self.stats.last_dead_letters[-9:], letter]

@@ -60,8 +60,7 @@ class IterableCredentials:
 
     @classmethod
     def of(cls, conn: InternalConnection) -> IterableCredentials:
-        return cls(conn.connection_id, conn.workspace_id, conn.api_key, Region(conn.region),
-                   conn.project_type)
+        return cls(conn.connection_id, conn.workspace_id, conn.api_key, Region(conn.region), conn.project_type)
 
 
 class CredentialsUnavailable(Exception):
@@ -137,8 +136,13 @@ class StaticCredentials:
         self.invalidated: list[str] = []
 
     def add(
-        self, *, workspace_id: str, connection_id: str, api_key: str | SecretStr,
-        region: Region | str = Region.US, project_type: ProjectType = "email",
+        self,
+        *,
+        workspace_id: str,
+        connection_id: str,
+        api_key: str | SecretStr,
+        region: Region | str = Region.US,
+        project_type: ProjectType = "email",
     ) -> IterableCredentials:
         """Add (or replace) a connection's credentials; keyword-only so the two ids
         can't be swapped by accident."""

@@ -69,11 +69,7 @@ async def read_letters(settings: CommonSettings, topics: list[str], timeout_s: f
     out: list[StoredLetter] = []
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic list
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        tps = [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return []
         consumer.assign(tps)
@@ -111,23 +107,27 @@ async def replay(
     """Publish each letter's original message to its source topic, once per source
     message (see the module doc)."""
     report = ReplayReport([], [])
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for stored in letters:
             letter = stored.letter
             if letter.payload_truncated:
                 raise ValueError(f"{stored.id}: the payload was truncated; it can't be replayed")
-            record = {"_id": letter.source_id, "letter": stored.id, "consumer": letter.consumer,
-                      "replayed_at": utcnow(), "by": by}
+            record = {
+                "_id": letter.source_id,
+                "letter": stored.id,
+                "consumer": letter.consumer,
+                "replayed_at": utcnow(),
+                "by": by,
+            }
             if await insert_once(db[REPLAYS], [record]):
                 report.already_replayed.append(stored)
                 continue
             try:
                 await producer.send_and_wait(
-                    letter.source_topic, letter.original_bytes(),
+                    letter.source_topic,
+                    letter.original_bytes(),
                     key=letter.key.encode() if letter.key is not None else None,
                 )
             except BaseException:

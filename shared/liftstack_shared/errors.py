@@ -8,7 +8,11 @@ from typing import Any
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, field: str | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)

@@ -82,7 +82,9 @@ class HandlebarsRenderer:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()
@@ -92,16 +94,13 @@ class HandlebarsRenderer:
             return
         script = self._dir / SCRIPT_NAME
         if not script.exists():
-            raise HandlebarsError(
-                f"{script} not found; set {ENV_DIR} to the shared/handlebars directory."
-            )
+            raise HandlebarsError(f"{script} not found; set {ENV_DIR} to the shared/handlebars directory.")
         if not (self._dir / "node_modules" / "handlebars").is_dir():
-            raise HandlebarsError(
-                f"{self._dir}/node_modules is missing: run `npm ci --prefix shared/handlebars`."
-            )
+            raise HandlebarsError(f"{self._dir}/node_modules is missing: run `npm ci --prefix shared/handlebars`.")
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                self._node, str(script),
+                self._node,
+                str(script),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -180,9 +179,7 @@ class HandlebarsRenderer:
         finally:
             # The process ended (or spoke garbage): fail whoever is still waiting.
             stderr = (await proc.stderr.read()).decode(errors="replace").strip()
-            self._dead = "Handlebars renderer process exited" + (
-                f": {stderr[-2000:]}" if stderr else "."
-            )
+            self._dead = "Handlebars renderer process exited" + (f": {stderr[-2000:]}" if stderr else ".")
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(HandlebarsError(self._dead))

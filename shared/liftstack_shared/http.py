@@ -113,8 +113,7 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _send_error(send: Send, exc: ApiError) -> None:
     response = JSONResponse(exc.body(), status_code=exc.status, headers={"Connection": "close"})
-    await send({"type": "http.response.start", "status": response.status_code,
-                "headers": response.raw_headers})
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
@@ -162,9 +161,7 @@ def validation_error(exc: ValidationError) -> ApiError:
     where = ".".join(str(p) for p in first["loc"]) or None
     # Never echo the input value: it may be a secret.
     message = f"{where}: {first['msg']}" if where else first["msg"]
-    details = [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-    ]
+    details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
     return ApiError(422, "validation_error", message, field=where, extra={"details": details})
 
 
@@ -185,7 +182,8 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         ApiError(exc.status_code, code, str(exc.detail)).body(),
-        status_code=exc.status_code, headers=exc.headers,
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 
@@ -196,11 +194,11 @@ def is_mongo_unavailable(exc: BaseException) -> bool:
 
 async def _mongo_error_handler(request: Request, exc: Exception) -> Response:
     if is_mongo_unavailable(exc):
-        log.warning("MongoDB unavailable on %s %s: %s", request.method, request.url.path,
-                    type(exc).__name__)
+        log.warning("MongoDB unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return JSONResponse(
             ApiError(503, "database_unavailable", "The database is unavailable; try again.").body(),
-            status_code=503, headers={"Retry-After": RETRY_AFTER_S},
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
         )
     return await _unexpected_error_handler(request, exc)
 
@@ -276,8 +274,7 @@ def openapi_document(title: str, version: str, endpoints: list[Endpoint]) -> dic
         # OpenAPI requires every templated path segment to be declared as a parameter.
         params = re.findall(r"{([^}:]+)(?::[^}]*)?}", ep.path)
         parameters = [
-            {"name": p, "in": "path", "required": True, "schema": ep.params.get(p, {"type": "string"})}
-            for p in params
+            {"name": p, "in": "path", "required": True, "schema": ep.params.get(p, {"type": "string"})} for p in params
         ] + [
             {"name": name, "in": "query", "required": required, "schema": schema}
             for name, (schema, required) in ep.query.items()

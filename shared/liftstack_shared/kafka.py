@@ -32,9 +32,7 @@ def make_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     )
 
 
-async def ensure_topics(
-    settings: CommonSettings, topics: tuple[Topic, ...] = ALL_TOPICS
-) -> None:
+async def ensure_topics(settings: CommonSettings, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
     """Create the topics this stack uses, with their partition counts. Idempotent."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()

@@ -26,54 +26,69 @@ class Topic:
 
 
 CAMPAIGN_ASSIGNMENTS = Topic(
-    "campaign.assignments", 6, "connection_id",
+    "campaign.assignments",
+    6,
+    "connection_id",
     "Batches of (recipient, variant) to write into Iterable profiles.",
 )
-WRITEBACK_PROGRESS = Topic(
-    "writeback.progress", 3, "job_id", "Writeback job progress snapshots."
-)
+WRITEBACK_PROGRESS = Topic("writeback.progress", 3, "job_id", "Writeback job progress snapshots.")
 ENGAGEMENT_EVENTS = Topic(
-    "engagement.events", 6, "connection_id:recipient",
+    "engagement.events",
+    6,
+    "connection_id:recipient",
     "Normalised Iterable engagement events (opens, clicks, ...).",
 )
 CONNECTION_CHANGED = Topic(
-    "connection.changed", 3, "connection_id",
+    "connection.changed",
+    3,
+    "connection_id",
     "A connection was created, updated, tested or deleted.",
 )
 AUDIENCE_MEMBERS = Topic(
-    "audience.members", 6, "sync_id",
+    "audience.members",
+    6,
+    "sync_id",
     "Members of a synced Iterable list, in batches, then a completion message.",
 )
-AUDIENCE_PROGRESS = Topic(
-    "audience.progress", 3, "sync_id", "Audience sync progress snapshots."
-)
+AUDIENCE_PROGRESS = Topic("audience.progress", 3, "sync_id", "Audience sync progress snapshots.")
 INGEST_OBSERVATIONS = Topic(
-    "ingest.observations", 3, "connection_id",
-    "What the webhook gateway saw per request (received/filtered/rejected), "
-    "for the Events page read model.",
+    "ingest.observations",
+    3,
+    "connection_id",
+    "What the webhook gateway saw per request (received/filtered/rejected), for the Events page read model.",
 )
 
 # One dead-letter topic per consumer, named after the topic it consumes.
 WRITEBACK_DEADLETTER = Topic(
-    "campaign.assignments.deadletter", 1, "connection_id",
+    "campaign.assignments.deadletter",
+    1,
+    "connection_id",
     "Assignment batches the writeback consumer could not process, with the reason.",
 )
 ENGAGEMENT_DEADLETTER = Topic(
-    "engagement.events.deadletter", 1, "connection_id",
+    "engagement.events.deadletter",
+    1,
+    "connection_id",
     "Engagement events the counting consumers could not process, with the reason.",
 )
 
 CONNECTION_CHANGED_DEADLETTER = Topic(
-    "connection.changed.deadletter", 1, "connection_id",
+    "connection.changed.deadletter",
+    1,
+    "connection_id",
     "connection.changed messages a cache-invalidation listener could not process.",
 )
 AUDIENCE_MEMBERS_DEADLETTER = Topic(
-    "audience.members.deadletter", 1, "sync_id",
+    "audience.members.deadletter",
+    1,
+    "sync_id",
     "audience.members messages the assignment engine could not read, with the reason.",
 )
 # Dead-letter topics, for `liftstack deadletters list|replay`.
 DEADLETTER_TOPICS: tuple[Topic, ...] = (
-    WRITEBACK_DEADLETTER, ENGAGEMENT_DEADLETTER, CONNECTION_CHANGED_DEADLETTER,
+    WRITEBACK_DEADLETTER,
+    ENGAGEMENT_DEADLETTER,
+    CONNECTION_CHANGED_DEADLETTER,
     AUDIENCE_MEMBERS_DEADLETTER,
 )
 

@@ -30,8 +30,12 @@ from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.identity import user_token
 
 FAST_RETRIES = RetryPolicy(
-    max_transient_retries=2, transient_base_delay=0.01, transient_max_delay=0.05,
-    max_rate_limit_retries=2, rate_limit_base_delay=0.01, rate_limit_max_delay=0.05,
+    max_transient_retries=2,
+    transient_base_delay=0.01,
+    transient_max_delay=0.05,
+    max_rate_limit_retries=2,
+    rate_limit_base_delay=0.01,
+    rate_limit_max_delay=0.05,
 )
 
 
@@ -48,17 +52,22 @@ class Service:
 
     def client(self, role: Role = Role.MEMBER) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token(role)}"},
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.token(role)}"},
             timeout=60,
         )
 
     def connect(
-        self, api_key: str, region: str = "US", connection_id: str | None = None,
+        self,
+        api_key: str,
+        region: str = "US",
+        connection_id: str | None = None,
         project_type: ProjectType = "email",
     ) -> str:
         cid = connection_id or self.connection_id
-        self.credentials.add(workspace_id=self.workspace_id, connection_id=cid, api_key=api_key,
-                             region=region, project_type=project_type)
+        self.credentials.add(
+            workspace_id=self.workspace_id, connection_id=cid, api_key=api_key, region=region, project_type=project_type
+        )
         return cid
 
     def audiences_path(self, connection_id: str | None = None) -> str:
@@ -73,9 +82,7 @@ class Service:
         assert response.status_code == 202, response.text
         return response.json()["sync_id"]
 
-    async def wait(
-        self, http: httpx.AsyncClient, sync_id: str, timeout_s: float = 120
-    ) -> dict[str, Any]:
+    async def wait(self, http: httpx.AsyncClient, sync_id: str, timeout_s: float = 120) -> dict[str, Any]:
         """The record once the sync has finished (completed or failed)."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
@@ -89,9 +96,7 @@ class Service:
 
 
 @pytest.fixture
-def make_service(
-    kafka_topics: CommonSettings, sandbox: SandboxHandle, tmp_path: Path
-) -> Iterator[Callable[..., Any]]:
+def make_service(kafka_topics: CommonSettings, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """`with make_service(**settings_overrides, fast=False) as svc:` the app served on
     a free port. fast=True: the Iterable client neither rate-limits nor waits between
     retries (for outage tests; the sandbox then must not rate-limit either)."""
@@ -99,12 +104,16 @@ def make_service(
     @contextmanager
     def make(fast: bool = False, **overrides: Any) -> Iterator[Service]:
         settings = AudiencesSettings(
-            **(kafka_topics.model_dump() | {
-                "iterable_base_url": sandbox.base_url,
-                "audience_state_dir": tmp_path / "state",
-                "audience_batch_size": 100,
-                "audience_progress_interval_s": 0,
-            } | overrides)
+            **(
+                kafka_topics.model_dump()
+                | {
+                    "iterable_base_url": sandbox.base_url,
+                    "audience_state_dir": tmp_path / "state",
+                    "audience_batch_size": 100,
+                    "audience_progress_interval_s": 0,
+                }
+                | overrides
+            )
         )
         credentials = StaticCredentials()
 
@@ -127,29 +136,41 @@ async def read_sync(
     until its completion plus `linger_s` more, to catch anything sent after it."""
     batches: list[dict[str, Any]] = []
     completions: list[dict[str, Any]] = []
-    async for msg in _consume(settings, AUDIENCE_MEMBERS.name, sync_id, timeout_s,
-                              stop=lambda m: m["kind"] == "completed", linger_s=linger_s):
+    async for msg in _consume(
+        settings, AUDIENCE_MEMBERS.name, sync_id, timeout_s, stop=lambda m: m["kind"] == "completed", linger_s=linger_s
+    ):
         (completions if msg["kind"] == "completed" else batches).append(msg)
     assert completions, f"no completion message for sync {sync_id}"
     return batches, completions
 
 
-async def read_progress(
-    settings: CommonSettings, sync_id: str, timeout_s: float = 30
-) -> list[dict[str, Any]]:
-    return [m async for m in _consume(
-        settings, AUDIENCE_PROGRESS.name, sync_id, timeout_s,
-        stop=lambda m: m["status"] in ("completed", "failed"), linger_s=0.5,
-    )]
+async def read_progress(settings: CommonSettings, sync_id: str, timeout_s: float = 30) -> list[dict[str, Any]]:
+    return [
+        m
+        async for m in _consume(
+            settings,
+            AUDIENCE_PROGRESS.name,
+            sync_id,
+            timeout_s,
+            stop=lambda m: m["status"] in ("completed", "failed"),
+            linger_s=0.5,
+        )
+    ]
 
 
 async def _consume(
-    settings: CommonSettings, topic: str, sync_id: str, timeout_s: float,
-    stop: Callable[[dict[str, Any]], bool], linger_s: float,
+    settings: CommonSettings,
+    topic: str,
+    sync_id: str,
+    timeout_s: float,
+    stop: Callable[[dict[str, Any]], bool],
+    linger_s: float,
 ) -> AsyncIterator[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
-        settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     loop = asyncio.get_running_loop()
@@ -172,5 +193,4 @@ async def _consume(
 
 def members_of(batches: list[dict[str, Any]]) -> list[str]:
     """Every published member's identifier, in order (duplicates kept)."""
-    return [m["email"] if m["email"] is not None else m["user_id"]
-            for b in batches for m in b["members"]]
+    return [m["email"] if m["email"] is not None else m["user_id"] for b in batches for m in b["members"]]

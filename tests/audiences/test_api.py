@@ -12,8 +12,9 @@ async def test_lists_and_segments_with_cached_sizes_only(make_service, sandbox):
     project = sandbox.create_project()
     newsletter = sandbox.create_list(project, "Newsletter", generate=250)
     engaged = sandbox.create_list(project, "Engaged 30d", generate=40, dynamic=True)
-    admin.create_list(sandbox.state, sandbox.project(project),
-                      admin.ListSpec(name="Do not mail", listType="Suppression"))
+    admin.create_list(
+        sandbox.state, sandbox.project(project), admin.ListSpec(name="Do not mail", listType="Suppression")
+    )
     with make_service() as svc:
         svc.connect(sandbox.create_key(project, type="read_only"))
         async with svc.client() as http:
@@ -125,8 +126,7 @@ async def test_auth_and_workspace_scoping(make_service, sandbox):
                 headers={"Authorization": f"Bearer {svc.token(Role.OWNER, 'ws-other')}"},
             )
             missing_sync = await http.get(svc.sync_path("nope"))
-            bad_body = await http.post(f"{svc.audiences_path()}/{list_id}/sync",
-                                       json={"prefer_user_id": "maybe"})
+            bad_body = await http.post(f"{svc.audiences_path()}/{list_id}/sync", json={"prefer_user_id": "maybe"})
 
     assert no_token.status_code == 401
     assert other_ws.status_code == 404

@@ -34,14 +34,15 @@ class Stack:
     owner_token: str
 
     def owner(self, base_url: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=base_url, timeout=60,
-                                 headers={"Authorization": f"Bearer {self.owner_token}"})
+        return httpx.AsyncClient(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {self.owner_token}"})
 
     async def connect(self, api_key: str, **fields: Any) -> dict[str, Any]:
         """A connection created through the connections API, as the console does."""
         async with self.owner(self.connections_url) as c:
-            r = await c.post(f"/v1/workspaces/{self.audiences.workspace_id}/connections",
-                             json={"name": f"Project {api_key[-4:]}", "api_key": api_key} | fields)
+            r = await c.post(
+                f"/v1/workspaces/{self.audiences.workspace_id}/connections",
+                json={"name": f"Project {api_key[-4:]}", "api_key": api_key} | fields,
+            )
         assert r.status_code == 201, r.text
         self.audiences.connection_id = r.json()["id"]
         return r.json()
@@ -62,8 +63,11 @@ def stack(kafka_topics: CommonSettings, sandbox: SandboxHandle, tmp_path: Path) 
     conn_settings = ConnectionsSettings(**common, iterable_base_url=sandbox.base_url)
     with serve_asgi(create_connections(conn_settings)) as connections_url:
         settings = AudiencesSettings(
-            **common, iterable_base_url=sandbox.base_url, connections_url=connections_url,
-            audience_state_dir=tmp_path / "state", audience_batch_size=100,
+            **common,
+            iterable_base_url=sandbox.base_url,
+            connections_url=connections_url,
+            audience_state_dir=tmp_path / "state",
+            audience_batch_size=100,
             audience_progress_interval_s=0,
         )
         # No credentials given: the production source, the connections service.
@@ -82,9 +86,7 @@ async def sync_members(stack: Stack, list_id: int, **body: Any) -> tuple[dict[st
 
 
 async def sync_count(mongo_client, settings: CommonSettings, connection_id: str) -> int:
-    return await mongo_client[settings.mongo_db]["audience_syncs"].count_documents(
-        {"connection_id": connection_id}
-    )
+    return await mongo_client[settings.mongo_db]["audience_syncs"].count_documents({"connection_id": connection_id})
 
 
 async def test_user_id_connection_publishes_at_sign_user_ids_as_user_ids(stack: Stack, sandbox):
@@ -113,9 +115,7 @@ async def test_email_connection_keeps_the_email_rule(stack: Stack, sandbox):
     assert (done["identity"], done["members"]) == ("email", 2)
 
 
-async def test_an_identity_that_contradicts_the_connection_is_refused(
-    stack: Stack, sandbox, mongo_client
-):
+async def test_an_identity_that_contradicts_the_connection_is_refused(stack: Stack, sandbox, mongo_client):
     project = sandbox.create_project(identity="userId")
     list_id = sandbox.create_list(project, "Staff", ["alice@corp"])
     card = await stack.connect(sandbox.create_key(project), project_type="userId")

@@ -55,13 +55,10 @@ async def test_only_a_dead_sync_can_be_taken_over(make_service, sandbox, mongo_c
             assert (await svc.wait(http, sync_id))["status"] == "failed"
             sandbox.faults(project, stream_cut_after_lines=None)
             # As if another replica were running it right now...
-            await syncs.update_one({"_id": sync_id},
-                                   {"$set": {"status": "running", "updated_at": utcnow()}})
+            await syncs.update_one({"_id": sync_id}, {"$set": {"status": "running", "updated_at": utcnow()}})
             alive = await http.post(svc.sync_path(sync_id) + "/retry")
             # ...and as if that replica died a while ago (no heartbeat since).
-            await syncs.update_one(
-                {"_id": sync_id}, {"$set": {"updated_at": utcnow() - timedelta(minutes=5)}}
-            )
+            await syncs.update_one({"_id": sync_id}, {"$set": {"updated_at": utcnow() - timedelta(minutes=5)}})
             dead = await http.post(svc.sync_path(sync_id) + "/retry")
             record = await svc.wait(http, sync_id)
 

@@ -35,9 +35,17 @@ async def new_store(db) -> SyncStore:
 async def failed_sync(store: SyncStore) -> str:
     at = now()
     record = SyncRecord(
-        sync_id=uuid.uuid4().hex, workspace_id="ws-1", connection_id="conn-1", list_id=1,
-        list_name="L", list_type="list", prefer_user_id=False, status="pending",
-        requested_by="user-1", created_at=at, updated_at=at,
+        sync_id=uuid.uuid4().hex,
+        workspace_id="ws-1",
+        connection_id="conn-1",
+        list_id=1,
+        list_name="L",
+        list_type="list",
+        prefer_user_id=False,
+        status="pending",
+        requested_by="user-1",
+        created_at=at,
+        updated_at=at,
     )
     await store.create(record)
     assert await store.mark_running(record.sync_id) is not None
@@ -72,8 +80,7 @@ async def test_a_claim_whose_claimer_died_can_be_taken_over_once_stale(db) -> No
     await claims.insert_one({"_id": f"{state}:0", "sync_id": sync_id, "claimed_at": now()})
 
     assert await store.claim_retry(sync_id, now() - timedelta(seconds=60)) is None  # fresh
-    await claims.update_one({"_id": f"{state}:0"},
-                            {"$set": {"claimed_at": now() - timedelta(minutes=5)}})
+    await claims.update_one({"_id": f"{state}:0"}, {"$set": {"claimed_at": now() - timedelta(minutes=5)}})
     taken = await store.claim_retry(sync_id, now() - timedelta(seconds=60))
     assert taken is not None and taken.status == "pending"
     # The record moved on: the same state can't be claimed again.
@@ -88,8 +95,10 @@ async def test_a_heartbeat_overlapping_the_final_write_never_revives_the_sync(db
         assert await store.mark_running(sync_id) is not None
         counts = Counts(members=10, batches=1)
         await asyncio.gather(
-            store.heartbeat(sync_id), store.progress(sync_id, counts),
-            store.stream_opened(sync_id), store.finish(sync_id, "completed", counts),
+            store.heartbeat(sync_id),
+            store.progress(sync_id, counts),
+            store.stream_opened(sync_id),
+            store.finish(sync_id, "completed", counts),
             store.heartbeat(sync_id),
         )
         record = await store.get(sync_id)
@@ -102,9 +111,7 @@ async def test_racing_first_size_puts_leave_one_entry(db) -> None:
     caches = [SizeCache(db) for _ in range(4)]  # as separate replicas
     connection = f"conn-{uuid.uuid4().hex[:6]}"
     for list_id in range(ROUNDS):
-        await asyncio.gather(*(
-            cache.put(connection, list_id, 100 + i, "iterable") for i, cache in enumerate(caches)
-        ))
+        await asyncio.gather(*(cache.put(connection, list_id, 100 + i, "iterable") for i, cache in enumerate(caches)))
         got = await caches[0].get(connection, list_id)
         assert got is not None and got.size in {100, 101, 102, 103}
     assert await db["audience_sizes"].count_documents({"connection_id": connection}) == ROUNDS

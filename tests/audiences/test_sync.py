@@ -12,9 +12,7 @@ from tests.audiences.conftest import members_of, read_progress, read_sync
 
 async def test_small_list_is_published_with_completion_and_progress(make_service, sandbox):
     project = sandbox.create_project()
-    list_id = sandbox.create_list(
-        project, "VIP", ["ada@example.com", "grace@example.com", "linus@example.com"]
-    )
+    list_id = sandbox.create_list(project, "VIP", ["ada@example.com", "grace@example.com", "linus@example.com"])
     with make_service() as svc:
         svc.connect(sandbox.create_key(project))
         async with svc.client() as http:
@@ -46,9 +44,7 @@ async def test_invalid_and_duplicate_lines_are_counted_and_skipped(make_service,
     sandbox.faults(project, stream_invalid_every=7, stream_duplicate_every=5, seed=42)
     # What the sandbox will stream, line by line (the client drops blank lines).
     p = sandbox.project(project)
-    body = b"".join(sandbox_lists.stream_lines(
-        p, p.lists[list_id], False, 1000, p.config.faults.model_copy()
-    )).decode()
+    body = b"".join(sandbox_lists.stream_lines(p, p.lists[list_id], False, 1000, p.config.faults.model_copy())).decode()
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     genuine = {f"user{i}@example.com" for i in range(1_000)}
     expected_invalid = sum(1 for line in lines if line not in genuine)
@@ -96,9 +92,7 @@ async def test_user_ids_and_case_insensitive_email_duplicates(make_service, sand
     user_batches, _ = await read_sync(svc.settings, by_user_id["sync_id"])
     assert sorted(members_of(user_batches)) == ["ada@example.com", "u 43", "u-42"]
     assert (by_user_id["members"], by_user_id["duplicates_skipped"]) == (3, 0)
-    assert all(
-        (m["user_id"] is None) != (m["email"] is None) for b in user_batches for m in b["members"]
-    )
+    assert all((m["user_id"] is None) != (m["email"] is None) for b in user_batches for m in b["members"])
 
 
 async def test_user_id_project_members_with_at_signs_stay_user_ids(make_service, sandbox):

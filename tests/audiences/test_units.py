@@ -8,22 +8,45 @@ from liftstack_audiences.identifiers import parse_identifier
 from liftstack_audiences.state import Counts, SyncState
 
 
-@pytest.mark.parametrize("line", [
-    "ada@example.com", "A.B+tag@Example.CO.uk", "o'neil@example.com", "émile@exämple.fr",
-    "  ada@example.com  ", "\ufeffada@example.com",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ada@example.com",
+        "A.B+tag@Example.CO.uk",
+        "o'neil@example.com",
+        "émile@exämple.fr",
+        "  ada@example.com  ",
+        "\ufeffada@example.com",
+    ],
+)
 def test_valid_emails(line):
     parsed = parse_identifier(line)
     assert parsed is not None and parsed.member.email == line.strip().lstrip("\ufeff")
     assert parsed.key == "e:" + line.strip().lstrip("\ufeff").lower()
 
 
-@pytest.mark.parametrize("line", [
-    "", "   ", "not-an-email", "missing-at.example.com", "two@@example.com", "user@",
-    "@example.com", "a..b@example.com", ".a@example.com", "a.@example.com", "a b@example.com",
-    "a@example", "a@example.c", "a@-example.com", "a@exa_mple.com", "a@example.c0m",
-    "x" * 250 + "@example.com",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "   ",
+        "not-an-email",
+        "missing-at.example.com",
+        "two@@example.com",
+        "user@",
+        "@example.com",
+        "a..b@example.com",
+        ".a@example.com",
+        "a.@example.com",
+        "a b@example.com",
+        "a@example",
+        "a@example.c",
+        "a@-example.com",
+        "a@exa_mple.com",
+        "a@example.c0m",
+        "x" * 250 + "@example.com",
+    ],
+)
 def test_invalid_emails(line):
     assert parse_identifier(line) is None
     assert parse_identifier(line, allow_user_ids=True) is None or "@" not in line

@@ -62,8 +62,12 @@ class Workspace:
         return f"/v1/workspaces/{self.id}/connections"
 
     async def create(self, role: Role = Role.OWNER, **fields: Any) -> dict[str, Any]:
-        body = {"platform": "iterable", "name": f"Conn {uuid.uuid4().hex[:6]}",
-                "api_key": fake_key(), "region": "US"} | fields
+        body = {
+            "platform": "iterable",
+            "name": f"Conn {uuid.uuid4().hex[:6]}",
+            "api_key": fake_key(),
+            "region": "US",
+        } | fields
         async with self.client(role) as c:
             response = await c.post(self.path, json=body)
         assert response.status_code == 201, response.text
@@ -72,7 +76,8 @@ class Workspace:
 
 def service_client(settings: CommonSettings, base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=base_url, timeout=30.0,
+        base_url=base_url,
+        timeout=30.0,
         headers={SERVICE_TOKEN_HEADER: settings.service_token.get_secret_value()},
     )
 

@@ -14,8 +14,16 @@ from tests.connections.support import Workspace, fake_key, webhook_secret
 async def test_create_returns_card_with_masked_hints_and_webhook_url(ws: Workspace, conn_settings):
     key, secret = fake_key(), webhook_secret()
     async with ws.client() as c:
-        r = await c.post(ws.path, json={"platform": "iterable", "name": "Production Iterable",
-                                        "api_key": key, "webhook_secret": secret, "region": "EU"})
+        r = await c.post(
+            ws.path,
+            json={
+                "platform": "iterable",
+                "name": "Production Iterable",
+                "api_key": key,
+                "webhook_secret": secret,
+                "region": "EU",
+            },
+        )
     assert r.status_code == 201, r.text
     card = r.json()
     assert card["name"] == "Production Iterable"
@@ -26,7 +34,7 @@ async def test_create_returns_card_with_masked_hints_and_webhook_url(ws: Workspa
     assert card["event_types"] == list(DEFAULT_EVENT_TYPES)
     prefix = f"{conn_settings.ingest_public_url}/webhooks/iterable/"
     assert card["webhook_url"].startswith(prefix)
-    assert len(card["webhook_url"][len(prefix):]) >= 32  # unguessable token
+    assert len(card["webhook_url"][len(prefix) :]) >= 32  # unguessable token
     assert card["created_at"] == card["updated_at"]
     assert key not in r.text and secret not in r.text
 
@@ -111,7 +119,8 @@ async def test_name_is_unique_per_workspace_case_insensitively(ws: Workspace, ot
             r = await c.post(ws.path, json={"name": name, "api_key": fake_key()})
             assert r.status_code == 422, r.text
             assert r.json()["error"] == {
-                "code": "name_taken", "field": "name",
+                "code": "name_taken",
+                "field": "name",
                 "message": f"name: a connection named {name.strip()!r} already exists in this workspace.",
             }
         assert len((await c.get(ws.path)).json()["connections"]) == 1
@@ -121,9 +130,9 @@ async def test_name_is_unique_per_workspace_case_insensitively(ws: Workspace, ot
 
 async def test_concurrent_creates_with_one_name_yield_one_connection(ws: Workspace):
     async with ws.client() as c:
-        results = await asyncio.gather(*[
-            c.post(ws.path, json={"name": "Race", "api_key": fake_key()}) for _ in range(5)
-        ])
+        results = await asyncio.gather(
+            *[c.post(ws.path, json={"name": "Race", "api_key": fake_key()}) for _ in range(5)]
+        )
         assert sorted(r.status_code for r in results) == [201, 422, 422, 422, 422]
         assert len((await c.get(ws.path)).json()["connections"]) == 1
 
@@ -200,8 +209,7 @@ async def test_configure_event_types(ws: Workspace):
     created = await ws.create(event_types=["open", "click"])
     assert created["event_types"] == ["open", "click"]
     async with ws.client() as c:
-        r = await c.patch(f"{ws.path}/{created['id']}",
-                          json={"event_types": ["conversion", "bounce", "conversion"]})
+        r = await c.patch(f"{ws.path}/{created['id']}", json={"event_types": ["conversion", "bounce", "conversion"]})
     assert r.status_code == 200 and r.json()["event_types"] == ["conversion", "bounce"]
 
 

@@ -15,8 +15,7 @@ async def test_healthz_checks_mongo_and_kafka(api):
     async with httpx.AsyncClient(base_url=api) as c:
         r = await c.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"service": "connections", "status": "ok",
-                        "checks": {"mongo": "ok", "kafka": "ok"}}
+    assert r.json() == {"service": "connections", "status": "ok", "checks": {"mongo": "ok", "kafka": "ok"}}
 
 
 async def test_metrics(api):

@@ -43,7 +43,7 @@ async def test_publish_failure_is_logged_not_raised(conn_settings, log_capture):
 
     dead = conn_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
     publisher = EventPublisher(make_broker(dead, "connections-test"), dead, timeout_s=2.0)
-    await publisher.publish(ConnectionChanged(connection_id="c-dead", workspace_id="w",
-                                              change="created", status="active"))
-    assert any("could not publish connection.changed created for c-dead" in t
-               for t in log_capture.texts)
+    await publisher.publish(
+        ConnectionChanged(connection_id="c-dead", workspace_id="w", change="created", status="active")
+    )
+    assert any("could not publish connection.changed created for c-dead" in t for t in log_capture.texts)

@@ -22,8 +22,7 @@ def token_of(card: dict) -> str:
 
 async def test_internal_connection_has_decrypted_credentials(ws: Workspace, conn_settings, api):
     key, secret = fake_key(), webhook_secret()
-    card = await ws.create(name="Prod", api_key=key, webhook_secret=secret, region="EU",
-                           event_types=["open", "click"])
+    card = await ws.create(name="Prod", api_key=key, webhook_secret=secret, region="EU", event_types=["open", "click"])
     async with service_client(conn_settings, api) as c:
         r = await c.get(f"/internal/connections/{card['id']}")
     assert r.status_code == 200
@@ -35,9 +34,7 @@ async def test_internal_connection_has_decrypted_credentials(ws: Workspace, conn
     assert conn.event_types == ["open", "click"] and conn.status == "active"
 
 
-async def test_shared_connections_client_reads_by_id_and_webhook_token(
-    ws: Workspace, conn_settings, api
-):
+async def test_shared_connections_client_reads_by_id_and_webhook_token(ws: Workspace, conn_settings, api):
     """The contract other services code against, end to end."""
     key = fake_key()
     card = await ws.create(api_key=key)
@@ -69,13 +66,16 @@ async def test_internal_endpoints_need_the_service_token(ws: Workspace, api):
             assert r.status_code == 401 and "api_key" not in r.text
 
 
-async def test_webhook_url_stable_across_edits_and_dead_after_delete(
-    ws: Workspace, conn_settings, api
-):
+async def test_webhook_url_stable_across_edits_and_dead_after_delete(ws: Workspace, conn_settings, api):
     card = await ws.create()
     async with ws.client() as c:
-        for body in ({"name": "Renamed"}, {"api_key": fake_key()}, {"region": "EU"},
-                     {"webhook_secret": webhook_secret()}, {"event_types": ["click"]}):
+        for body in (
+            {"name": "Renamed"},
+            {"api_key": fake_key()},
+            {"region": "EU"},
+            {"webhook_secret": webhook_secret()},
+            {"event_types": ["click"]},
+        ):
             r = await c.patch(f"{ws.path}/{card['id']}", json=body)
             assert r.json()["webhook_url"] == card["webhook_url"]
     async with service_client(conn_settings, api) as s:

@@ -41,13 +41,19 @@ async def test_server_side_key_connects(ws: Workspace, sandbox: SandboxHandle):
     assert result["ok"] is True and result["status"] == "connected"
     assert result["message"].startswith("Connected to Iterable (EU)")
     assert by_permission(result) == {
-        "read_lists": "ok", "read_users": "ok", "read_templates": "ok",
-        "write_users": "unverified", "write_templates": "unverified", "webhook": "missing",
+        "read_lists": "ok",
+        "read_users": "ok",
+        "read_templates": "ok",
+        "write_users": "unverified",
+        "write_templates": "unverified",
+        "webhook": "missing",
     }
     assert card["status"] == "connected" and card["last_test"] == result
     # Exactly one read of each, all answered 200: nothing written.
     assert sandbox.stats(project) == {
-        "lists": {200: 1}, "users/getFields": {200: 1}, "templates": {200: 1},
+        "lists": {200: 1},
+        "users/getFields": {200: 1},
+        "templates": {200: 1},
         "webhooks": {200: 1},
     }
 
@@ -163,7 +169,11 @@ async def test_probe_sends_only_gets_and_changes_nothing(sandbox: SandboxHandle)
     assert result.ok
     assert requests and {r.method for r in requests} == {"GET"}
     assert {r.url.path for r in requests} == {
-        "/us/api/lists", "/us/api/users/getFields", "/us/api/templates", "/us/api/webhooks"}
+        "/us/api/lists",
+        "/us/api/users/getFields",
+        "/us/api/templates",
+        "/us/api/webhooks",
+    }
     assert (sandbox.templates(project), sandbox.user(project, "a@example.com")) == before
     assert list_id and template_id
 
@@ -172,18 +182,16 @@ async def test_probe_sends_only_gets_and_changes_nothing(sandbox: SandboxHandle)
     _, eu_key = key_for(sandbox, "EU")
     result = await probe.run(ProbeTarget(eu_key, Region.US))
     assert result.suggested_region == Region.EU
-    assert [(r.method, r.url.path) for r in requests] == [("GET", "/us/api/lists"),
-                                                          ("GET", "/eu/api/lists")]
+    assert [(r.method, r.url.path) for r in requests] == [("GET", "/us/api/lists"), ("GET", "/eu/api/lists")]
 
 
-async def test_key_replaced_during_a_test_is_not_marked_connected(
-    ws: Workspace, sandbox: SandboxHandle
-):
+async def test_key_replaced_during_a_test_is_not_marked_connected(ws: Workspace, sandbox: SandboxHandle):
     project, key = key_for(sandbox)
     card = await ws.create(api_key=key)
     one = f"{ws.path}/{card['id']}"
     sandbox.faults(project, latency_ms=800)
     async with ws.client() as c:
+
         async def replace_soon() -> httpx.Response:
             await asyncio.sleep(0.3)
             return await c.patch(one, json={"api_key": support.fake_key()})

@@ -19,9 +19,7 @@ async def internal(conn_settings, api, connection_id: str) -> dict:
     return r.json()
 
 
-async def test_project_type_is_set_on_create_and_edit_and_read_internally(
-    ws: Workspace, conn_settings, api
-):
+async def test_project_type_is_set_on_create_and_edit_and_read_internally(ws: Workspace, conn_settings, api):
     card = await ws.create(project_type="userId")
     assert card["project_type"] == "userId"
     assert (await internal(conn_settings, api, card["id"]))["project_type"] == "userId"
@@ -48,9 +46,7 @@ async def test_project_type_defaults_to_email(ws: Workspace, conn_settings, api)
     assert (await internal(conn_settings, api, card["id"]))["project_type"] == "email"
 
 
-async def test_documents_without_a_project_type_read_as_email(
-    ws: Workspace, conn_settings, api, mongo_client
-):
+async def test_documents_without_a_project_type_read_as_email(ws: Workspace, conn_settings, api, mongo_client):
     """Connections saved before the field existed: no migration, read as email."""
     card = await ws.create(project_type="userId")
     col = mongo_client[conn_settings.mongo_db]["connections"]
@@ -89,8 +85,7 @@ async def test_members_cannot_set_the_project_type(ws: Workspace, conn_settings,
     async with ws.client(Role.MEMBER) as c:
         r = await c.patch(f"{ws.path}/{card['id']}", json={"project_type": "userId"})
         assert r.status_code == 403, r.text
-        r = await c.post(ws.path, json={"name": "Mine", "api_key": "1" * 32,
-                                        "project_type": "userId"})
+        r = await c.post(ws.path, json={"name": "Mine", "api_key": "1" * 32, "project_type": "userId"})
         assert r.status_code == 403, r.text
     col = mongo_client[conn_settings.mongo_db]["connections"]
     assert (await col.find_one({"_id": card["id"]}))["project_type"] == "email"

@@ -14,16 +14,14 @@ from tests.fixtures.identity import IdentityProvider, bad_tokens, user_token
 SUMMARY_KEYS = {"id", "name", "platform", "status"}
 
 
-async def _attempt(ws: Workspace, role: Role | None, action: str, conn_id: str,
-                   token: str | None = None) -> int:
+async def _attempt(ws: Workspace, role: Role | None, action: str, conn_id: str, token: str | None = None) -> int:
     one = f"{ws.path}/{conn_id}"
     async with ws.client(role, token=token) as c:
         match action:
             case "list":
                 r = await c.get(ws.path)
             case "create":
-                r = await c.post(ws.path, json={"name": f"n-{time.monotonic_ns()}",
-                                                "api_key": fake_key()})
+                r = await c.post(ws.path, json={"name": f"n-{time.monotonic_ns()}", "api_key": fake_key()})
             case "get":
                 r = await c.get(one)
             case "rename":
@@ -39,8 +37,7 @@ async def _attempt(ws: Workspace, role: Role | None, action: str, conn_id: str,
     return r.status_code
 
 
-MANAGER_OK = {"list": 200, "create": 201, "get": 200, "rename": 200, "replace_key": 200,
-              "test": 200, "delete": 204}
+MANAGER_OK = {"list": 200, "create": 201, "get": 200, "rename": 200, "replace_key": 200, "test": 200, "delete": 204}
 ACTIONS = list(MANAGER_OK)
 
 
@@ -65,16 +62,14 @@ async def test_member_lists_name_platform_status_only(ws: Workspace):
     async with ws.client(Role.MEMBER) as c:
         r = await c.get(ws.path)
     assert r.status_code == 200
-    assert r.json() == {"connections": [
-        {"id": conn["id"], "name": "Production Iterable", "platform": "iterable", "status": "active"}
-    ]}
+    assert r.json() == {
+        "connections": [{"id": conn["id"], "name": "Production Iterable", "platform": "iterable", "status": "active"}]
+    }
     assert "****" not in r.text and "webhook" not in r.text
 
 
 @pytest.mark.parametrize("action", ACTIONS)
-async def test_no_access_to_another_workspaces_connections(
-    ws: Workspace, other_ws: Workspace, action: str
-):
+async def test_no_access_to_another_workspaces_connections(ws: Workspace, other_ws: Workspace, action: str):
     theirs = await other_ws.create()
     # Through one's own workspace path with their id: exactly what a made-up id gets
     # (404 for managers; 403 for members, who may not open any connection).

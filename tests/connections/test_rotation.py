@@ -32,8 +32,13 @@ def _run_cli(settings: ConnectionsSettings) -> subprocess.CompletedProcess[str]:
         "LIFTSTACK_MONGO_URL": settings.mongo_url,
         "LIFTSTACK_MONGO_DB": settings.mongo_db,
     }
-    return subprocess.run([sys.executable, "-m", "liftstack_connections", "rotate-keys"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "liftstack_connections", "rotate-keys"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_rotate_keys_keeps_every_credential_readable(conn_settings, mongo_client):
@@ -51,12 +56,12 @@ async def test_rotate_keys_keeps_every_credential_readable(conn_settings, mongo_
                     card = await ws.create(api_key=fake_key(), webhook_secret=webhook_secret())
                     if i == 0:
                         async with ws.client() as c:
-                            await c.patch(f"{ws.path}/{card['id']}",
-                                          json={"webhook_secret": webhook_secret()})
+                            await c.patch(f"{ws.path}/{card['id']}", json={"webhook_secret": webhook_secret()})
                     async with service_client(before, url) as s:
                         expected[card["id"]] = {
                             "internal": (await s.get(f"/internal/connections/{card['id']}")).json(),
-                            "url": card["webhook_url"], "ws": ws,
+                            "url": card["webhook_url"],
+                            "ws": ws,
                         }
         col = mongo_client[db]["connections"]
         old_docs = {d["_id"]: d async for d in col.find({})}
@@ -114,9 +119,7 @@ async def test_rotation_reports_secrets_no_key_opens(conn_settings, mongo_client
         await mongo_client.drop_database(db)
 
 
-async def test_rotation_rotates_again_what_an_overlapping_edit_put_back(
-    conn_settings, mongo_client, monkeypatch
-):
+async def test_rotation_rotates_again_what_an_overlapping_edit_put_back(conn_settings, mongo_client, monkeypatch):
     """On FerretDB an edit overlapping a document's rotation write can write the
     document back as it read it, old-key ciphertexts included. The run reads every
     document again afterwards and rotates those, so dropping the old key stays safe."""

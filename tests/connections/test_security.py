@@ -50,7 +50,9 @@ async def test_no_response_carries_a_secret(ws: Workspace, conn_settings, api):
         texts.append(r.text)
         one = f"{ws.path}/{r.json()['id']}"
         for response in (
-            await c.get(ws.path), await c.get(one), await c.post(f"{one}/test"),
+            await c.get(ws.path),
+            await c.get(one),
+            await c.post(f"{one}/test"),
             await c.patch(one, json={"name": "m"}),
             await c.post(ws.path, json={"name": "m", "api_key": key}),  # name taken
             await c.get("/openapi.json"),

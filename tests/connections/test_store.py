@@ -19,11 +19,20 @@ ROUNDS = 20
 
 async def new_connection(store: ConnectionStore, ws: str) -> str:
     cid = uuid.uuid4().hex
-    await store.insert({
-        "_id": cid, "workspace_id": ws, "name": cid, "name_key": cid,
-        "webhook_token_hash": uuid.uuid4().hex, "rev": 1, "credentials_rev": 1,
-        "api_key_enc": "old", "status": "active", "last_test": None,
-    })
+    await store.insert(
+        {
+            "_id": cid,
+            "workspace_id": ws,
+            "name": cid,
+            "name_key": cid,
+            "webhook_token_hash": uuid.uuid4().hex,
+            "rev": 1,
+            "credentials_rev": 1,
+            "api_key_enc": "old",
+            "status": "active",
+            "last_test": None,
+        }
+    )
     return cid
 
 
@@ -35,11 +44,17 @@ async def test_one_compare_and_set_wins_among_overlapping_edits(
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     for _ in range(ROUNDS):
         cid = await new_connection(store, ws)
-        results = await asyncio.gather(*(
-            store.update(ws, cid, {"$set": {"name": f"edit-{i}", "name_key": f"{cid}-{i}"},
-                                   "$inc": {"rev": 1}}, expect={"rev": 1})
-            for i in range(8)
-        ))
+        results = await asyncio.gather(
+            *(
+                store.update(
+                    ws,
+                    cid,
+                    {"$set": {"name": f"edit-{i}", "name_key": f"{cid}-{i}"}, "$inc": {"rev": 1}},
+                    expect={"rev": 1},
+                )
+                for i in range(8)
+            )
+        )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         doc = await store.get(ws, cid)
@@ -55,12 +70,16 @@ async def test_a_test_result_overlapping_a_key_change_never_puts_the_old_key_bac
         cid = await new_connection(store, ws)
         replaced, tested = await asyncio.gather(
             # An edit replacing the key (ConnectionService.update)...
-            store.update(ws, cid, {"$set": {"api_key_enc": "new", "status": "active"},
-                                   "$inc": {"rev": 1, "credentials_rev": 1}},
-                         expect={"rev": 1}),
+            store.update(
+                ws,
+                cid,
+                {"$set": {"api_key_enc": "new", "status": "active"}, "$inc": {"rev": 1, "credentials_rev": 1}},
+                expect={"rev": 1},
+            ),
             # ...and a test of the old key finishing at the same moment (.test).
-            store.update(ws, cid, {"$set": {"status": "connected", "last_test": {"ok": True}}},
-                         expect={"credentials_rev": 1}),
+            store.update(
+                ws, cid, {"$set": {"status": "connected", "last_test": {"ok": True}}}, expect={"credentials_rev": 1}
+            ),
         )
         doc = await store.get(ws, cid)
         assert replaced is not None and doc is not None

@@ -17,8 +17,14 @@ from tests.console.livestack import ARTIFACTS, LiveStack
 
 CHROMIUM = os.environ.get("LIFTSTACK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SHOTS = ARTIFACTS / "screenshots"
 
@@ -55,8 +61,9 @@ async def page(context: BrowserContext) -> Page:
     return p
 
 
-async def sign_in(page: Page, stack: LiveStack, role: str = "owner", next_path: str = "/campaigns",
-                  login: str | None = None) -> None:
+async def sign_in(
+    page: Page, stack: LiveStack, role: str = "owner", next_path: str = "/campaigns", login: str | None = None
+) -> None:
     """Sign in through the identity provider's login form, as workspace A's user of
     `role` (owner-a, admin-a, member-a) or as `login`."""
     user = stack.idp.users[login or f"{role}-a"]

@@ -116,18 +116,26 @@ def _drop_console_db(settings: CommonSettings) -> None:
 def _second_workspace_connection(connections_url: str, idp: IdentityProvider) -> str:
     """Workspace B's connection (no webhook: the sandbox's sends stay A's alone)."""
     token = idp.token("seed-owner-b", WORKSPACE_B, Role.OWNER, ttl_s=600)
-    r = httpx.post(f"{connections_url}/v1/workspaces/{WORKSPACE_B}/connections", timeout=30,
-                   headers={"Authorization": f"Bearer {token}"},
-                   json={"name": "Workspace B's Iterable", "api_key": secrets.token_hex(16),
-                         "webhook_secret": secrets.token_urlsafe(24), "region": "US",
-                         "event_types": ["open"]})
+    r = httpx.post(
+        f"{connections_url}/v1/workspaces/{WORKSPACE_B}/connections",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "name": "Workspace B's Iterable",
+            "api_key": secrets.token_hex(16),
+            "webhook_secret": secrets.token_urlsafe(24),
+            "region": "US",
+            "event_types": ["open"],
+        },
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
 
 @pytest.fixture(scope="session")
-def live_stack(kafka_topics: CommonSettings, identity_provider: IdentityProvider,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def live_stack(
+    kafka_topics: CommonSettings, identity_provider: IdentityProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
     settings = kafka_topics
     idp = identity_provider
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -167,14 +175,22 @@ def live_stack(kafka_topics: CommonSettings, identity_provider: IdentityProvider
             port_var = "LIFTSTACK_SANDBOX_PORT" if name == "iterable-sandbox" else "LIFTSTACK_PORT"
             log = open(LOGS / f"{name}.log", "wb")
             # Only the console is the provider's client (and knows its secret).
-            own = {
-                "LIFTSTACK_OIDC_CLIENT_ID": idp.client_id,
-                "LIFTSTACK_OIDC_CLIENT_SECRET": idp.client_secret,
-                "LIFTSTACK_CONSOLE_PUBLIC_URL": urls["console"],
-            } if name == "console" else {}
+            own = (
+                {
+                    "LIFTSTACK_OIDC_CLIENT_ID": idp.client_id,
+                    "LIFTSTACK_OIDC_CLIENT_SECRET": idp.client_secret,
+                    "LIFTSTACK_CONSOLE_PUBLIC_URL": urls["console"],
+                }
+                if name == "console"
+                else {}
+            )
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=REPO, env={**env, **own, port_var: str(ports[name])},
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", module],
+                cwd=REPO,
+                env={**env, **own, port_var: str(ports[name])},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + 90
         for name in procs:
@@ -186,11 +202,17 @@ def live_stack(kafka_topics: CommonSettings, identity_provider: IdentityProvider
         api_key = secrets.token_hex(16)
         webhook_secret = secrets.token_urlsafe(24)
         seed_settings = settings.model_copy(update={"connections_url": urls["connections"]})
-        seed = asyncio.run(seed_demo(
-            seed_settings, sandbox_url=urls["iterable-sandbox"], workspace_id=WORKSPACE_A,
-            owner_token=idp.token("seed-owner", WORKSPACE_A, Role.OWNER, ttl_s=600),
-            api_key=api_key, webhook_secret=webhook_secret, members=DEMO_MEMBERS,
-        ))
+        seed = asyncio.run(
+            seed_demo(
+                seed_settings,
+                sandbox_url=urls["iterable-sandbox"],
+                workspace_id=WORKSPACE_A,
+                owner_token=idp.token("seed-owner", WORKSPACE_A, Role.OWNER, ttl_s=600),
+                api_key=api_key,
+                webhook_secret=webhook_secret,
+                members=DEMO_MEMBERS,
+            )
+        )
         second = _second_workspace_connection(urls["connections"], idp)
         stack = LiveStack(seed_settings, urls, seed, api_key, webhook_secret, idp, second, procs)
         yield stack

@@ -20,10 +20,24 @@ from tests.fixtures.kafka_tools import dead_letters, produce
 
 
 def _sync(sync_id: str, n: int) -> list[tuple[bytes, bytes]]:
-    batch = AudienceMembersBatch(sync_id=sync_id, workspace_id="ws", connection_id="c1", list_id=1,
-                                 batch_seq=0, members=[AudienceMember(email=f"m{i}@example.com") for i in range(n)])
-    done = AudienceSyncCompleted(sync_id=sync_id, workspace_id="ws", connection_id="c1", list_id=1,
-                                 batch_count=1, member_count=n, invalid_skipped=0, duplicates_skipped=0)
+    batch = AudienceMembersBatch(
+        sync_id=sync_id,
+        workspace_id="ws",
+        connection_id="c1",
+        list_id=1,
+        batch_seq=0,
+        members=[AudienceMember(email=f"m{i}@example.com") for i in range(n)],
+    )
+    done = AudienceSyncCompleted(
+        sync_id=sync_id,
+        workspace_id="ws",
+        connection_id="c1",
+        list_id=1,
+        batch_count=1,
+        member_count=n,
+        invalid_skipped=0,
+        duplicates_skipped=0,
+    )
     return [(sync_id.encode(), batch.to_bytes()), (sync_id.encode(), done.to_bytes())]
 
 
@@ -32,12 +46,16 @@ async def test_a_poison_batch_fails_its_sync_fast_and_the_next_sync_is_read(kafk
     topic = settings.topic(AUDIENCE_MEMBERS.name)
     started = datetime.now(timezone.utc)
     poisoned, normal = uuid.uuid4().hex, uuid.uuid4().hex
-    await produce(settings, topic, [
-        (b"some-other-sync", b"{garbage that is not ours"),
-        (poisoned.encode(), b'{"kind": "members", "sync_id": "' + poisoned.encode() + b'", "batch_seq": -1}'),
-        *_sync(poisoned, 3)[1:],  # its completion, counting the batch that never parsed
-        *_sync(normal, 4),
-    ])
+    await produce(
+        settings,
+        topic,
+        [
+            (b"some-other-sync", b"{garbage that is not ours"),
+            (poisoned.encode(), b'{"kind": "members", "sync_id": "' + poisoned.encode() + b'", "batch_seq": -1}'),
+            *_sync(poisoned, 3)[1:],  # its completion, counting the batch that never parsed
+            *_sync(normal, 4),
+        ],
+    )
     policy = RetryPolicy(attempts=2, retry_initial_s=0.05)
 
     t0 = time.monotonic()
@@ -50,8 +68,11 @@ async def test_a_poison_batch_fails_its_sync_fast_and_the_next_sync_is_read(kafk
     assert time.monotonic() - t0 < 10.0
     assert [m.email for m in read.members] == [f"m{i}@example.com" for i in range(4)]
 
-    letters = [l for l in await dead_letters(settings, settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), SYNC_READER)
-               if l.key in {poisoned, "some-other-sync"}]
+    letters = [
+        l
+        for l in await dead_letters(settings, settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), SYNC_READER)
+        if l.key in {poisoned, "some-other-sync"}
+    ]
     assert len(letters) == 1, [l.reason for l in letters]  # only our own sync's poison
     [letter] = letters
     assert letter.key == poisoned and letter.reason_class == "validation"

@@ -53,31 +53,65 @@ async def test_assignment_reads_one_sync_and_publishes_batches(kafka_topics: Com
     batches = [members[i : i + 1000] for i in range(0, len(members), 1000)]
     items: list[tuple[str, bytes]] = []
     for seq, chunk in enumerate(batches):
-        items.append((ours, AudienceMembersBatch(
-            sync_id=ours, workspace_id="ws", connection_id="c1", list_id=1, batch_seq=seq,
-            members=chunk).to_bytes()))
+        items.append(
+            (
+                ours,
+                AudienceMembersBatch(
+                    sync_id=ours, workspace_id="ws", connection_id="c1", list_id=1, batch_seq=seq, members=chunk
+                ).to_bytes(),
+            )
+        )
         # Another sync's batch in between must be ignored.
-        items.append((other, AudienceMembersBatch(
-            sync_id=other, workspace_id="ws", connection_id="c1", list_id=2, batch_seq=seq,
-            members=[AudienceMember(email="intruder@example.com")]).to_bytes()))
-    items.append((ours, AudienceSyncCompleted(
-        sync_id=ours, workspace_id="ws", connection_id="c1", list_id=1, batch_count=len(batches),
-        member_count=len(members), invalid_skipped=0, duplicates_skipped=0).to_bytes()))
+        items.append(
+            (
+                other,
+                AudienceMembersBatch(
+                    sync_id=other,
+                    workspace_id="ws",
+                    connection_id="c1",
+                    list_id=2,
+                    batch_seq=seq,
+                    members=[AudienceMember(email="intruder@example.com")],
+                ).to_bytes(),
+            )
+        )
+    items.append(
+        (
+            ours,
+            AudienceSyncCompleted(
+                sync_id=ours,
+                workspace_id="ws",
+                connection_id="c1",
+                list_id=1,
+                batch_count=len(batches),
+                member_count=len(members),
+                invalid_skipped=0,
+                duplicates_skipped=0,
+            ).to_bytes(),
+        )
+    )
     await _produce(settings, AUDIENCE_MEMBERS.name, items)
 
     read = await read_sync_members(settings, ours, since=started, timeout_s=60)
     assert read.members == members
     plan = plan_assignments(
-        job_id=f"job-{ours[:8]}", workspace_id="ws", connection_id="c1", campaign_key="spring",
-        variants=["A", "B"], weights=[1, 3], members=read.members,
+        job_id=f"job-{ours[:8]}",
+        workspace_id="ws",
+        connection_id="c1",
+        campaign_key="spring",
+        variants=["A", "B"],
+        weights=[1, 3],
+        members=read.members,
     )
     assert plan.total == 2501 and plan.identity == "mixed"
     assert [len(b.assignments) for b in plan.batches] == [1000, 1000, 501]
     await publish_plan(settings, plan)
 
     consumer = AIOKafkaConsumer(
-        settings.topic(CAMPAIGN_ASSIGNMENTS.name), bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"t-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+        settings.topic(CAMPAIGN_ASSIGNMENTS.name),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"t-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     got: dict[int, AssignmentBatch] = {}
@@ -111,12 +145,18 @@ async def test_results_dedupe_attribute_and_dead_letter(
     await store.ensure_indexes()
     conn = f"conn-{uuid.uuid4().hex[:6]}"
     body = CampaignCreate(
-        name="R", key=f"res_{uuid.uuid4().hex[:6]}", connection_id=conn, control="A",
+        name="R",
+        key=f"res_{uuid.uuid4().hex[:6]}",
+        connection_id=conn,
+        control="A",
         variants=[Variant(name="A", subject="a", html="a"), Variant(name="B", subject="b", html="b")],
     )
     campaign = await campaigns.create("ws", "u", body)
-    await campaigns.set(campaign["_id"], send={"iterable_campaign_id": 777, "status": "sent"},
-                        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"})
+    await campaigns.set(
+        campaign["_id"],
+        send={"iterable_campaign_id": 777, "status": "sent"},
+        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"},
+    )
     campaign = await campaigns.get_by_id(campaign["_id"])
     assert campaign is not None
 
@@ -124,19 +164,44 @@ async def test_results_dedupe_attribute_and_dead_letter(
     events: list[EngagementEvent] = []
     people = [f"p{i}@example.com" for i in range(40)]
     for i, email in enumerate(people):
-        events.append(EngagementEvent(event_id=f"s-{email}-{body.key}", workspace_id="ws", connection_id=conn,
-                                      event_type=EventType.SEND, iterable_event_name="emailSend",
-                                      email=email, campaign_id=777, occurred_at=now))
+        events.append(
+            EngagementEvent(
+                event_id=f"s-{email}-{body.key}",
+                workspace_id="ws",
+                connection_id=conn,
+                event_type=EventType.SEND,
+                iterable_event_name="emailSend",
+                email=email,
+                campaign_id=777,
+                occurred_at=now,
+            )
+        )
         if i % 2 == 0:  # opened twice (two distinct events) and delivered twice (same id)
             for n in (1, 2):
-                e = EngagementEvent(event_id=f"o{n}-{email}-{body.key}", workspace_id="ws", connection_id=conn,
-                                    event_type=EventType.OPEN, iterable_event_name="emailOpen",
-                                    email=email, campaign_id=777, occurred_at=now)
+                e = EngagementEvent(
+                    event_id=f"o{n}-{email}-{body.key}",
+                    workspace_id="ws",
+                    connection_id=conn,
+                    event_type=EventType.OPEN,
+                    iterable_event_name="emailOpen",
+                    email=email,
+                    campaign_id=777,
+                    occurred_at=now,
+                )
                 events += [e, e]
     # Another campaign's event is stored but not attributed.
-    events.append(EngagementEvent(event_id=f"x-{body.key}", workspace_id="ws", connection_id=conn,
-                                  event_type=EventType.OPEN, iterable_event_name="emailOpen",
-                                  email="p0@example.com", campaign_id=999, occurred_at=now))
+    events.append(
+        EngagementEvent(
+            event_id=f"x-{body.key}",
+            workspace_id="ws",
+            connection_id=conn,
+            event_type=EventType.OPEN,
+            iterable_event_name="emailOpen",
+            email="p0@example.com",
+            campaign_id=999,
+            occurred_at=now,
+        )
+    )
     items = [(f"{conn}:{e.email}", e.to_bytes()) for e in events]
     items.append((conn, json.dumps({"not": "an event"}).encode()))
     await _produce(settings, ENGAGEMENT_EVENTS.name, items)
@@ -169,8 +234,10 @@ async def test_results_dedupe_attribute_and_dead_letter(
     assert table.events == 40 + 40  # distinct event ids of this campaign
 
     dead = AIOKafkaConsumer(
-        settings.topic(ENGAGEMENT_DEADLETTER.name), bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"t-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+        settings.topic(ENGAGEMENT_DEADLETTER.name),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"t-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
     )
     await dead.start()
     try:
@@ -179,8 +246,10 @@ async def test_results_dedupe_attribute_and_dead_letter(
             while not found:
                 for messages in (await dead.getmany(timeout_ms=500)).values():
                     found = found or any(
-                        b"an event" in m.value and b'"consumer":"console.results"' in m.value
-                        and b'"reason_class":"validation"' in m.value for m in messages
+                        b"an event" in m.value
+                        and b'"consumer":"console.results"' in m.value
+                        and b'"reason_class":"validation"' in m.value
+                        for m in messages
                     )
     finally:
         await dead.stop()

@@ -20,24 +20,37 @@ from tests.console.livestack import LiveStack
 from tests.fixtures.kafka_tools import produce
 
 
-async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted(page: Page, live_stack: LiveStack) -> None:
+async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted(
+    page: Page, live_stack: LiveStack
+) -> None:
     stack = live_stack
     cid = stack.seed.connection_id
     poison = EngagementEvent(
-        event_id=f"ev_poison_{secrets.token_hex(4)}", workspace_id=stack.seed.workspace_id, connection_id=cid,
-        event_type=EventType.OPEN, iterable_event_name="emailOpen", email="poison@example.com", campaign_id=1,
+        event_id=f"ev_poison_{secrets.token_hex(4)}",
+        workspace_id=stack.seed.workspace_id,
+        connection_id=cid,
+        event_type=EventType.OPEN,
+        iterable_event_name="emailOpen",
+        email="poison@example.com",
+        campaign_id=1,
         occurred_at=datetime.now(timezone.utc),
     ).model_dump(mode="json")
     poison["campaign_id"] = 10**40  # as the webhook carried it
-    await produce(stack.settings, stack.settings.topic(ENGAGEMENT_EVENTS.name),
-                  [(f"{cid}:poison@example.com".encode(), json.dumps(poison).encode())])
+    await produce(
+        stack.settings,
+        stack.settings.topic(ENGAGEMENT_EVENTS.name),
+        [(f"{cid}:poison@example.com".encode(), json.dumps(poison).encode())],
+    )
 
     with stack.signed_in_client("owner-a") as console:
         conn = console.get("/api/connections").json()["connections"]
         url = next(c for c in conn if c["id"] == cid)["webhook_url"]
     email = f"after-poison-{secrets.token_hex(3)}@example.com"
-    body = {"email": email, "eventName": "emailOpen",
-            "dataFields": {"campaignId": 43, "templateId": 8, "createdAt": "2026-01-02 03:04:05 +00:00"}}
+    body = {
+        "email": email,
+        "eventName": "emailOpen",
+        "dataFields": {"campaignId": 43, "templateId": 8, "createdAt": "2026-01-02 03:04:05 +00:00"},
+    }
     sent = time.monotonic()
     async with httpx.AsyncClient() as http:
         r = await http.post(url, json=body, headers={"Authorization": f"OAuth2 {stack.webhook_secret}"})

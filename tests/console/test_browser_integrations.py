@@ -15,8 +15,10 @@ from tests.console.livestack import LiveStack
 async def _project_type(stack: LiveStack, connection_id: str | None) -> str:
     """The connection's project type as the connections service stores it."""
     async with httpx.AsyncClient(base_url=stack.urls["connections"], timeout=30) as http:
-        r = await http.get(f"/v1/workspaces/{stack.seed.workspace_id}/connections/{connection_id}",
-                           headers={"Authorization": f"Bearer {stack.token()}"})
+        r = await http.get(
+            f"/v1/workspaces/{stack.seed.workspace_id}/connections/{connection_id}",
+            headers={"Authorization": f"Bearer {stack.token()}"},
+        )
     assert r.status_code == 200, r.text
     return str(r.json()["project_type"])
 
@@ -116,8 +118,7 @@ async def test_member_sees_cards_but_cannot_manage(page: Page, live_stack: LiveS
     await shot(page, "06-integrations-member")
     # The API says no too (the connections service's rule, passed through).
     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
-    async with httpx.AsyncClient(base_url=stack.console, cookies=cookies,
-                                 headers={"Origin": stack.console}) as http:
+    async with httpx.AsyncClient(base_url=stack.console, cookies=cookies, headers={"Origin": stack.console}) as http:
         r = await http.post("/api/connections", json={"name": "x", "api_key": "0" * 32})
         assert r.status_code == 403
         r = await http.post(f"/api/connections/{stack.seed.connection_id}/test")
@@ -133,16 +134,19 @@ async def test_events_page_counts_and_configure_event_types(page: Page, live_sta
         conn = http.get("/api/connections").json()["connections"]
         url = next(c for c in conn if c["id"] == stack.seed.connection_id)["webhook_url"]
     auth = {"Authorization": f"OAuth2 {stack.webhook_secret}"}
-    base = {"email": "events-page@example.com",
-            "dataFields": {"campaignId": 42, "templateId": 7, "createdAt": "2026-01-02 03:04:05 +00:00"}}
+    base = {
+        "email": "events-page@example.com",
+        "dataFields": {"campaignId": 42, "templateId": 7, "createdAt": "2026-01-02 03:04:05 +00:00"},
+    }
     async with httpx.AsyncClient() as http:
         assert (await http.post(url, json={**base, "eventName": "emailOpen"}, headers=auth)).status_code < 300
         assert (await http.post(url, json={**base, "eventName": "emailClick"}, headers=auth)).status_code < 300
         # A type this connection doesn't process: filtered.
         assert (await http.post(url, json={**base, "eventName": "emailBounce"}, headers=auth)).status_code < 300
         # A wrong secret: rejected.
-        bad = await http.post(url, json={**base, "eventName": "emailOpen"},
-                              headers={"Authorization": "OAuth2 wrong-secret-wrong-secret"})
+        bad = await http.post(
+            url, json={**base, "eventName": "emailOpen"}, headers={"Authorization": "OAuth2 wrong-secret-wrong-secret"}
+        )
         assert bad.status_code == 403
 
     await sign_in(page, stack, "owner", "/settings/integrations")
@@ -150,8 +154,9 @@ async def test_events_page_counts_and_configure_event_types(page: Page, live_sta
     await expect(page.locator("h1")).to_have_text("Events")
     # The read model is eventually consistent: reload until the counts are in.
     for _ in range(60):
-        if (await page.locator("[data-count=rejected]").inner_text()).strip() not in ("0", "–") and \
-           (await page.locator("[data-count=filtered]").inner_text()).strip() not in ("0", "–"):
+        if (await page.locator("[data-count=rejected]").inner_text()).strip() not in ("0", "–") and (
+            await page.locator("[data-count=filtered]").inner_text()
+        ).strip() not in ("0", "–"):
             break
         await page.wait_for_timeout(500)
         await page.reload()

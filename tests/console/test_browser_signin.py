@@ -24,8 +24,11 @@ async def test_each_role_sees_what_the_seed_promises(page: Page, live_stack: Liv
     await sign_in(page, stack, next_path="/settings/integrations", login=login)
     await expect(page.locator(".who")).to_contain_text(user.claims["workspace"])
     await expect(page.locator("#who-role")).to_have_text(user.claims["role"].capitalize())
-    own, other = ((stack.seed.connection_id, stack.second_connection_id)
-                  if user.workspace == WORKSPACE_A else (stack.second_connection_id, stack.seed.connection_id))
+    own, other = (
+        (stack.seed.connection_id, stack.second_connection_id)
+        if user.workspace == WORKSPACE_A
+        else (stack.second_connection_id, stack.seed.connection_id)
+    )
     card = page.locator(f"[data-connection='{own}']")
     await expect(card).to_be_visible()
     await expect(page.locator(f"[data-connection='{other}']")).to_have_count(0)
@@ -132,15 +135,24 @@ def test_cross_origin_text_plain_post_is_refused_and_creates_nothing(live_stack:
     before = _connection_names(stack)
 
     def body() -> str:  # a fresh name each time: a duplicate name would be refused anyway
-        return json.dumps({"name": f"Evil {secrets.token_hex(3)}", "api_key": secrets.token_hex(16),
-                           "webhook_secret": "x" * 24, "region": "US"})
+        return json.dumps(
+            {
+                "name": f"Evil {secrets.token_hex(3)}",
+                "api_key": secrets.token_hex(16),
+                "webhook_secret": "x" * 24,
+                "region": "US",
+            }
+        )
 
     with stack.signed_in_client("owner-a") as http:
         attacks = {
             "evil origin, text/plain": {"Origin": "https://evil.example", "Content-Type": "text/plain"},
             "evil origin, json": {"Origin": "https://evil.example", "Content-Type": "application/json"},
-            "no origin, cross-site fetch": {"Origin": None, "Sec-Fetch-Site": "cross-site",
-                                            "Content-Type": "text/plain"},
+            "no origin, cross-site fetch": {
+                "Origin": None,
+                "Sec-Fetch-Site": "cross-site",
+                "Content-Type": "text/plain",
+            },
             "same-site other port": {"Origin": stack.sandbox, "Content-Type": "text/plain"},
             "no origin at all": {"Origin": None, "Content-Type": "application/json"},
             "null origin": {"Origin": "null", "Content-Type": "application/json"},
@@ -158,8 +170,9 @@ def test_cross_origin_text_plain_post_is_refused_and_creates_nothing(live_stack:
         assert (r.status_code, r.json()["error"]["code"]) == (415, "unsupported_media_type")
         # A browser that sends no Origin but says same-origin is served (a test of the
         # seeded connection changes nothing).
-        request = http.build_request("POST", f"/api/connections/{stack.seed.connection_id}/test",
-                                     headers={"Sec-Fetch-Site": "same-origin"})
+        request = http.build_request(
+            "POST", f"/api/connections/{stack.seed.connection_id}/test", headers={"Sec-Fetch-Site": "same-origin"}
+        )
         del request.headers["Origin"]
         assert http.send(request).status_code == 200
         # A cross-origin sign-out form can't end the session either.

@@ -20,8 +20,9 @@ async def test_failed_writeback_shows_reasons_and_retrigger_recovers(page: Page,
     project = f"/_sandbox/projects/{stack.seed.project_id}"
     list_name = f"Failure drill {secrets.token_hex(2)}"
     async with httpx.AsyncClient(base_url=stack.sandbox) as sandbox:
-        created = await sandbox.post(f"{project}/lists", json={
-            "name": list_name, "members": [f"drill{i}@example.com" for i in range(MEMBERS)]})
+        created = await sandbox.post(
+            f"{project}/lists", json={"name": list_name, "members": [f"drill{i}@example.com" for i in range(MEMBERS)]}
+        )
         assert created.status_code == 201, created.text
         list_id = created.json()["id"]
 
@@ -36,8 +37,10 @@ async def test_failed_writeback_shows_reasons_and_retrigger_recovers(page: Page,
         await expect(page.locator("#step-audience .badge")).to_have_text("completed", timeout=120_000)
 
         # Iterable goes down before the writeback starts.
-        outage = await sandbox.patch(f"{project}/config", json={
-            "faults": {"paths": ["/api/users/bulkUpdate"], "fail_next": 1000, "fail_status": 503}})
+        outage = await sandbox.patch(
+            f"{project}/config",
+            json={"faults": {"paths": ["/api/users/bulkUpdate"], "fail_next": 1000, "fail_status": 503}},
+        )
         assert outage.status_code == 200, outage.text
         try:
             await page.click("#assign-variants")
@@ -65,9 +68,13 @@ async def test_dropped_lf_assignments_field_is_shown_loudly(page: Page, live_sta
     project = f"/_sandbox/projects/{stack.seed.project_id}"
     members = 12
     async with httpx.AsyncClient(base_url=stack.sandbox) as sandbox:
-        created = await sandbox.post(f"{project}/lists", json={
-            "name": f"Field limit {secrets.token_hex(2)}",
-            "members": [f"limit{i}@example.com" for i in range(members)]})
+        created = await sandbox.post(
+            f"{project}/lists",
+            json={
+                "name": f"Field limit {secrets.token_hex(2)}",
+                "members": [f"limit{i}@example.com" for i in range(members)],
+            },
+        )
         assert created.status_code == 201, created.text
         list_id = created.json()["id"]
 
@@ -87,7 +94,9 @@ async def test_dropped_lf_assignments_field_is_shown_loudly(page: Page, live_sta
         try:
             await page.click("#assign-variants")
             await expect(page.locator("#wb-field-dropped")).to_be_visible(timeout=120_000)
-            await expect(page.locator("#wb-field-dropped")).to_contain_text(f"{members} recipients will get the control content")
+            await expect(page.locator("#wb-field-dropped")).to_contain_text(
+                f"{members} recipients will get the control content"
+            )
             await expect(page.locator("#wb-failed")).to_have_text(str(members))
             await expect(page.locator("#wb-reasons")).to_contain_text("field_dropped")
             await expect(page.locator("#step-writeback .badge")).to_have_text("failed")

@@ -25,12 +25,20 @@ LIFTSTACK = Path(sys.executable).with_name("liftstack")
 
 
 async def _cli(settings: CommonSettings, *args: str) -> tuple[int, str]:
-    env = {**os.environ, "LIFTSTACK_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "LIFTSTACK_MONGO_URL": settings.mongo_url, "LIFTSTACK_MONGO_DB": settings.mongo_db,
-           "LIFTSTACK_TOPIC_PREFIX": settings.topic_prefix}
+    env = {
+        **os.environ,
+        "LIFTSTACK_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LIFTSTACK_MONGO_URL": settings.mongo_url,
+        "LIFTSTACK_MONGO_DB": settings.mongo_db,
+        "LIFTSTACK_TOPIC_PREFIX": settings.topic_prefix,
+    }
     proc = await asyncio.create_subprocess_exec(
-        str(LIFTSTACK), "deadletters", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(LIFTSTACK),
+        "deadletters",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()
@@ -38,8 +46,9 @@ async def _cli(settings: CommonSettings, *args: str) -> tuple[int, str]:
 
 async def test_list_then_replay_after_a_fix_once(kafka_topics: CommonSettings, mongo_client: AsyncMongoClient) -> None:
     run = uuid.uuid4().hex[:6]
-    settings = kafka_topics.model_copy(update={"topic_prefix": f"{kafka_topics.topic_prefix}dl{run}.",
-                                               "mongo_db": f"{kafka_topics.mongo_db}_dl{run}"})
+    settings = kafka_topics.model_copy(
+        update={"topic_prefix": f"{kafka_topics.topic_prefix}dl{run}.", "mongo_db": f"{kafka_topics.mongo_db}_dl{run}"}
+    )
     await ensure_topics(settings, (ENGAGEMENT_EVENTS, ENGAGEMENT_DEADLETTER))
     source = settings.topic(ENGAGEMENT_EVENTS.name)
     processed: list[str] = []
@@ -52,15 +61,26 @@ async def test_list_then_replay_after_a_fix_once(kafka_topics: CommonSettings, m
             processed.append(d.message["id"])
 
     runtime = ConsumerRuntime(
-        name="test.replayable", bootstrap=settings.kafka_bootstrap, topics=[source],
-        group_id=settings.topic("replayable"), decode=lambda r: json.loads(r.value), handle=handle,
+        name="test.replayable",
+        bootstrap=settings.kafka_bootstrap,
+        topics=[source],
+        group_id=settings.topic("replayable"),
+        decode=lambda r: json.loads(r.value),
+        handle=handle,
         dead_letter_topic=settings.topic(ENGAGEMENT_DEADLETTER.name),
         policy=RetryPolicy(attempts=2, retry_initial_s=0.05),
     )
     runtime.start()
     try:
-        await produce(settings, source, [(b"conn_1:a", json.dumps({"id": "needs-the-fix"}).encode()),
-                                         (b"conn_1:a", json.dumps({"id": "fine"}).encode())], partition=0)
+        await produce(
+            settings,
+            source,
+            [
+                (b"conn_1:a", json.dumps({"id": "needs-the-fix"}).encode()),
+                (b"conn_1:a", json.dumps({"id": "fine"}).encode()),
+            ],
+            partition=0,
+        )
 
         async def dead_lettered():
             return runtime.stats.dead_lettered == 1 and "fine" in processed

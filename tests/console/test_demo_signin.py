@@ -31,16 +31,22 @@ def test_demo_signin_is_off_by_default_and_no_signin_is_refused_at_start(kafka_t
         create_app(_console_settings(kafka_topics), run_consumer=False)
 
 
-@pytest.mark.parametrize(("url", "secure"), [
-    ("http://127.0.0.1:8080", False), ("http://localhost:8080", False),
-    ("https://console.example.com", True), ("http://console.internal:8080", True),
-])
+@pytest.mark.parametrize(
+    ("url", "secure"),
+    [
+        ("http://127.0.0.1:8080", False),
+        ("http://localhost:8080", False),
+        ("https://console.example.com", True),
+        ("http://console.internal:8080", True),
+    ],
+)
 def test_cookies_are_secure_except_on_plain_http_localhost(url: str, secure: bool) -> None:
     assert ConsoleSettings(console_public_url=url).cookie_secure is secure
 
 
 def test_demo_signer_tokens_verify_against_the_consoles_published_keys(
-    kafka_topics: CommonSettings, tmp_path: Path,
+    kafka_topics: CommonSettings,
+    tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "demo-signing-key.pem"
     generate_key_file(key_file)
@@ -48,8 +54,12 @@ def test_demo_signer_tokens_verify_against_the_consoles_published_keys(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = _console_settings(
-        kafka_topics, demo_signin=True, demo_signing_key_file=str(key_file),
-        oidc_issuer=f"{url}/demo", oidc_jwks_url=f"{url}/demo/jwks.json", console_public_url=url,
+        kafka_topics,
+        demo_signin=True,
+        demo_signing_key_file=str(key_file),
+        oidc_issuer=f"{url}/demo",
+        oidc_jwks_url=f"{url}/demo/jwks.json",
+        console_public_url=url,
     )
     with serve_asgi(create_app(settings, run_consumer=False), port=port):
         jwks = httpx.get(f"{url}/demo/jwks.json").json()

@@ -32,33 +32,54 @@ def test_user_id_project_is_synced_assigned_and_written_by_user_id(live_stack: L
     stack = live_stack
     api_key = secrets.token_hex(16)
     with httpx.Client(base_url=stack.sandbox, timeout=60) as sandbox:
-        project = _ok(sandbox.post("/_sandbox/projects", json={
-            "name": f"staff {api_key[-4:]}", "region": "US", "identity": "userId",
-            "keys": [{"type": "server_side", "key": api_key}],
-        }))
+        project = _ok(
+            sandbox.post(
+                "/_sandbox/projects",
+                json={
+                    "name": f"staff {api_key[-4:]}",
+                    "region": "US",
+                    "identity": "userId",
+                    "keys": [{"type": "server_side", "key": api_key}],
+                },
+            )
+        )
         pid = project["id"]
         _ok(sandbox.post(f"/_sandbox/projects/{pid}/lists", json={"name": "Staff", "members": MEMBERS}))
 
     client = ConsoleClient(stack.console)
     client.sign_in("owner")
-    conn = client.call("POST", "/api/connections", {
-        "name": f"Staff {api_key[-4:]}", "api_key": api_key, "region": "US",
-        "project_type": "userId",
-    })
+    conn = client.call(
+        "POST",
+        "/api/connections",
+        {
+            "name": f"Staff {api_key[-4:]}",
+            "api_key": api_key,
+            "region": "US",
+            "project_type": "userId",
+        },
+    )
     assert conn["project_type"] == "userId"
     key = "staff_" + secrets.token_hex(3)
-    campaign = client.call("POST", "/api/campaigns", {
-        "name": f"Staff {key}", "key": key, "connection_id": conn["id"],
-        "variants": DEMO_VARIANTS, "control": "A",
-    })
+    campaign = client.call(
+        "POST",
+        "/api/campaigns",
+        {
+            "name": f"Staff {key}",
+            "key": key,
+            "connection_id": conn["id"],
+            "variants": DEMO_VARIANTS,
+            "control": "A",
+        },
+    )
     cid = campaign["id"]
-    audience = next(a for a in client.call("GET", f"/api/campaigns/{cid}/audiences")["audiences"]
-                    if a["name"] == "Staff")
+    audience = next(
+        a for a in client.call("GET", f"/api/campaigns/{cid}/audiences")["audiences"] if a["name"] == "Staff"
+    )
     # What the wizard sends: the list, no identity.
     client.call("POST", f"/api/campaigns/{cid}/sync", {"list_id": audience["id"], "list_name": "Staff"})
 
     def stage(name: str, done: tuple[str, ...]) -> bool:
-        state = (client.call("GET", f"/api/campaigns/{cid}").get(name) or {})
+        state = client.call("GET", f"/api/campaigns/{cid}").get(name) or {}
         assert state.get("status") != "failed", state
         return state.get("status") in done
 
@@ -67,12 +88,10 @@ def test_user_id_project_is_synced_assigned_and_written_by_user_id(live_stack: L
     assert (sync["members"], sync.get("invalid_skipped", 0)) == (3, 0), sync
     client.call("POST", f"/api/campaigns/{cid}/assign")
     wait_for(lambda: stage("assignment", ("completed",)), 120, "the assignment")
-    wait_for(lambda: stage("writeback", ("completed", "completed_with_failures")), 120,
-             "the writeback")
+    wait_for(lambda: stage("writeback", ("completed", "completed_with_failures")), 120, "the writeback")
     state = client.call("GET", f"/api/campaigns/{cid}")
     assert state["assignment"]["identity"] == "user_id"
-    assert (state["writeback"]["status"], state["writeback"]["succeeded"]) == ("completed", 3), \
-        state["writeback"]
+    assert (state["writeback"]["status"], state["writeback"]["succeeded"]) == ("completed", 3), state["writeback"]
 
     names = [v["name"] for v in DEMO_VARIANTS]
     with httpx.Client(base_url=stack.sandbox, timeout=60) as sandbox:
@@ -85,5 +104,4 @@ def test_user_id_project_is_synced_assigned_and_written_by_user_id(live_stack: L
             assert profile["dataFields"]["lf_assignments"] == {key: want}
         # Nobody was addressed by email: no profile carries these as emails.
         for member in MEMBERS[:2]:
-            assert sandbox.get(f"/_sandbox/projects/{pid}/users",
-                               params={"email": member}).status_code == 404
+            assert sandbox.get(f"/_sandbox/projects/{pid}/users", params={"email": member}).status_code == 404

@@ -39,21 +39,34 @@ async def _campaign(db, conn: str, iterable_id: int) -> dict:
     campaigns = CampaignStore(db)
     await campaigns.ensure_indexes()
     body = CampaignCreate(
-        name="R", key=f"res_{uuid.uuid4().hex[:6]}", connection_id=conn, control="A",
+        name="R",
+        key=f"res_{uuid.uuid4().hex[:6]}",
+        connection_id=conn,
+        control="A",
         variants=[Variant(name="A", subject="a", html="a"), Variant(name="B", subject="b", html="b")],
     )
     campaign = await campaigns.create("ws", "u", body)
-    await campaigns.set(campaign["_id"], send={"iterable_campaign_id": iterable_id, "status": "sent"},
-                        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"})
+    await campaigns.set(
+        campaign["_id"],
+        send={"iterable_campaign_id": iterable_id, "status": "sent"},
+        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"},
+    )
     found = await campaigns.get_by_id(campaign["_id"])
     assert found is not None
     return found
 
 
 def _event(conn: str, email: str, event_id: str, campaign_id: int, kind: EventType = EventType.OPEN) -> EngagementEvent:
-    return EngagementEvent(event_id=event_id, workspace_id="ws", connection_id=conn, event_type=kind,
-                           iterable_event_name="emailOpen", email=email, campaign_id=campaign_id,
-                           occurred_at=datetime.now(timezone.utc))
+    return EngagementEvent(
+        event_id=event_id,
+        workspace_id="ws",
+        connection_id=conn,
+        event_type=kind,
+        iterable_event_name="emailOpen",
+        email=email,
+        campaign_id=campaign_id,
+        occurred_at=datetime.now(timezone.utc),
+    )
 
 
 async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_within_10s(
@@ -70,17 +83,22 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
     overflow["campaign_id"] = 10**40  # the webhook: a valid JSON number, not an int64
     topic = settings.topic(ENGAGEMENT_EVENTS.name)
     key = f"{conn}:poison".encode()
-    landed = await produce(settings, topic, [
-        (key, b"{not json " + marker.encode()),
-        (key, json.dumps({"event_id": marker}).encode()),
-        (key, json.dumps(overflow).encode()),
-        (key, _event(conn, "ok@example.com", f"ev-ok-{marker}", 4242).to_bytes()),
-    ], partition=0)
+    landed = await produce(
+        settings,
+        topic,
+        [
+            (key, b"{not json " + marker.encode()),
+            (key, json.dumps({"event_id": marker}).encode()),
+            (key, json.dumps(overflow).encode()),
+            (key, _event(conn, "ok@example.com", f"ev-ok-{marker}", 4242).to_bytes()),
+        ],
+        partition=0,
+    )
 
-    consumer = ResultsConsumer(settings, f"results-{uuid.uuid4().hex[:6]}", store,
-                               CampaignStore(db), policy=FAST)
+    consumer = ResultsConsumer(settings, f"results-{uuid.uuid4().hex[:6]}", store, CampaignStore(db), policy=FAST)
     consumer.start()
     try:
+
         async def counted():
             return await store.counts(campaign["_id"])
 
@@ -133,6 +151,7 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
     consumer = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
     consumer.start()
     try:
+
         async def all_counted():
             counts = await store.counts(campaign["_id"])
             return counts if sum(counts.values()) >= 7 else None
@@ -154,6 +173,7 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
     again = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
     again.start()
     try:
+
         async def redelivered():
             return again.processed >= len(items) or None
 

@@ -33,8 +33,13 @@ def test_assignment_rejects_bad_weights():
 
 @pytest.mark.parametrize(
     "x,dof,expected",
-    [(3.841458820694124, 1, 0.05), (10.827566170662733, 1, 0.001), (5.991464547107979, 2, 0.05),
-     (0.5, 3, 0.918891411654), (30.0, 4, 4.89e-06)],
+    [
+        (3.841458820694124, 1, 0.05),
+        (10.827566170662733, 1, 0.001),
+        (5.991464547107979, 2, 0.05),
+        (0.5, 3, 0.918891411654),
+        (30.0, 4, 4.89e-06),
+    ],
 )
 def test_chi2_survival_matches_tables(x, dof, expected):
     assert chi2_survival(x, dof) == pytest.approx(expected, rel=1e-3)
@@ -60,11 +65,17 @@ def test_user_id_members_are_assigned_by_user_id_even_with_an_at_sign():
     """A userID-based project's members arrive as userIds (`alice@corp` included):
     each becomes a userId assignment, split on `userId:<id>` as results recompute it."""
     members = [AudienceMember(user_id="alice@corp"), AudienceMember(user_id="bob@corp.example")]
-    plan = plan_assignments(job_id="j", workspace_id="ws", connection_id="c", campaign_key="k",
-                            variants=["A", "B"], weights=[1.0, 1.0], members=members)
+    plan = plan_assignments(
+        job_id="j",
+        workspace_id="ws",
+        connection_id="c",
+        campaign_key="k",
+        variants=["A", "B"],
+        weights=[1.0, 1.0],
+        members=members,
+    )
     assignments = plan.batches[0].assignments
-    assert [(a.user_id, a.email) for a in assignments] == [
-        ("alice@corp", None), ("bob@corp.example", None)]
+    assert [(a.user_id, a.email) for a in assignments] == [("alice@corp", None), ("bob@corp.example", None)]
     assert plan.identity == "user_id"
     for a in assignments:
         assert a.variant == assign_variant("k", f"userId:{a.user_id}", ["A", "B"], [1.0, 1.0])

@@ -36,7 +36,9 @@ def provider_token(live_stack: LiveStack) -> str:
 
 @pytest.mark.parametrize("service", sorted(USER_ENDPOINTS))
 def test_every_service_accepts_the_providers_token_and_refuses_bad_ones(
-    live_stack: LiveStack, provider_token: str, service: str,
+    live_stack: LiveStack,
+    provider_token: str,
+    service: str,
 ) -> None:
     stack = live_stack
     accepted = _get(stack, service, {"Authorization": f"Bearer {provider_token}"})

@@ -26,8 +26,13 @@ from liftstack_console.seed import FIRST_NAMES, demo_members
 from tests.console.livestack import LiveStack
 
 # Iterable event name -> the results table's metric.
-METRIC_OF = {"emailSend": "send", "emailOpen": "open", "emailClick": "click",
-             "purchase": "conversion", "emailUnSubscribe": "unsubscribe"}
+METRIC_OF = {
+    "emailSend": "send",
+    "emailOpen": "open",
+    "emailClick": "click",
+    "purchase": "conversion",
+    "emailUnSubscribe": "unsubscribe",
+}
 
 
 @pytest.mark.timeout(900)  # the whole loop, on a 2-core machine with FerretDB on SQLite
@@ -38,8 +43,11 @@ def test_whole_loop_sends_each_recipient_its_variant_and_counts_match(live_stack
     client = ConsoleClient(stack.console)
     stack.idp.sign_in(client.http, "owner-a")
     outcome = run_demo(
-        stack.console, timeout_s=240, settle_s=3,
-        send_options={"seed": 11, "duplicates_rate": 0.15, "reorder": True}, client=client,
+        stack.console,
+        timeout_s=240,
+        settle_s=3,
+        send_options={"seed": 11, "duplicates_rate": 0.15, "reorder": True},
+        client=client,
     )
     loop_s = time.monotonic() - started
     campaign = client.call("GET", f"/api/campaigns/{outcome['campaign_id']}")

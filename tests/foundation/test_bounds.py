@@ -15,8 +15,15 @@ AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _event(**overrides):
-    values = dict(event_id="ev_1", workspace_id="ws", connection_id="c", event_type=EventType.OPEN,
-                  iterable_event_name="emailOpen", email="a@example.com", occurred_at=AT)
+    values = dict(
+        event_id="ev_1",
+        workspace_id="ws",
+        connection_id="c",
+        event_type=EventType.OPEN,
+        iterable_event_name="emailOpen",
+        email="a@example.com",
+        occurred_at=AT,
+    )
     return EngagementEvent(**{**values, **overrides})
 
 
@@ -46,8 +53,12 @@ def test_the_engagement_contract_refuses_what_no_consumer_could_store(overrides)
 
 
 def test_the_contract_keeps_every_value_inside_the_bounds():
-    event = _event(campaign_id=2**63 - 1, template_id=-(2**63), raw={"a": [1.5, None, True, "é"]},
-                   occurred_at=datetime(1970, 1, 1, tzinfo=timezone.utc))
+    event = _event(
+        campaign_id=2**63 - 1,
+        template_id=-(2**63),
+        raw={"a": [1.5, None, True, "é"]},
+        occurred_at=datetime(1970, 1, 1, tzinfo=timezone.utc),
+    )
     assert EngagementEvent.model_validate_json(event.to_bytes()) == event
 
 

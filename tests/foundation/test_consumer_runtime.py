@@ -67,12 +67,19 @@ async def _topics(settings: CommonSettings) -> tuple[str, str]:
     return topic, dlt
 
 
-def _runtime(settings: CommonSettings, topic: str, dlt: str, handle: Any, group: str | None = None,
-             **kw: Any) -> ConsumerRuntime[dict[str, Any]]:
+def _runtime(
+    settings: CommonSettings, topic: str, dlt: str, handle: Any, group: str | None = None, **kw: Any
+) -> ConsumerRuntime[dict[str, Any]]:
     return ConsumerRuntime(
-        name="test.runtime", bootstrap=settings.kafka_bootstrap, topics=[topic],
+        name="test.runtime",
+        bootstrap=settings.kafka_bootstrap,
+        topics=[topic],
         group_id=group if group is not None else f"g-{uuid.uuid4().hex[:6]}",
-        decode=decode_json, handle=handle, dead_letter_topic=dlt, policy=FAST, **kw,
+        decode=decode_json,
+        handle=handle,
+        dead_letter_topic=dlt,
+        policy=FAST,
+        **kw,
     )
 
 
@@ -100,12 +107,20 @@ async def test_poison_is_dead_lettered_after_n_tries_and_the_next_message_is_pro
     topic, dlt = await _topics(settings)
     store = Store(mongo_client, settings.mongo_db, f"rt_{uuid.uuid4().hex[:6]}")
     # The poison: a valid JSON number that BSON cannot store (int64 overflow).
-    await produce(settings, topic, [(b"k", json.dumps({"id": "poison", "n": 10**40}).encode()),
-                                    (b"k", b"{not json"),
-                                    (b"k", json.dumps({"id": "normal"}).encode())], partition=0)
+    await produce(
+        settings,
+        topic,
+        [
+            (b"k", json.dumps({"id": "poison", "n": 10**40}).encode()),
+            (b"k", b"{not json"),
+            (b"k", json.dumps({"id": "normal"}).encode()),
+        ],
+        partition=0,
+    )
     runtime = _runtime(settings, topic, dlt, store.handle)
     runtime.start()
     try:
+
         async def normal_there() -> bool:
             return "normal" in await store.ids()
 
@@ -148,6 +163,7 @@ async def test_one_poison_in_a_batch_costs_only_itself(
     runtime = _runtime(settings, topic, dlt, store.handle)
     runtime.start()
     try:
+
         async def all_there() -> bool:
             return len(await store.ids()) == 20
 
@@ -195,6 +211,7 @@ async def test_a_mongo_outage_is_waited_out_never_dead_lettered(
     runtime = _runtime(settings, topic, dlt, handle)
     runtime.start()
     try:
+
         async def stored() -> bool:
             return "during-outage" in await good.ids()
 
@@ -218,11 +235,19 @@ async def test_a_group_less_runtime_reads_from_latest_and_commits_nothing(
     store = Store(mongo_client, settings.mongo_db, f"rt_{uuid.uuid4().hex[:6]}")
     await produce(settings, topic, [(b"k", json.dumps({"id": "before"}).encode())])
     runtime = ConsumerRuntime(
-        name="test.runtime", bootstrap=settings.kafka_bootstrap, topics=[topic], group_id=None,
-        decode=decode_json, handle=store.handle, dead_letter_topic=dlt, policy=FAST, start_at="latest",
+        name="test.runtime",
+        bootstrap=settings.kafka_bootstrap,
+        topics=[topic],
+        group_id=None,
+        decode=decode_json,
+        handle=store.handle,
+        dead_letter_topic=dlt,
+        policy=FAST,
+        start_at="latest",
     )
     runtime.start()
     try:
+
         async def assigned() -> bool:
             return runtime._consumer is not None and bool(runtime._consumer.assignment())  # noqa: SLF001
 
@@ -257,16 +282,27 @@ def test_classification() -> None:
     except ValidationError as exc:
         invalid = exc
     c = Classifier()
-    for exc in (AutoReconnect("x"), NetworkTimeout("x"), ServerSelectionTimeoutError("x"),
-                KafkaConnectionError(), ConnectionRefusedError(), TimeoutError(),
-                OperationFailure("(SQLITE_BUSY) database is locked")):
+    for exc in (
+        AutoReconnect("x"),
+        NetworkTimeout("x"),
+        ServerSelectionTimeoutError("x"),
+        KafkaConnectionError(),
+        ConnectionRefusedError(),
+        TimeoutError(),
+        OperationFailure("(SQLITE_BUSY) database is locked"),
+    ):
         assert c.kind(exc) is FailureKind.INFRASTRUCTURE, exc
-    for exc, cls in ((invalid, "validation"), (OverflowError("8-byte ints"), "overflow"),
-                     (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "encoding"),
-                     (InvalidDocument("key"), "storage"), (OperationFailure("bad value", 2), "storage"),
-                     (KeyError("bug"), "error"),
-                     # Kafka errors about the record never clear by waiting.
-                     (MessageSizeTooLargeError(), "error"), (RecordTooLargeError(), "error")):
+    for exc, cls in (
+        (invalid, "validation"),
+        (OverflowError("8-byte ints"), "overflow"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), "encoding"),
+        (InvalidDocument("key"), "storage"),
+        (OperationFailure("bad value", 2), "storage"),
+        (KeyError("bug"), "error"),
+        # Kafka errors about the record never clear by waiting.
+        (MessageSizeTooLargeError(), "error"),
+        (RecordTooLargeError(), "error"),
+    ):
         assert c.kind(exc) is FailureKind.MESSAGE, exc
         assert reason_class(exc) == cls
     assert Classifier(extra_infrastructure=(KeyError,)).kind(KeyError("x")) is FailureKind.INFRASTRUCTURE
@@ -280,8 +316,13 @@ async def test_kafka_unreachable_pauses_with_backoff_not_a_hot_loop(kafka_topics
         calls += 1
 
     runtime = ConsumerRuntime(
-        name="test.kafka-down", bootstrap="127.0.0.1:9", topics=["nowhere"], group_id="g-down",
-        decode=decode_json, handle=handle, dead_letter_topic="nowhere.deadletter",
+        name="test.kafka-down",
+        bootstrap="127.0.0.1:9",
+        topics=["nowhere"],
+        group_id="g-down",
+        decode=decode_json,
+        handle=handle,
+        dead_letter_topic="nowhere.deadletter",
         policy=RetryPolicy(pause_initial_s=0.2, pause_max_s=1.0),
     )
     before = INFRA_PAUSES.labels("test.kafka-down")._value.get()

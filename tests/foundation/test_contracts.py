@@ -22,8 +22,7 @@ def test_every_topic_has_a_documented_message():
 def test_committed_asyncapi_document_is_current():
     committed = json.loads((REPO / "docs" / "asyncapi.json").read_text())
     assert committed == document(), (
-        "docs/asyncapi.json is stale: run "
-        ".venv/bin/python -m liftstack_shared.asyncapi > docs/asyncapi.json"
+        "docs/asyncapi.json is stale: run .venv/bin/python -m liftstack_shared.asyncapi > docs/asyncapi.json"
     )
 
 
@@ -45,9 +44,15 @@ def test_assignment_needs_exactly_one_identity():
 
 
 def test_batch_rejects_out_of_range_sequence_and_unknown_fields():
-    base = dict(job_id="j", workspace_id="w", connection_id="c", campaign_key="k",
-                batch_count=2, total_recipients=1,
-                assignments=[{"email": "a@example.com", "variant": "A"}])
+    base = dict(
+        job_id="j",
+        workspace_id="w",
+        connection_id="c",
+        campaign_key="k",
+        batch_count=2,
+        total_recipients=1,
+        assignments=[{"email": "a@example.com", "variant": "A"}],
+    )
     assert AssignmentBatch(batch_seq=1, **base).batch_seq == 1
     with pytest.raises(ValidationError):
         AssignmentBatch(batch_seq=2, **base)

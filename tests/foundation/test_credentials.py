@@ -35,9 +35,15 @@ KEY = "k" * 32
 
 def internal_connection(connection_id: str = "conn-1", workspace_id: str = "ws-1") -> dict:
     return {
-        "connection_id": connection_id, "workspace_id": workspace_id, "name": "Main",
-        "platform": "iterable", "region": "EU", "api_key": KEY,
-        "webhook_secrets": [], "event_types": ["open"], "status": "connected",
+        "connection_id": connection_id,
+        "workspace_id": workspace_id,
+        "name": "Main",
+        "platform": "iterable",
+        "region": "EU",
+        "api_key": KEY,
+        "webhook_secrets": [],
+        "event_types": ["open"],
+        "status": "connected",
     }
 
 
@@ -76,7 +82,8 @@ def source_for(settings: CommonSettings, fake: FakeConnections) -> ConnectionsSe
 
 
 async def test_connections_service_source_asks_with_the_service_token(
-    settings: CommonSettings, fake: FakeConnections,
+    settings: CommonSettings,
+    fake: FakeConnections,
 ) -> None:
     source: CredentialsSource = source_for(settings, fake)
     try:
@@ -103,7 +110,8 @@ async def failure(
 
 
 async def test_another_workspaces_connection_is_not_found(
-    settings: CommonSettings, fake: FakeConnections,
+    settings: CommonSettings,
+    fake: FakeConnections,
 ) -> None:
     error = await failure(settings, fake, "ws-other", ConnectionNotFound)
     # The same error a missing connection gets; internal callers may tell it apart.
@@ -112,7 +120,8 @@ async def test_another_workspaces_connection_is_not_found(
 
 
 async def test_answers_are_cached_until_invalidated(
-    settings: CommonSettings, fake: FakeConnections,
+    settings: CommonSettings,
+    fake: FakeConnections,
 ) -> None:
     source = source_for(settings, fake)
     try:
@@ -128,7 +137,9 @@ async def test_answers_are_cached_until_invalidated(
 
 @pytest.mark.parametrize("answer", ["broken", "garbage", "down"])
 async def test_unusable_answers_are_unavailable_and_chain_nothing(
-    settings: CommonSettings, fake: FakeConnections, answer: str,
+    settings: CommonSettings,
+    fake: FakeConnections,
+    answer: str,
 ) -> None:
     fake.answer = answer
     if answer == "down":

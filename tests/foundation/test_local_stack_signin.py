@@ -44,7 +44,8 @@ def test_demo_mode_gives_only_the_console_the_private_key(monkeypatch: pytest.Mo
 
 
 def test_oidc_mode_runs_the_local_provider_and_signs_the_seed_owner_in(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     stack = _load_stack(monkeypatch, tmp_path, LIFTSTACK_SIGNIN="oidc", LIFTSTACK_IDP_PORT=str(port))
@@ -60,9 +61,11 @@ def test_oidc_mode_runs_the_local_provider_and_signs_the_seed_owner_in(
 
         owner = local_idp.load_users()["owner-a"]
         token = local_idp.access_token(stack.local_idp(), owner["login"], owner["password"])
-        settings = CommonSettings(oidc_issuer=services["LIFTSTACK_OIDC_ISSUER"],
-                                  oidc_jwks_url=services["LIFTSTACK_OIDC_JWKS_URL"],
-                                  oidc_audience=services["LIFTSTACK_OIDC_AUDIENCE"])
+        settings = CommonSettings(
+            oidc_issuer=services["LIFTSTACK_OIDC_ISSUER"],
+            oidc_jwks_url=services["LIFTSTACK_OIDC_JWKS_URL"],
+            oidc_audience=services["LIFTSTACK_OIDC_AUDIENCE"],
+        )
         assert verify_user_token(token, settings) == Principal("owner-a", "ws-demo", Role.OWNER)
         # A restart keeps the provider's key and the console's client secret.
         assert stack.local_idp().client_secret == console["LIFTSTACK_OIDC_CLIENT_SECRET"]

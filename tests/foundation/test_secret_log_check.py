@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-LEAKY_TESTS = '''
+LEAKY_TESTS = """
 import logging
 
 import pytest
@@ -53,17 +53,13 @@ def test_leak_in_teardown(leaky_teardown):
 
 def test_clean():
     log.warning("nothing secret here")
-'''
+"""
 
 
 def test_a_leak_in_any_phase_fails_the_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
-    result = pytester.runpytest(
-        "-p", "tests.fixtures.secrets", "-p", "no:cacheprovider", "-p", "no:asyncio"
-    )
+    result = pytester.runpytest("-p", "tests.fixtures.secrets", "-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=5, errors=4)
-    errored = {line.split("::")[1].split()[0] for line in result.outlines
-               if line.startswith("ERROR test_leaky.py::")}
-    assert errored == {"test_leak_in_call", "test_leak_in_a_traceback",
-                       "test_leak_in_setup", "test_leak_in_teardown"}
+    errored = {line.split("::")[1].split()[0] for line in result.outlines if line.startswith("ERROR test_leaky.py::")}
+    assert errored == {"test_leak_in_call", "test_leak_in_a_traceback", "test_leak_in_setup", "test_leak_in_teardown"}
     assert "leaked into the logs" in result.stdout.str()

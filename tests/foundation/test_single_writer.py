@@ -26,18 +26,14 @@ async def test_writes_of_one_key_never_overlap_and_other_keys_do_not_wait() -> N
         active[key] -= 1
         return key
 
-    results = await asyncio.gather(*(
-        writer.run(key, lambda key=key: write(key)) for key in "ab" * 10
-    ))
+    results = await asyncio.gather(*(writer.run(key, lambda key=key: write(key)) for key in "ab" * 10))
     assert results == list("ab" * 10)
     assert most == {"a": 1, "b": 1}
     assert writer.busy() == 0
 
     # Different keys run side by side: 2 keys x 5 writes of 50 ms take ~250 ms, not 500.
     start = asyncio.get_running_loop().time()
-    await asyncio.gather(*(
-        writer.run(key, lambda: asyncio.sleep(0.05)) for key in "ab" * 5
-    ))
+    await asyncio.gather(*(writer.run(key, lambda: asyncio.sleep(0.05)) for key in "ab" * 5))
     assert asyncio.get_running_loop().time() - start < 0.45
 
 
@@ -93,9 +89,9 @@ async def test_overlapping_updates_of_one_document_all_land(
 
     async def writer_task(i: int) -> None:
         for j in range(10):
-            await writer.run("doc", lambda j=j: col.update_one(
-                {"_id": "doc"}, {"$inc": {"n": 1}, "$set": {f"f{i}": j}}
-            ))
+            await writer.run(
+                "doc", lambda j=j: col.update_one({"_id": "doc"}, {"$inc": {"n": 1}, "$set": {f"f{i}": j}})
+            )
 
     await asyncio.gather(*(writer_task(i) for i in range(16)))
     doc = await col.find_one({"_id": "doc"})

@@ -20,8 +20,13 @@ async def test_pydantic_message_round_trips_through_kafka_with_group_commit(kafk
     topic = settings.topic(CAMPAIGN_ASSIGNMENTS.name)
     group = f"smoke-{uuid.uuid4().hex[:8]}"
     sent = AssignmentBatch(
-        job_id="job-1", workspace_id="ws-1", connection_id="conn-1", campaign_key="spring",
-        batch_seq=0, batch_count=1, total_recipients=2,
+        job_id="job-1",
+        workspace_id="ws-1",
+        connection_id="conn-1",
+        campaign_key="spring",
+        batch_seq=0,
+        batch_count=1,
+        total_recipients=2,
         assignments=[
             Assignment(email="a@example.com", variant="A"),
             Assignment(user_id="u-2", variant="B"),
@@ -46,22 +51,16 @@ async def test_pydantic_message_round_trips_through_kafka_with_group_commit(kafk
         await asyncio.sleep(1)
 
     # The group's committed offsets must cover the message we consumed.
-    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                             enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False)
     await probe.start()
     try:
-        committed = {
-            p: await probe.committed(TopicPartition(topic, p))
-            for p in range(CAMPAIGN_ASSIGNMENTS.partitions)
-        }
+        committed = {p: await probe.committed(TopicPartition(topic, p)) for p in range(CAMPAIGN_ASSIGNMENTS.partitions)}
     finally:
         await probe.stop()
     assert sum(v or 0 for v in committed.values()) >= 1, committed
 
 
-async def test_document_with_unique_index_round_trips_through_mongo_wire_server(
-    mongo_client, settings
-):
+async def test_document_with_unique_index_round_trips_through_mongo_wire_server(mongo_client, settings):
     db = mongo_client[settings.mongo_db]
     collection = db["smoke_connections"]
     await collection.create_index([("workspace_id", 1), ("name", 1)], unique=True)

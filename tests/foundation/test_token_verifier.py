@@ -64,14 +64,23 @@ def jwks() -> Iterator[JwksServer]:
 
 
 def _verifier(url: str, **kwargs: Any) -> TokenVerifier:
-    return TokenVerifier(jwks_url=url, issuer=ISSUER, audience=AUDIENCE,
-                         workspace_claim="workspace", role_claim="role", **kwargs)
+    return TokenVerifier(
+        jwks_url=url, issuer=ISSUER, audience=AUDIENCE, workspace_claim="workspace", role_claim="role", **kwargs
+    )
 
 
 def _token(key: Any, kid: str, alg: str = "RS256", **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 60,
-            "workspace": "ws-1", "role": "admin", **claims}
+    body = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "u1",
+        "iat": now,
+        "exp": now + 60,
+        "workspace": "ws-1",
+        "role": "admin",
+        **claims,
+    }
     return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
 
@@ -111,8 +120,7 @@ def test_a_token_without_workspace_is_no_workspace(jwks: JwksServer) -> None:
 
 
 def test_an_unreachable_provider_is_503_not_401() -> None:
-    settings = CommonSettings(oidc_issuer=ISSUER, oidc_jwks_url="http://127.0.0.1:9/jwks",
-                              oidc_audience=AUDIENCE)
+    settings = CommonSettings(oidc_issuer=ISSUER, oidc_jwks_url="http://127.0.0.1:9/jwks", oidc_audience=AUDIENCE)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(ApiError) as caught:
         verify_user_token(_token(key, "k1"), settings)
@@ -127,7 +135,8 @@ def test_unconfigured_verification_refuses_every_token() -> None:
 
 
 def test_real_provider_tokens_carry_workspace_and_role(
-    identity_provider: IdentityProvider, settings: CommonSettings,
+    identity_provider: IdentityProvider,
+    settings: CommonSettings,
 ) -> None:
     """Tokens minted by the running provider through its login form (code + PKCE)."""
     admin_b = identity_provider.access_token("admin-b")

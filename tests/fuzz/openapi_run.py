@@ -33,17 +33,24 @@ class OpenApiReport:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "service": self.service, "operations": self.operations, "cases": self.cases,
+            "service": self.service,
+            "operations": self.operations,
+            "cases": self.cases,
             "statuses": dict(sorted(self.statuses.items())),
             "server_errors_other_than_503": len(self.server_errors),
             "schema_violations": len(self.schema_violations),
-            "not_generated": self.not_generated, "error_codes": dict(self.codes.most_common(8)),
+            "not_generated": self.not_generated,
+            "error_codes": dict(self.codes.most_common(8)),
         }
 
 
 def fuzz_openapi(
-    service: str, base_url: str, headers: dict[str, str], path_values: dict[str, str],
-    examples_per_operation: int, seed_value: int,
+    service: str,
+    base_url: str,
+    headers: dict[str, str],
+    path_values: dict[str, str],
+    examples_per_operation: int,
+    seed_value: int,
 ) -> OpenApiReport:
     """`path_values`: path parameters to pin (e.g. the caller's workspace, so
     requests get past the workspace check); the others are generated."""
@@ -62,8 +69,13 @@ def fuzz_openapi(
             strategy = operation.as_strategy(mode, path_parameters=pinned or None)
 
             @seed(seed_value)
-            @settings(max_examples=examples_per_operation, database=None, deadline=None,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=examples_per_operation,
+                database=None,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=strategy)
             def run(case: schemathesis.Case) -> None:
                 response = case.call(base_url=base_url, headers=headers, timeout=30)

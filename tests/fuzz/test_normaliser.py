@@ -22,15 +22,34 @@ from tests.fuzz.webhook_payloads import webhook_bodies
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
 CONN = InternalConnection(
-    connection_id="conn_fuzz", workspace_id="ws_fuzz", name="Fuzz", region=Region.US,
-    api_key=SecretStr("0" * 32), status="active",
+    connection_id="conn_fuzz",
+    workspace_id="ws_fuzz",
+    name="Fuzz",
+    region=Region.US,
+    api_key=SecretStr("0" * 32),
+    status="active",
 )
 # Every code the gateway may answer a bad body with (documented in the ingest README).
 BAD_BODY_CODES = {
-    "invalid_encoding", "invalid_json", "invalid_payload", "too_deep", "duplicate_key",
-    "number_out_of_range", "invalid_string", "string_too_long", "invalid_key", "too_many_items",
-    "missing_event_name", "invalid_event_name", "missing_user", "invalid_email", "invalid_user_id",
-    "invalid_campaign_id", "invalid_template_id", "invalid_message_id", "invalid_url",
+    "invalid_encoding",
+    "invalid_json",
+    "invalid_payload",
+    "too_deep",
+    "duplicate_key",
+    "number_out_of_range",
+    "invalid_string",
+    "string_too_long",
+    "invalid_key",
+    "too_many_items",
+    "missing_event_name",
+    "invalid_event_name",
+    "missing_user",
+    "invalid_email",
+    "invalid_user_id",
+    "invalid_campaign_id",
+    "invalid_template_id",
+    "invalid_message_id",
+    "invalid_url",
     "invalid_created_at",
 }
 EXAMPLES = 600
@@ -40,8 +59,9 @@ def _generate() -> tuple[list[EngagementEvent], Counter[str]]:
     accepted: list[EngagementEvent] = []
     outcomes: Counter[str] = Counter()
 
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(body=webhook_bodies())
     def check(body: bytes) -> None:
         try:
@@ -67,8 +87,16 @@ def _generate() -> tuple[list[EngagementEvent], Counter[str]]:
 def _record(event: EngagementEvent, offset: int, topic: str) -> ConsumerRecord:
     value = event.to_bytes()
     return ConsumerRecord(
-        topic=topic, partition=0, offset=offset, timestamp=0, timestamp_type=0, key=None,
-        value=value, checksum=None, serialized_key_size=0, serialized_value_size=len(value),
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=len(value),
         headers=(),
     )
 

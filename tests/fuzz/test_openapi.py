@@ -38,8 +38,12 @@ def _ingest(values: dict[str, Any]) -> Starlette:
     from liftstack_ingest.settings import IngestSettings
 
     connection = InternalConnection(
-        connection_id=CONNECTION, workspace_id=WORKSPACE, name="Fuzz", region=Region.US,
-        api_key=SecretStr("0" * 32), status="active",
+        connection_id=CONNECTION,
+        workspace_id=WORKSPACE,
+        name="Fuzz",
+        region=Region.US,
+        api_key=SecretStr("0" * 32),
+        status="active",
     )
     return create_app(IngestSettings(**values), InMemoryConnections({"t" * 24: connection}))
 
@@ -84,16 +88,13 @@ SERVICES: dict[str, tuple[Callable[[dict[str, Any]], Starlette], dict[str, str]]
 @pytest.mark.parametrize("service", sorted(SERVICES))
 async def test_every_operation_keeps_its_own_openapi_contract(service, kafka_topics, sandbox_server, tmp_path):
     factory, pinned = SERVICES[service]
-    values = _values(kafka_topics, iterable_base_url=sandbox_server.base_url,
-                     audience_state_dir=str(tmp_path))
+    values = _values(kafka_topics, iterable_base_url=sandbox_server.base_url, audience_state_dir=str(tmp_path))
     headers = {
         "Authorization": "Bearer " + user_token(kafka_topics, "u_fuzz", WORKSPACE, Role.OWNER),
         SERVICE_TOKEN_HEADER: kafka_topics.service_token.get_secret_value(),
     }
     with serve_asgi(factory(values), timeout_s=60) as url:
-        report = await asyncio.to_thread(
-            fuzz_openapi, service, url, headers, pinned, EXAMPLES_PER_OPERATION, SEED
-        )
+        report = await asyncio.to_thread(fuzz_openapi, service, url, headers, pinned, EXAMPLES_PER_OPERATION, SEED)
     print(f"\nschemathesis: {report.summary()}")
     assert report.operations > 0
     assert report.server_errors == [], report.server_errors[:5]

@@ -39,20 +39,30 @@ SEED = 20261201
 async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(kafka_topics, mongo_client):
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     connection = InternalConnection(
-        connection_id="conn_fuzz", workspace_id="ws_fuzz", name="Fuzz", region=Region.US,
-        api_key=SecretStr("0" * 32), webhook_secrets=[SecretStr(secret)],
-        event_types=[t.value for t in EventType], status="active",
+        connection_id="conn_fuzz",
+        workspace_id="ws_fuzz",
+        name="Fuzz",
+        region=Region.US,
+        api_key=SecretStr("0" * 32),
+        webhook_secrets=[SecretStr(secret)],
+        event_types=[t.value for t in EventType],
+        status="active",
     )
     common = kafka_topics.model_dump(exclude={"port"})
     gateway_settings = IngestSettings(**common, events_prune_interval_s=3600)
     console_settings = ConsoleSettings(**demo_console_values(common))
     bodies = generate_bodies(CASES, SEED)
 
-    with serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway, \
-            serve_asgi(create_console(console_settings, run_consumer=True)):
+    with (
+        serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway,
+        serve_asgi(create_console(console_settings, run_consumer=True)),
+    ):
         report = await post_bodies(
-            gateway, f"/webhooks/iterable/{token}", {"Authorization": f"Bearer {secret}"},
-            bodies, concurrency=8,
+            gateway,
+            f"/webhooks/iterable/{token}",
+            {"Authorization": f"Bearer {secret}"},
+            bodies,
+            concurrency=8,
         )
         print(f"\nwebhook fuzz: {report.summary()}")
         assert report.cases == CASES
@@ -88,7 +98,9 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
         async def lagging() -> dict[str, int]:
             topics = {
                 gateway_settings.topic(CONSUMER_NAME): [
-                    kafka_topics.topic(ENGAGEMENT_EVENTS.name), kafka_topics.topic(INGEST_OBSERVATIONS.name)],
+                    kafka_topics.topic(ENGAGEMENT_EVENTS.name),
+                    kafka_topics.topic(INGEST_OBSERVATIONS.name),
+                ],
                 console_settings.topic(console_settings.results_group): [kafka_topics.topic(ENGAGEMENT_EVENTS.name)],
             }
             lags = {g: await consumer_lag(kafka_topics.kafka_bootstrap, g, t) for g, t in topics.items()}

@@ -24,8 +24,17 @@ from tests.ingest.payloads import EXAMPLES
 INT64_MAX = 2**63 - 1
 
 EVENT_NAMES = [
-    *EXAMPLES, "emailopen", "EMAILCLICK", " emailSend ", "pushSend", "smsSend", "inAppOpen",
-    "webPushClick", "", "   ", "e" * 200,
+    *EXAMPLES,
+    "emailopen",
+    "EMAILCLICK",
+    " emailSend ",
+    "pushSend",
+    "smsSend",
+    "inAppOpen",
+    "webPushClick",
+    "",
+    "   ",
+    "e" * 200,
 ]
 
 # Lone surrogates and NULs are included on purpose (st.text() leaves surrogates out).
@@ -42,14 +51,13 @@ floats = st.floats(allow_nan=False, allow_infinity=False)
 json_leaves = st.one_of(st.none(), st.booleans(), integers, floats, any_text)
 json_values = st.recursive(
     json_leaves,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)
-    ),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)),
     max_leaves=12,
 )
 
 _moments = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
     timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-14)), timezone(timedelta(hours=5, minutes=30))]),
 )
 created_at = st.one_of(
@@ -63,8 +71,11 @@ created_at = st.one_of(
     json_values,
 )
 ids = st.one_of(
-    integers, integers.map(str), st.sampled_from(["", " 42 ", "12ab", "\u0663", "9" * 5000]),
-    floats, json_values,
+    integers,
+    integers.map(str),
+    st.sampled_from(["", " 42 ", "12ab", "\u0663", "9" * 5000]),
+    floats,
+    json_values,
 )
 emails = st.one_of(
     st.emails().map(lambda e: e.upper() if len(e) % 2 else e),
@@ -86,9 +97,14 @@ def iterable_payloads(draw: st.DrawFn) -> dict[str, Any]:
     """An Iterable-shaped webhook object (any field may be absent or odd)."""
     data_fields: dict[str, Any] = {}
     for name, strategy in (
-        ("campaignId", ids), ("templateId", ids), ("messageId", st.one_of(short_text, any_text, integers)),
-        ("createdAt", created_at), ("url", st.one_of(short_text, any_text)), ("email", emails),
-        ("userId", st.one_of(short_text, integers)), ("eventName", st.sampled_from(EVENT_NAMES)),
+        ("campaignId", ids),
+        ("templateId", ids),
+        ("messageId", st.one_of(short_text, any_text, integers)),
+        ("createdAt", created_at),
+        ("url", st.one_of(short_text, any_text)),
+        ("email", emails),
+        ("userId", st.one_of(short_text, integers)),
+        ("eventName", st.sampled_from(EVENT_NAMES)),
     ):
         value = draw(_maybe(strategy))
         if value is not _ABSENT:
@@ -96,7 +112,8 @@ def iterable_payloads(draw: st.DrawFn) -> dict[str, Any]:
     data_fields.update(draw(st.dictionaries(keys, json_values, max_size=4)))
     payload: dict[str, Any] = {}
     for name, strategy in (
-        ("email", emails), ("userId", st.one_of(short_text, integers)),
+        ("email", emails),
+        ("userId", st.one_of(short_text, integers)),
         ("eventName", st.one_of(st.sampled_from(EVENT_NAMES), any_text, json_values)),
     ):
         value = draw(_maybe(strategy))
@@ -116,14 +133,19 @@ def realistic_payloads(draw: st.DrawFn) -> dict[str, Any]:
     fields = payload.setdefault("dataFields", {})
     legal_ids = st.one_of(st.integers(0, INT64_MAX), st.integers(0, INT64_MAX).map(str))
     legal_times = st.one_of(
-        st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(timezone.utc))
-        .map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S +00:00")),
-        st.integers(31_536_000, 4_000_000_000), st.integers(31_536_000_000, 4_000_000_000_000),
+        st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(timezone.utc)).map(
+            lambda d: d.strftime("%Y-%m-%d %H:%M:%S +00:00")
+        ),
+        st.integers(31_536_000, 4_000_000_000),
+        st.integers(31_536_000_000, 4_000_000_000_000),
     )
     choices = {
-        "campaignId": st.one_of(legal_ids, ids), "templateId": st.one_of(legal_ids, ids),
-        "createdAt": st.one_of(legal_times, created_at), "email": emails,
-        "messageId": st.one_of(short_text, any_text), "url": short_text,
+        "campaignId": st.one_of(legal_ids, ids),
+        "templateId": st.one_of(legal_ids, ids),
+        "createdAt": st.one_of(legal_times, created_at),
+        "email": emails,
+        "messageId": st.one_of(short_text, any_text),
+        "url": short_text,
         "extra": st.dictionaries(keys, json_values, max_size=3),
     }
     for name in draw(st.lists(st.sampled_from(sorted(choices)), min_size=1, max_size=3, unique=True)):
@@ -148,11 +170,30 @@ def _serialise(payload: Any, how: str) -> bytes:
 @st.composite
 def hostile_bodies(draw: st.DrawFn) -> bytes:
     base = _serialise(draw(iterable_payloads()), "ascii")
-    kind = draw(st.sampled_from([
-        "deep_array", "deep_object", "nan", "infinity", "huge_float", "huge_int", "bom",
-        "truncated", "random_bytes", "top_level", "duplicate_keys", "nul_key", "surrogate_key",
-        "long_string", "many_keys", "empty", "utf16", "trailing_garbage",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "deep_array",
+                "deep_object",
+                "nan",
+                "infinity",
+                "huge_float",
+                "huge_int",
+                "bom",
+                "truncated",
+                "random_bytes",
+                "top_level",
+                "duplicate_keys",
+                "nul_key",
+                "surrogate_key",
+                "long_string",
+                "many_keys",
+                "empty",
+                "utf16",
+                "trailing_garbage",
+            ]
+        )
+    )
     depth = draw(st.integers(30, 3000))
     if kind == "deep_array":
         return b'{"email":"a@b.co","eventName":"emailOpen","x":' + b"[" * depth + b"]" * depth + b"}"
@@ -182,7 +223,11 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     if kind == "surrogate_key":
         return b'{"email":"a@b.co","eventName":"emailOpen","dataFields":{"\\udc00":1}}'
     if kind == "long_string":
-        return b'{"email":"a@b.co","eventName":"emailOpen","dataFields":{"x":"' + b"s" * draw(st.integers(16_000, 200_000)) + b'"}}'
+        return (
+            b'{"email":"a@b.co","eventName":"emailOpen","dataFields":{"x":"'
+            + b"s" * draw(st.integers(16_000, 200_000))
+            + b'"}}'
+        )
     if kind == "many_keys":
         n = draw(st.integers(9_000, 12_000))
         fields = b",".join(b'"k%d":%d' % (i, i) for i in range(n))

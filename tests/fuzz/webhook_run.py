@@ -36,8 +36,13 @@ def generate_bodies(count: int, seed_value: int) -> list[bytes]:
     bodies: list[bytes] = []
 
     @seed(seed_value)
-    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(body=webhook_bodies())
     def collect(body: bytes) -> None:
         bodies.append(body)
@@ -59,11 +64,13 @@ class FuzzReport:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "cases": self.cases, "statuses": dict(sorted(self.statuses.items())),
+            "cases": self.cases,
+            "statuses": dict(sorted(self.statuses.items())),
             "server_errors_other_than_503": len(self.server_errors),
             "schema_violations": len(self.schema_violations),
             "transport_errors": len(self.transport_errors),
-            "published": len(self.published), "codes": dict(self.codes.most_common()),
+            "published": len(self.published),
+            "codes": dict(self.codes.most_common()),
             "elapsed_s": round(self.elapsed_s, 1),
         }
 
@@ -76,7 +83,8 @@ class ResponseSchemas:
         responses = document["paths"][WEBHOOK_PATH]["post"]["responses"]
         self._by_status = {
             status: self._validator(document, spec["content"]["application/json"]["schema"])
-            for status, spec in responses.items() if "content" in spec
+            for status, spec in responses.items()
+            if "content" in spec
         }
 
     @staticmethod
@@ -96,7 +104,11 @@ class ResponseSchemas:
 
 
 async def post_bodies(
-    base_url: str, path: str, headers: dict[str, str], bodies: list[bytes], concurrency: int,
+    base_url: str,
+    path: str,
+    headers: dict[str, str],
+    bodies: list[bytes],
+    concurrency: int,
 ) -> FuzzReport:
     report = FuzzReport()
     # Idle connections are dropped by the client before uvicorn's 5 s keep-alive
@@ -155,6 +167,7 @@ async def dead_lettered_event_ids(bootstrap: str, topic: str) -> dict[str, set[s
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + 30
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end[tp] for tp in partitions])
 
@@ -177,7 +190,7 @@ async def missing_from(db: AsyncDatabase, collection: str, event_ids: set[str]) 
     ids = list(event_ids)
     seen: set[str] = set()
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         seen.update([doc["_id"] async for doc in db[collection].find({"_id": {"$in": chunk}}, {"_id": 1})])
     return event_ids - seen
 
@@ -191,7 +204,8 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     try:
         committed = await admin.list_consumer_group_offsets(group)
         partitions = [
-            TopicPartition(topic, p) for topic in topics
+            TopicPartition(topic, p)
+            for topic in topics
             for p in (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()  # noqa: SLF001
         ]
         end = await consumer.end_offsets(partitions)
@@ -205,7 +219,9 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> int:
 
 
 async def wait_until_processed(
-    check: Any, timeout_s: float, interval_s: float = 1.0,
+    check: Any,
+    timeout_s: float,
+    interval_s: float = 1.0,
 ) -> Any:
     """Poll `check()` (returning a falsy value when done) until done or timeout;
     returns the last result."""

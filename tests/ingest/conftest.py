@@ -84,8 +84,10 @@ class Conn:
 @pytest.fixture
 def make_connection(connections: InMemoryConnections) -> Callable[..., Conn]:
     def make(
-        event_types: list[str] | None = None, secrets_: list[str] | None = None,
-        with_secret: bool = True, webhook_header: str | None = None,
+        event_types: list[str] | None = None,
+        secrets_: list[str] | None = None,
+        with_secret: bool = True,
+        webhook_header: str | None = None,
     ) -> Conn:
         if secrets_ is None:
             secrets_ = [secrets.token_urlsafe(24)] if with_secret else []
@@ -128,8 +130,9 @@ class EventLog:
     def for_connection(self, connection_id: str) -> list[tuple[ConsumerRecord[bytes, bytes], EngagementEvent]]:
         return [(r, e) for r, e in self.events if e.connection_id == connection_id]
 
-    async def wait_for(self, connection_id: str, count: int, timeout_s: float = 30.0,
-                       settle_s: float = 1.0) -> list[tuple[ConsumerRecord[bytes, bytes], EngagementEvent]]:
+    async def wait_for(
+        self, connection_id: str, count: int, timeout_s: float = 30.0, settle_s: float = 1.0
+    ) -> list[tuple[ConsumerRecord[bytes, bytes], EngagementEvent]]:
         """At least `count` events of the connection; then waits `settle_s` more so
         an unexpected extra copy would show up too."""
         found = await eventually(lambda: _at_least(self.for_connection(connection_id), count), timeout_s)
@@ -157,8 +160,9 @@ async def event_log(kafka_topics: CommonSettings) -> AsyncIterator[EventLog]:
     await consumer.stop()
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None] | T | None], timeout_s: float = 30.0,
-                     interval_s: float = 0.2) -> T | None:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], timeout_s: float = 30.0, interval_s: float = 0.2
+) -> T | None:
     """Poll `probe` until it returns something truthy or the time is up."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -38,6 +38,7 @@ async def test_a_poison_change_is_dead_lettered_and_the_next_change_still_invali
     runtime = connection_changes_consumer(settings, connections, RetryPolicy(attempts=3, retry_initial_s=0.05))
     runtime.start()
     try:
+
         async def listening():
             consumer = runtime._consumer  # noqa: SLF001 - "assigned and at the end" is what we wait for
             return consumer is not None and bool(consumer.assignment()) and await runtime.lag() == 0
@@ -45,11 +46,19 @@ async def test_a_poison_change_is_dead_lettered_and_the_next_change_still_invali
         await wait_for(listening, 15.0, "the listener assigned to connection.changed")
         await asyncio.sleep(0.5)  # a group-less consumer reads from `latest`: let the seek land
         topic = settings.topic(CONNECTION_CHANGED.name)
-        await produce(settings, topic, [
-            (b"conn_poison", b"\x00\x01 not json"),
-            (b"conn_poison", json.dumps({"connection_id": "conn_poison", "change": "exploded"}).encode()),
-            (b"conn_ok", ConnectionChanged(connection_id="conn_ok", workspace_id="ws", change="deleted").to_bytes()),
-        ], partition=0)
+        await produce(
+            settings,
+            topic,
+            [
+                (b"conn_poison", b"\x00\x01 not json"),
+                (b"conn_poison", json.dumps({"connection_id": "conn_poison", "change": "exploded"}).encode()),
+                (
+                    b"conn_ok",
+                    ConnectionChanged(connection_id="conn_ok", workspace_id="ws", change="deleted").to_bytes(),
+                ),
+            ],
+            partition=0,
+        )
 
         async def invalidated():
             return "conn_ok" in connections.invalidated or None
@@ -63,7 +72,8 @@ async def test_a_poison_change_is_dead_lettered_and_the_next_change_still_invali
 
         found, _ = await wait_for(letters, 10.0, "two dead letters")
         assert [(l.offset, l.reason_class, l.consumer) for l in found] == [
-            (0, "validation", CONNECTION_LISTENER), (1, "validation", CONNECTION_LISTENER),
+            (0, "validation", CONNECTION_LISTENER),
+            (1, "validation", CONNECTION_LISTENER),
         ]
         assert "change" in found[1].reason and found[0].original_bytes() == b"\x00\x01 not json"
         calls = runtime.stats.handler_calls

@@ -34,9 +34,14 @@ async def test_connection_created_over_the_api_receives_webhooks(kafka_topics, e
         with serve_asgi(create_ingest_app(ingest_settings), port=ingest_port):
             async with httpx.AsyncClient(timeout=30.0) as http:
                 created = await http.post(
-                    f"{connections_url}/v1/workspaces/{workspace}/connections", headers=owner,
-                    json={"name": "Production", "api_key": secrets.token_hex(16),
-                          "webhook_secret": secret, "event_types": ["open", "click"]},
+                    f"{connections_url}/v1/workspaces/{workspace}/connections",
+                    headers=owner,
+                    json={
+                        "name": "Production",
+                        "api_key": secrets.token_hex(16),
+                        "webhook_secret": secret,
+                        "event_types": ["open", "click"],
+                    },
                 )
                 assert created.status_code == 201, created.text
                 card = created.json()
@@ -46,15 +51,15 @@ async def test_connection_created_over_the_api_receives_webhooks(kafka_topics, e
 
                 opened = await http.post(webhook_url, json=example("emailOpen"), headers=auth)
                 assert opened.status_code == 200 and opened.json()["status"] == "published", opened.text
-                wrong = await http.post(webhook_url, json=example("emailOpen"),
-                                        headers={"Authorization": "OAuth2 wrong-secret-value"})
+                wrong = await http.post(
+                    webhook_url, json=example("emailOpen"), headers={"Authorization": "OAuth2 wrong-secret-value"}
+                )
                 assert wrong.status_code == 403
                 stored = await event_log.wait_for(connection_id, 1)
                 assert [e.workspace_id for _, e in stored] == [workspace]
 
                 # The Events page checks the workspace through the connections service.
-                page = await http.get(f"{ingest_url}/v1/connections/{connection_id}/events/summary",
-                                      headers=owner)
+                page = await http.get(f"{ingest_url}/v1/connections/{connection_id}/events/summary", headers=owner)
                 assert page.status_code == 200 and page.json()["processed_event_types"] == ["open", "click"]
                 elsewhere = await http.get(
                     f"{ingest_url}/v1/connections/{connection_id}/events/summary",
@@ -66,7 +71,8 @@ async def test_connection_created_over_the_api_receives_webhooks(kafka_topics, e
                 # copy (its TTL is 300 s here, so only the event can explain it).
                 patched = await http.patch(
                     f"{connections_url}/v1/workspaces/{workspace}/connections/{connection_id}",
-                    headers=owner, json={"event_types": ["click"]},
+                    headers=owner,
+                    json={"event_types": ["click"]},
                 )
                 assert patched.status_code == 200, patched.text
 

@@ -32,17 +32,25 @@ FAST = RetryPolicy(attempts=3, retry_initial_s=0.05, retry_max_s=0.2)
 async def private(kafka_topics, mongo_client) -> AsyncIterator[IngestSettings]:
     """Topics and a database of this test alone, so counts and offsets are exact."""
     run = uuid.uuid4().hex[:6]
-    settings = ingest_settings_from(kafka_topics, topic_prefix=f"{kafka_topics.topic_prefix}ev{run}.",
-                                    mongo_db=f"{kafka_topics.mongo_db}_ev{run}")
+    settings = ingest_settings_from(
+        kafka_topics, topic_prefix=f"{kafka_topics.topic_prefix}ev{run}.", mongo_db=f"{kafka_topics.mongo_db}_ev{run}"
+    )
     await ensure_topics(settings, (ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS, ENGAGEMENT_DEADLETTER))
     yield settings
     await mongo_client.drop_database(settings.mongo_db)
 
 
 def _event(conn: str, event_id: str, email: str = "a@example.com") -> EngagementEvent:
-    return EngagementEvent(event_id=event_id, workspace_id="ws1", connection_id=conn,
-                           event_type=EventType.OPEN, iterable_event_name="emailOpen", email=email,
-                           campaign_id=1, occurred_at=datetime.now(timezone.utc))
+    return EngagementEvent(
+        event_id=event_id,
+        workspace_id="ws1",
+        connection_id=conn,
+        event_type=EventType.OPEN,
+        iterable_event_name="emailOpen",
+        email=email,
+        campaign_id=1,
+        occurred_at=datetime.now(timezone.utc),
+    )
 
 
 def _topics(settings: IngestSettings) -> list[str]:
@@ -59,18 +67,28 @@ async def test_poison_messages_are_dead_lettered_shown_and_the_next_event_counte
     events_topic = settings.topic(ENGAGEMENT_EVENTS.name)
     too_big = _event(conn, "ev_big").model_dump(mode="json")
     too_big["campaign_id"] = 10**40  # valid JSON, not an int64: the issue's webhook
-    await produce(settings, events_topic, [
-        (f"{conn}:a".encode(), b"{not json"),
-        (f"{conn}:a".encode(), json.dumps(too_big).encode()),
-        (f"{conn}:a".encode(), _event(conn, "ev_ok").to_bytes()),
-    ], partition=0)
-    await produce(settings, settings.topic(INGEST_OBSERVATIONS.name), [
-        (conn.encode(), json.dumps({"connection_id": conn, "outcome": "exploded"}).encode()),
-    ])
+    await produce(
+        settings,
+        events_topic,
+        [
+            (f"{conn}:a".encode(), b"{not json"),
+            (f"{conn}:a".encode(), json.dumps(too_big).encode()),
+            (f"{conn}:a".encode(), _event(conn, "ev_ok").to_bytes()),
+        ],
+        partition=0,
+    )
+    await produce(
+        settings,
+        settings.topic(INGEST_OBSERVATIONS.name),
+        [
+            (conn.encode(), json.dumps({"connection_id": conn, "outcome": "exploded"}).encode()),
+        ],
+    )
 
     runtime = events_page_consumer(settings, store, policy=FAST)
     runtime.start()
     try:
+
         async def counted():
             windows = await store.window_counts(conn)
             return sum(d["count"] for d in windows["1h"] if d["outcome"] == "published") or None
@@ -114,15 +132,25 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(private: Inge
     await store.ensure_indexes()
     conn = f"conn_{uuid.uuid4().hex[:8]}"
     once, twice = _event(conn, "ev_once", "o@example.com"), _event(conn, "ev_twice", "t@example.com")
-    filtered = IngestObservation(workspace_id="ws1", connection_id=conn, outcome=IngestOutcome.FILTERED,
-                                 event_id="ev_filtered", event_name="emailClick")
-    landed = await produce(settings, settings.topic(ENGAGEMENT_EVENTS.name), [
-        (f"{conn}:o".encode(), once.to_bytes()),
-        (f"{conn}:t".encode(), twice.to_bytes()),
-        (f"{conn}:t".encode(), twice.to_bytes()),  # a 503 that was stored anyway, sent again
-    ])
-    landed += await produce(settings, settings.topic(INGEST_OBSERVATIONS.name),
-                            [(conn.encode(), filtered.to_bytes())] * 2)
+    filtered = IngestObservation(
+        workspace_id="ws1",
+        connection_id=conn,
+        outcome=IngestOutcome.FILTERED,
+        event_id="ev_filtered",
+        event_name="emailClick",
+    )
+    landed = await produce(
+        settings,
+        settings.topic(ENGAGEMENT_EVENTS.name),
+        [
+            (f"{conn}:o".encode(), once.to_bytes()),
+            (f"{conn}:t".encode(), twice.to_bytes()),
+            (f"{conn}:t".encode(), twice.to_bytes()),  # a 503 that was stored anyway, sent again
+        ],
+    )
+    landed += await produce(
+        settings, settings.topic(INGEST_OBSERVATIONS.name), [(conn.encode(), filtered.to_bytes())] * 2
+    )
 
     group = settings.topic(f"events-page-{uuid.uuid4().hex[:6]}")
 
@@ -135,6 +163,7 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(private: Inge
     runtime = events_page_consumer(settings, store, group_id=group, policy=FAST)
     runtime.start()
     try:
+
         async def all_in():
             t = await totals()
             return t if t.get("published") == 2 and t.get("filtered") == 1 else None
@@ -157,6 +186,7 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(private: Inge
     again = events_page_consumer(settings, store, group_id=group, policy=FAST)
     again.start()
     try:
+
         async def reconsumed():
             return again.stats.processed >= len(landed) or None
 
@@ -179,7 +209,9 @@ async def test_the_events_page_api_shows_failed_downstream_with_the_reason(
     bad = _event(conn.id, f"ev_{uuid.uuid4().hex[:8]}").model_copy(update={"workspace_id": conn.workspace_id})
     body = bad.model_dump(mode="json")
     body["campaign_id"] = 10**40
-    await produce(settings, settings.topic(ENGAGEMENT_EVENTS.name), [(f"{conn.id}:x".encode(), json.dumps(body).encode())])
+    await produce(
+        settings, settings.topic(ENGAGEMENT_EVENTS.name), [(f"{conn.id}:x".encode(), json.dumps(body).encode())]
+    )
 
     async def shown():
         s = await summary_of(http, conn, headers)
@@ -190,8 +222,9 @@ async def test_the_events_page_api_shows_failed_downstream_with_the_reason(
     one_hour = window(summary, "1h")
     assert one_hour["totals"]["received"] == 0  # it failed; it was not counted as received
     assert any(r.startswith(f"{CONSUMER_NAME}: ") for r in one_hour["failed_downstream_by_reason"])
-    listing = await http.get(f"/v1/connections/{conn.id}/events", params={"outcome": "failed_downstream"},
-                             headers=headers)
+    listing = await http.get(
+        f"/v1/connections/{conn.id}/events", params={"outcome": "failed_downstream"}, headers=headers
+    )
     items = listing.json()["items"]
     assert items and items[0]["outcome"] == "failed_downstream" and items[0]["event_id"] == bad.event_id
     assert items[0]["reason"]

@@ -96,10 +96,13 @@ async def test_bad_messages_are_dead_lettered_and_the_consumer_carries_on(
     broker = make_broker(settings, "test-deadletter")
     async with broker:
         await broker.start()
-        await broker.publish(b"{not json " + marker.encode(), settings.topic(ENGAGEMENT_EVENTS.name), key=marker.encode())
+        await broker.publish(
+            b"{not json " + marker.encode(), settings.topic(ENGAGEMENT_EVENTS.name), key=marker.encode()
+        )
         await broker.publish(
             b'{"connection_id": "' + marker.encode() + b'"}',
-            settings.topic(INGEST_OBSERVATIONS.name), key=marker.encode(),
+            settings.topic(INGEST_OBSERVATIONS.name),
+            key=marker.encode(),
         )
     # A valid event after the bad ones is still counted.
     await http.post(conn.path, json=example("emailOpen"), headers=conn.auth())
@@ -112,7 +115,8 @@ async def test_bad_messages_are_dead_lettered_and_the_consumer_carries_on(
 
     letters = await _dead_letters(settings, marker, expected=2)
     assert {letter.source_topic for letter in letters} == {
-        settings.topic(ENGAGEMENT_EVENTS.name), settings.topic(INGEST_OBSERVATIONS.name),
+        settings.topic(ENGAGEMENT_EVENTS.name),
+        settings.topic(INGEST_OBSERVATIONS.name),
     }
     assert all(letter.consumer == "ingest.events-page" and letter.reason for letter in letters)
     assert all(letter.reason_class == "validation" and "invalid message" in letter.reason for letter in letters)
@@ -145,8 +149,9 @@ async def _dead_letters(settings, marker: str, expected: int) -> list[DeadLetter
 
 
 def _entry(doc_id: str, claim: str, at: datetime, outcome: str = "published", cid: str = "c1") -> Entry:
-    return Entry(doc_id=doc_id, claim=claim, connection_id=cid, workspace_id="w1",
-                 outcome=outcome, at=at, event_name="emailOpen")
+    return Entry(
+        doc_id=doc_id, claim=claim, connection_id=cid, workspace_id="w1", outcome=outcome, at=at, event_name="emailOpen"
+    )
 
 
 async def test_read_model_counts_retries_once_and_recounts_its_own_redelivery(mongo_client, settings):
@@ -169,12 +174,14 @@ async def test_read_model_windows_and_pruning(mongo_client, settings):
     model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     cid = f"c_{uuid.uuid4().hex[:8]}"
     now = datetime.now(timezone.utc)
-    await model.apply([
-        _entry("ev_now", "t:1:1", now, cid=cid),
-        _entry("ev_3h", "t:1:2", now - timedelta(hours=3), cid=cid, outcome="filtered"),
-        _entry("ev_2d", "t:1:3", now - timedelta(days=2), cid=cid),
-        _entry("ev_9d", "t:1:4", now - timedelta(days=9), cid=cid),
-    ])
+    await model.apply(
+        [
+            _entry("ev_now", "t:1:1", now, cid=cid),
+            _entry("ev_3h", "t:1:2", now - timedelta(hours=3), cid=cid, outcome="filtered"),
+            _entry("ev_2d", "t:1:3", now - timedelta(days=2), cid=cid),
+            _entry("ev_9d", "t:1:4", now - timedelta(days=9), cid=cid),
+        ]
+    )
     windows = await model.window_counts(cid, now)
     assert [sum(d["count"] for d in windows[w]) for w in ("1h", "24h", "7d")] == [1, 2, 3]
     assert await model.last_received(cid) is not None
@@ -188,8 +195,9 @@ async def test_read_model_windows_and_pruning(mongo_client, settings):
 
 
 def test_rejections_are_counted_per_request_not_per_event_id():
-    obs = IngestObservation(workspace_id="w", connection_id="c", outcome=IngestOutcome.REJECTED,
-                            reason="bad_secret", event_id="ev_x")
+    obs = IngestObservation(
+        workspace_id="w", connection_id="c", outcome=IngestOutcome.REJECTED, reason="bad_secret", event_id="ev_x"
+    )
     record = ConsumerRecord("t.obs", 2, 17, 0, 0, b"c", obs.to_bytes(), None, 1, 1, [])
     entry = to_entry(record, "t.events")
     assert entry is not None and entry.doc_id == "obs:t.obs:2:17" and entry.reason == "bad_secret"
@@ -203,9 +211,12 @@ async def test_concurrent_first_counter_upserts_do_not_fail_the_batch(mongo_clie
     now = datetime.now(timezone.utc)
     for round_ in range(5):
         cid = f"c_{uuid.uuid4().hex[:8]}"
-        results = await asyncio.gather(*[
-            model.apply([_entry(f"ev_{round_}_{i}_{uuid.uuid4().hex[:6]}", f"t:9:{i}", now, cid=cid)])
-            for i in range(4)
-        ], return_exceptions=True)
+        results = await asyncio.gather(
+            *[
+                model.apply([_entry(f"ev_{round_}_{i}_{uuid.uuid4().hex[:6]}", f"t:9:{i}", now, cid=cid)])
+                for i in range(4)
+            ],
+            return_exceptions=True,
+        )
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert all(r.counted == 1 for r in results)

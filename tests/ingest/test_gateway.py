@@ -42,8 +42,12 @@ async def test_documented_examples_are_published_and_read_back_normalised(http, 
     assert by_name["hostedUnsubscribeClick"][1].event_type is EventType.HOSTED_UNSUBSCRIBE_CLICK
     assert by_name["customEvent"][1].user_id == "user-43"
     assert {event.event_type for _, event in stored} >= {
-        EventType.SEND, EventType.OPEN, EventType.BOUNCE, EventType.COMPLAINT,
-        EventType.SUBSCRIBE, EventType.CONVERSION,
+        EventType.SEND,
+        EventType.OPEN,
+        EventType.BOUNCE,
+        EventType.COMPLAINT,
+        EventType.SUBSCRIBE,
+        EventType.CONVERSION,
     }
 
 
@@ -60,12 +64,15 @@ async def test_one_recipients_events_share_a_partition_in_order(http, make_conne
     assert [event.iterable_event_name for _, event in ordered] == names
 
 
-@pytest.mark.parametrize("headers_of", [
-    lambda c: {"Authorization": f"OAuth2 {c.secret}"},
-    lambda c: {"Authorization": f"Basic {c.secret}"},
-    lambda c: {"Authorization": c.secret},
-    lambda c: {"X-Liftstack-Webhook-Secret": c.secret},
-])
+@pytest.mark.parametrize(
+    "headers_of",
+    [
+        lambda c: {"Authorization": f"OAuth2 {c.secret}"},
+        lambda c: {"Authorization": f"Basic {c.secret}"},
+        lambda c: {"Authorization": c.secret},
+        lambda c: {"X-Liftstack-Webhook-Secret": c.secret},
+    ],
+)
 async def test_secret_forms_are_accepted(http, make_connection, headers_of):
     conn = make_connection()
     response = await http.post(conn.path, json=example("emailOpen"), headers=headers_of(conn))
@@ -100,15 +107,18 @@ async def test_a_connection_names_its_own_secret_header(http, make_connection):
 
 async def test_oauth2_client_credentials_answer_a_documented_403(http, make_connection):
     conn = make_connection()
-    foreign = await http.post(conn.path, json=example("purchase"),
-                              headers={"Authorization": "Bearer access-token-from-elsewhere"})
+    foreign = await http.post(
+        conn.path, json=example("purchase"), headers={"Authorization": "Bearer access-token-from-elsewhere"}
+    )
     assert foreign.status_code == 403
     error = foreign.json()["error"]
     assert error["code"] == "oauth2_client_credentials_unsupported"
     assert "Basic" in error["message"] and "access-token-from-elsewhere" not in foreign.text
-    token_request = await http.post(conn.path, content=b"grant_type=client_credentials",
-                                    headers={"Content-Type": "application/x-www-form-urlencoded",
-                                             **rfc7617("client", conn.secret)})
+    token_request = await http.post(
+        conn.path,
+        content=b"grant_type=client_credentials",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **rfc7617("client", conn.secret)},
+    )
     assert token_request.status_code == 403
     assert token_request.json()["error"]["code"] == "oauth2_client_credentials_unsupported"
     assert conn.secret not in token_request.text
@@ -122,19 +132,22 @@ async def test_sandbox_sends_reach_ingest_with_iterable_auth(http, make_connecti
     list_id = sandbox.create_list(project, "l", ["ann@example.com"])
     template_id = sandbox.create_template(project, name="t", subject="s", html="<p>x</p>")
     summary = await sandbox.send(
-        project, templateId=template_id, listId=list_id, campaignId=11,
+        project,
+        templateId=template_id,
+        listId=list_id,
+        campaignId=11,
         webhook={"url": gateway_url + conn.path, "authType": "Basic", "token": conn.secret},
-        engagement={"default": {"open": 1.0, "conversion": 1.0}}, concurrency=1,
+        engagement={"default": {"open": 1.0, "conversion": 1.0}},
+        concurrency=1,
     )
     assert summary["deliveries"]["failed"] == 0, summary
     stored = await event_log.wait_for(conn.id, 3)
     assert sorted(e.event_type.value for _, e in stored) == sorted(
-        [EventType.SEND.value, EventType.OPEN.value, EventType.CONVERSION.value])
+        [EventType.SEND.value, EventType.OPEN.value, EventType.CONVERSION.value]
+    )
 
 
-async def test_wrong_or_missing_secret_is_403_counted_and_not_published(
-    http, make_connection, event_log, user_token
-):
+async def test_wrong_or_missing_secret_is_403_counted_and_not_published(http, make_connection, event_log, user_token):
     conn = make_connection()
     wrong = await http.post(conn.path, json=example("emailOpen"), headers={"Authorization": "OAuth2 nope"})
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "bad_secret"
@@ -160,11 +173,13 @@ async def test_wrong_or_missing_secret_is_403_counted_and_not_published(
 async def test_two_secrets_during_rotation(http, make_connection):
     conn = make_connection(secrets_=["new-secret-value", "old-secret-value"])
     for secret in ("new-secret-value", "old-secret-value"):
-        response = await http.post(conn.path, json=example("emailOpen", email=f"{secret}@x.io"),
-                                   headers={"Authorization": f"OAuth2 {secret}"})
+        response = await http.post(
+            conn.path, json=example("emailOpen", email=f"{secret}@x.io"), headers={"Authorization": f"OAuth2 {secret}"}
+        )
         assert response.status_code == 200
-    response = await http.post(conn.path, json=example("emailOpen"),
-                               headers={"Authorization": "OAuth2 older-secret-value"})
+    response = await http.post(
+        conn.path, json=example("emailOpen"), headers={"Authorization": "OAuth2 older-secret-value"}
+    )
     assert response.status_code == 403
 
 
@@ -193,10 +208,18 @@ async def test_unknown_or_deleted_connection_is_404(http, make_connection, conne
         (json.dumps({"email": "a@example.com", "dataFields": {}}).encode(), "missing_event_name"),
         (json.dumps({"eventName": "emailOpen", "dataFields": {"campaignId": 1}}).encode(), "missing_user"),
         # The report of issue 12: a valid JSON number no consumer can store.
-        (json.dumps({"email": "a@example.com", "eventName": "emailOpen",
-                     "dataFields": {"campaignId": 10**40}}).encode(), "number_out_of_range"),
-        (json.dumps({"email": "a@example.com", "eventName": "emailOpen",
-                     "dataFields": {"campaignId": "9" * 5000}}).encode(), "invalid_campaign_id"),
+        (
+            json.dumps(
+                {"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"campaignId": 10**40}}
+            ).encode(),
+            "number_out_of_range",
+        ),
+        (
+            json.dumps(
+                {"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"campaignId": "9" * 5000}}
+            ).encode(),
+            "invalid_campaign_id",
+        ),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 500 + b"]" * 500 + b"}", "too_deep"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "x": ' + b"[" * 350 + b"]" * 350 + b"}", "too_deep"),
         (b'{"email": "a@example.com", "eventName": "emailOpen", "dataFields": {"\\ud800": 1}}', "invalid_key"),
@@ -255,9 +278,7 @@ async def test_oversized_body_is_413(http, make_connection, ingest_settings, eve
     assert await event_log.wait_for(conn.id, 1, timeout_s=1.0) == []
 
 
-async def test_types_the_connection_does_not_process_are_filtered(
-    http, make_connection, event_log, user_token
-):
+async def test_types_the_connection_does_not_process_are_filtered(http, make_connection, event_log, user_token):
     conn = make_connection(event_types=["click"])
     sent = await http.post(conn.path, json=example("emailSend"), headers=conn.auth())
     assert sent.status_code == 200 and sent.json()["status"] == "filtered"
@@ -278,9 +299,7 @@ async def test_types_the_connection_does_not_process_are_filtered(
     assert summary["processed_event_types"] == ["click"]
 
 
-async def test_unknown_event_names_are_accepted_counted_not_published(
-    http, make_connection, event_log, user_token
-):
+async def test_unknown_event_names_are_accepted_counted_not_published(http, make_connection, event_log, user_token):
     conn = make_connection()
     body = {"email": "a@example.com", "eventName": "pushSend", "dataFields": {"campaignId": 1}}
     response = await http.post(conn.path, json=body, headers=conn.auth())
@@ -325,15 +344,17 @@ async def test_iterable_retries_are_stored_but_counted_once(http, make_connectio
     summary = await summary_of(http, conn, user_token(conn.workspace_id))
     for name in ("1h", "24h", "7d"):
         assert window(summary, name)["totals"] == {
-            "received": 1, "published": 1, "filtered": 0, "unknown": 0, "rejected": 0,
+            "received": 1,
+            "published": 1,
+            "filtered": 0,
+            "unknown": 0,
+            "rejected": 0,
         }
     listing = (await http.get(f"/v1/connections/{conn.id}/events", headers=user_token(conn.workspace_id))).json()
     assert [item["event_id"] for item in listing["items"]] == list(ids)
     assert listing["items"][0]["email"] == EMAIL
 
-    other_summary = await eventually(
-        lambda: _filtered_count(http, other, user_token), timeout_s=30
-    )
+    other_summary = await eventually(lambda: _filtered_count(http, other, user_token), timeout_s=30)
     assert other_summary == 1
 
 

@@ -32,8 +32,11 @@ async def test_gateway_without_kafka_answers_503_and_the_retry_is_stored_once(
     conn = make_connection()
     body = example("emailClick", email="retry@example.com")
     dead = ingest_settings_from(
-        kafka_topics, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_connect_wait_s=0,
-        publish_timeout_s=2.0, events_consumer_enabled=False,
+        kafka_topics,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_connect_wait_s=0,
+        publish_timeout_s=2.0,
+        events_consumer_enabled=False,
     )
     with serve_asgi(create_app(dead, connections)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
@@ -64,8 +67,11 @@ async def test_kafka_dying_under_a_connected_gateway(kafka_topics, connections, 
     first, second = example("emailOpen", email="a@example.com"), example("emailOpen", email="b@example.com")
     with private_kafka() as kafka:
         settings = ingest_settings_from(
-            kafka_topics, kafka_bootstrap=kafka.bootstrap, publish_timeout_s=3.0,
-            kafka_connect_wait_s=60.0, events_consumer_enabled=False,
+            kafka_topics,
+            kafka_bootstrap=kafka.bootstrap,
+            publish_timeout_s=3.0,
+            kafka_connect_wait_s=60.0,
+            events_consumer_enabled=False,
         )
         await kafka_ready(kafka.bootstrap, timeout_s=120)
         await ensure_topics(settings)

@@ -14,8 +14,12 @@ from liftstack_shared.messages import EventType
 from tests.ingest.payloads import EMAIL, EXAMPLES, example
 
 CONN = InternalConnection(
-    connection_id="conn_1", workspace_id="ws_1", name="P", region=Region.US,
-    api_key=SecretStr("k"), status="active",
+    connection_id="conn_1",
+    workspace_id="ws_1",
+    name="P",
+    region=Region.US,
+    api_key=SecretStr("k"),
+    status="active",
 )
 NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -126,7 +130,7 @@ def test_event_names_match_case_insensitively():
         # Outside liftstack's bounds (liftstack_shared.bounds), each with its code.
         (b'{"email": "a@b.c", "x": ' + b"[" * 33 + b"]" * 33 + b"}", "too_deep"),
         (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too_deep"),
-        (b'{"x": ' + b"{\"a\":" * 600 + b"1" + b"}" * 600 + b"}", "too_deep"),
+        (b'{"x": ' + b'{"a":' * 600 + b"1" + b"}" * 600 + b"}", "too_deep"),
         (b'{"dataFields": {"campaignId": ' + str(10**40).encode() + b"}}", "number_out_of_range"),
         (b'{"x": 9223372036854775808}', "number_out_of_range"),
         (b'{"x": -9223372036854775809}', "number_out_of_range"),
@@ -245,7 +249,8 @@ def test_timestamps_as_strings_seconds_millis_and_iso(created_at, expected):
 
 def test_ids_are_64_bit_integers_from_numbers_or_digit_strings():
     payload = {
-        "email": "a@example.com", "eventName": "emailOpen",
+        "email": "a@example.com",
+        "eventName": "emailOpen",
         "dataFields": {"campaignId": "9223372036854775807", "templateId": -3},
     }
     event = normalise(payload, "c").event(payload, CONN, NOW)

@@ -85,8 +85,10 @@ def test_oauth2_client_credentials_get_their_own_reason():
     assert verdict is Verdict.OAUTH2_UNSUPPORTED
     assert "client credentials" in verdict.message and "Basic" in verdict.message
     # A token request itself (RFC 6749 4.4.2: form-encoded), whatever its auth.
-    token_request = {"content-type": "application/x-www-form-urlencoded; charset=utf-8",
-                     "authorization": basic("client-id", "s3cret-current")}
+    token_request = {
+        "content-type": "application/x-www-form-urlencoded; charset=utf-8",
+        "authorization": basic("client-id", "s3cret-current"),
+    }
     assert verify(token_request, [CURRENT]) is Verdict.OAUTH2_UNSUPPORTED
     # Bearer with the secret itself still works (tools, hand-made requests).
     assert verify({"authorization": "Bearer s3cret-current"}, [CURRENT]) is Verdict.OK

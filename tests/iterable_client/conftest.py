@@ -33,9 +33,7 @@ FAST_RETRY = RetryPolicy(
 
 
 @pytest.fixture(autouse=True)
-def watched_keys(
-    caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets
-) -> WatchedSecrets:
+def watched_keys(caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets) -> WatchedSecrets:
     """Keys that must never show up in logs (KEY, and any extra key a test adds)."""
     caplog.set_level(logging.DEBUG)
     no_secrets_in_logs.add(KEY)
@@ -59,12 +57,15 @@ Handler = Callable[[httpx.Request], Any]
 def make_client() -> Iterator[Callable[..., IterableClient]]:
     """`make_client(handler, **kwargs)`: a client on httpx.MockTransport, unthrottled
     and with fast retries unless overridden."""
+
     def factory(handler: Handler, **kwargs: Any) -> IterableClient:
         kwargs.setdefault("rate_limits", NoRateLimits())
         kwargs.setdefault("retry", FAST_RETRY)
         return IterableClient(
-            kwargs.pop("api_key", KEY), kwargs.pop("region", "US"),
-            transport=httpx.MockTransport(handler), **kwargs,
+            kwargs.pop("api_key", KEY),
+            kwargs.pop("region", "US"),
+            transport=httpx.MockTransport(handler),
+            **kwargs,
         )
 
     yield factory

@@ -66,7 +66,10 @@ def sandbox_client(
     """A client on the sandbox, addressed like production code does it: the sandbox
     base URL plus a region (the client adds /us or /eu)."""
     return IterableClient(
-        key, region, sandbox_base_url=sandbox.base_url,
+        key,
+        region,
+        sandbox_base_url=sandbox.base_url,
         rate_limits=rate_limits if rate_limits is not None else NoRateLimits(),
-        retry=retry, **kwargs,
+        retry=retry,
+        **kwargs,
     )

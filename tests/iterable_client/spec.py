@@ -21,9 +21,7 @@ from typing import Any
 import httpx
 from jsonschema import Draft4Validator
 
-SPEC_PATH = Path(
-    os.environ.get("ITERABLE_OPENAPI", "/work/shared/reference/iterable-openapi.json")
-)
+SPEC_PATH = Path(os.environ.get("ITERABLE_OPENAPI", "/work/shared/reference/iterable-openapi.json"))
 # The sandbox plays both regions under one base URL, by path prefix.
 _PREFIX = re.compile(r"^(?:.*?)/(?:us|eu)(?=/api/)")
 
@@ -112,8 +110,7 @@ def request_problems(request: httpx.Request) -> list[str]:
             body = json.loads(content)
             validator = schema_validator(body_params[0]["schema"])
             problems += [
-                f"body{''.join(f'[{p!r}]' for p in e.absolute_path)}: {e.message}"
-                for e in validator.iter_errors(body)
+                f"body{''.join(f'[{p!r}]' for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)
             ]
     elif content:
         problems.append(f"{request.method} {template} takes no body")

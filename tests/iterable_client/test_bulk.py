@@ -44,41 +44,60 @@ def test_user_needs_exactly_one_identifier() -> None:
 def test_every_failure_category_maps_to_a_reason() -> None:
     users = by_email(*(f"{n}@x.test" for n in "abcdefg")) + by_user_id(*"uvwxyz")
     body = {
-        "successCount": 2, "failCount": 11,
+        "successCount": 2,
+        "failCount": 11,
         "failedUpdates": {
-            "invalidEmails": ["a@x.test"], "invalidUserIds": ["u"],
-            "notFoundEmails": ["b@x.test"], "notFoundUserIds": ["v"],
-            "forgottenEmails": ["c@x.test"], "forgottenUserIds": ["w"],
-            "conflictEmails": ["d@x.test"], "conflictUserIds": ["x"],
-            "invalidDataEmails": ["e@x.test"], "invalidDataUserIds": ["y"],
+            "invalidEmails": ["a@x.test"],
+            "invalidUserIds": ["u"],
+            "notFoundEmails": ["b@x.test"],
+            "notFoundUserIds": ["v"],
+            "forgottenEmails": ["c@x.test"],
+            "forgottenUserIds": ["w"],
+            "conflictEmails": ["d@x.test"],
+            "conflictUserIds": ["x"],
+            "invalidDataEmails": ["e@x.test"],
+            "invalidDataUserIds": ["y"],
         },
         "invalidEmails": ["f@x.test"],  # deprecated top-level list
-        "createdFields": ["x"], "filteredOutFields": ["junk"],
+        "createdFields": ["x"],
+        "filteredOutFields": ["junk"],
     }
     result = parse(users, body)
     assert result.failed == {
-        "a@x.test": R.INVALID, "u": R.INVALID,
-        "b@x.test": R.NOT_FOUND, "v": R.NOT_FOUND,
-        "c@x.test": R.FORGOTTEN, "w": R.FORGOTTEN,
-        "d@x.test": R.CONFLICT, "x": R.CONFLICT,
-        "e@x.test": R.INVALID_DATA, "y": R.INVALID_DATA,
+        "a@x.test": R.INVALID,
+        "u": R.INVALID,
+        "b@x.test": R.NOT_FOUND,
+        "v": R.NOT_FOUND,
+        "c@x.test": R.FORGOTTEN,
+        "w": R.FORGOTTEN,
+        "d@x.test": R.CONFLICT,
+        "x": R.CONFLICT,
+        "e@x.test": R.INVALID_DATA,
+        "y": R.INVALID_DATA,
         "f@x.test": R.INVALID,
     }
     assert result.succeeded == ["g@x.test", "z"]
     assert (result.successCount, result.failCount) == (2, 11)
     assert result.createdFields == ["x"] and result.filteredOutFields == ["junk"]
-    assert result.failed_by_reason == {
-        R.INVALID: 3, R.NOT_FOUND: 2, R.FORGOTTEN: 2, R.CONFLICT: 2, R.INVALID_DATA: 2}
+    assert result.failed_by_reason == {R.INVALID: 3, R.NOT_FOUND: 2, R.FORGOTTEN: 2, R.CONFLICT: 2, R.INVALID_DATA: 2}
     assert [o.ok for o in result.outcomes] == [False] * 6 + [True] + [False] * 5 + [True]
 
 
 def test_retryable_never_includes_forgotten() -> None:
     users = by_email("nf@x.test", "gone@x.test", "bad@x.test", "clash@x.test", "ok@x.test")
-    result = parse(users, {
-        "successCount": 1, "failCount": 4,
-        "failedUpdates": {"notFoundEmails": ["nf@x.test"], "forgottenEmails": ["gone@x.test"],
-                          "invalidDataEmails": ["bad@x.test"], "conflictEmails": ["clash@x.test"]},
-    })
+    result = parse(
+        users,
+        {
+            "successCount": 1,
+            "failCount": 4,
+            "failedUpdates": {
+                "notFoundEmails": ["nf@x.test"],
+                "forgottenEmails": ["gone@x.test"],
+                "invalidDataEmails": ["bad@x.test"],
+                "conflictEmails": ["clash@x.test"],
+            },
+        },
+    )
     # Nothing is resubmitted by default: notFound* is for subscribe/unsubscribe and
     # conflict* is deterministic (the spec); the reasons are kept per user.
     assert result.retryable() == []
@@ -91,41 +110,48 @@ def test_retryable_never_includes_forgotten() -> None:
 
 def test_forgotten_wins_when_listed_twice() -> None:
     users = by_email("a@x.test")
-    body = {"successCount": 0, "failCount": 1, "invalidEmails": ["a@x.test"],
-            "failedUpdates": {"forgottenEmails": ["a@x.test"], "notFoundEmails": ["a@x.test"]}}
+    body = {
+        "successCount": 0,
+        "failCount": 1,
+        "invalidEmails": ["a@x.test"],
+        "failedUpdates": {"forgottenEmails": ["a@x.test"], "notFoundEmails": ["a@x.test"]},
+    }
     assert parse(users, body).failed == {"a@x.test": R.FORGOTTEN}
 
 
 def test_emails_match_case_insensitively_user_ids_exactly() -> None:
     users = [BulkUpdateUser(email="Ann@X.test"), BulkUpdateUser(userId="Abc")]
-    result = parse(users, {"successCount": 0, "failCount": 1,
-                           "failedUpdates": {"invalidEmails": ["ann@x.test"],
-                                             "invalidUserIds": ["abc"]}})
+    result = parse(
+        users,
+        {
+            "successCount": 0,
+            "failCount": 1,
+            "failedUpdates": {"invalidEmails": ["ann@x.test"], "invalidUserIds": ["abc"]},
+        },
+    )
     assert result.failed == {"Ann@X.test": R.INVALID}
     assert result.succeeded == ["Abc"]
     assert result.unmatched == {"abc": R.INVALID}
 
 
 def test_malformed_email_inside_data_fields_is_attributed() -> None:
-    users = [BulkUpdateUser(userId="u1", dataFields={"email": "not-an-email"}),
-             BulkUpdateUser(userId="u2")]
-    result = parse(users, {"successCount": 1, "failCount": 1,
-                           "failedUpdates": {"invalidEmails": ["not-an-email"]}})
+    users = [BulkUpdateUser(userId="u1", dataFields={"email": "not-an-email"}), BulkUpdateUser(userId="u2")]
+    result = parse(users, {"successCount": 1, "failCount": 1, "failedUpdates": {"invalidEmails": ["not-an-email"]}})
     assert result.failed == {"u1": R.INVALID}
 
 
 def test_failures_for_unknown_identifiers_and_unattributed_counts() -> None:
     users = by_email("a@x.test", "b@x.test")
-    result = parse(users, {"successCount": 0, "failCount": 2,
-                           "failedUpdates": {"conflictEmails": ["someone-else@x.test"]}})
+    result = parse(
+        users, {"successCount": 0, "failCount": 2, "failedUpdates": {"conflictEmails": ["someone-else@x.test"]}}
+    )
     assert result.unmatched == {"someone-else@x.test": R.CONFLICT}
     assert result.failed == {} and result.unattributed_fail_count == 2
 
 
 def test_duplicate_submissions_share_an_outcome() -> None:
     users = by_email("a@x.test", "a@x.test", "b@x.test")
-    result = parse(users, {"successCount": 1, "failCount": 2,
-                           "failedUpdates": {"invalidDataEmails": ["a@x.test"]}})
+    result = parse(users, {"successCount": 1, "failCount": 2, "failedUpdates": {"invalidDataEmails": ["a@x.test"]}})
     assert [o.reason for o in result.outcomes] == [R.INVALID_DATA, R.INVALID_DATA, None]
 
 
@@ -147,8 +173,10 @@ def test_pack_by_count() -> None:
 def test_pack_under_4mb_measures_serialised_size() -> None:
     # ~9 KB users: 1,000 of them would be ~9 MB, so size, not count, decides.
     blob = "é" * 4500  # 2 bytes each in UTF-8: the measure must be bytes, not chars
-    users = [BulkUpdateUser(email=f"user{i}@x.test", dataFields={"blob": blob, "i": i},
-                            mergeNestedObjects=True) for i in range(1000)]
+    users = [
+        BulkUpdateUser(email=f"user{i}@x.test", dataFields={"blob": blob, "i": i}, mergeNestedObjects=True)
+        for i in range(1000)
+    ]
     batches = list(pack_users(users))
     assert len(batches) > 2
     assert [u for b in batches for u in b] == users
@@ -210,10 +238,15 @@ def test_filtered_out_fields_fail_the_users_that_carried_them() -> None:
         BulkUpdateUser(email="b@x.test", dataFields={"plan": "pro"}),
         BulkUpdateUser(email="c@x.test", dataFields={"lf_assignments": {"c1": "v2"}}),
     ]
-    result = parse(users, {
-        "successCount": 2, "failCount": 1, "filteredOutFields": ["lf_assignments.c1"],
-        "failedUpdates": {"invalidDataEmails": ["c@x.test"]},
-    })
+    result = parse(
+        users,
+        {
+            "successCount": 2,
+            "failCount": 1,
+            "filteredOutFields": ["lf_assignments.c1"],
+            "failedUpdates": {"invalidDataEmails": ["c@x.test"]},
+        },
+    )
     assert result.failed == {"a@x.test": FailureReason.FIELD_DROPPED, "c@x.test": FailureReason.INVALID_DATA}
     assert result.succeeded == ["b@x.test"]
     assert result.unattributed_fail_count == 0  # a dropped field is not one of Iterable's failures
@@ -228,8 +261,15 @@ def test_fail_count_nobody_is_named_for_is_kept() -> None:
 
 def test_nulls_and_unknown_fields_in_the_response_are_tolerated() -> None:
     users = by_email("a@x.test")
-    result = parse(users, {
-        "successCount": "1", "failCount": 0, "failedUpdates": None, "filteredOutFields": None,
-        "createdFields": ["x"], "somethingNew": {"a": 1},
-    })
+    result = parse(
+        users,
+        {
+            "successCount": "1",
+            "failCount": 0,
+            "failedUpdates": None,
+            "filteredOutFields": None,
+            "createdFields": ["x"],
+            "somethingNew": {"a": 1},
+        },
+    )
     assert result.succeeded == ["a@x.test"] and result.successCount == 1

@@ -53,12 +53,10 @@ def metric(name: str, **labels: str) -> float:
     ("status", "body", "exc"),
     [
         (401, {"msg": "Invalid API key", "code": "BadApiKey", "params": None}, IterableAuthError),
-        (401, {"msg": "Disabled API key or insufficient privileges", "code": "BadApiKey"},
-         IterableAuthError),
+        (401, {"msg": "Disabled API key or insufficient privileges", "code": "BadApiKey"}, IterableAuthError),
         (403, {"msg": "Forbidden", "code": "Forbidden", "params": None}, IterableAuthError),
         # Classified by status, not code: Iterable has sent code "Success" with a 400.
-        (400, {"msg": "Invalid template id", "code": "Success", "params": None},
-         IterableBadRequest),
+        (400, {"msg": "Invalid template id", "code": "Success", "params": None}, IterableBadRequest),
         (400, {"msg": "Bad JSON", "code": "BadJsonBody", "params": None}, IterableBadRequest),
         (413, {"msg": "too large", "code": "BatchTooLarge", "params": None}, IterableBadRequest),
         (404, {"msg": "Not found", "code": "NotFound", "params": None}, IterableNotFound),
@@ -85,8 +83,9 @@ async def test_error_body_that_is_not_json(make_client) -> None:
 
 
 async def test_429_honours_retry_after_seconds(make_client, caplog) -> None:
-    limited = httpx.Response(429, json={"msg": "Rate limit exceeded", "code": "RateLimitExceeded"},
-                             headers={"Retry-After": "2"})
+    limited = httpx.Response(
+        429, json={"msg": "Rate limit exceeded", "code": "RateLimitExceeded"}, headers={"Retry-After": "2"}
+    )
     script = Script(limited, ok())
     sleep = Recorder()
     before = metric("liftstack_iterable_retries_total", endpoint="lists", reason="rate_limited")
@@ -95,15 +94,17 @@ async def test_429_honours_retry_after_seconds(make_client, caplog) -> None:
     assert len(lists) == 2
     assert sleep.sleeps == [2.0]
     assert script.calls == 2
-    assert metric("liftstack_iterable_retries_total", endpoint="lists", reason="rate_limited") \
-        == before + 1
+    assert metric("liftstack_iterable_retries_total", endpoint="lists", reason="rate_limited") == before + 1
     assert "HTTP 429" in caplog.text and "retry 1/4 in 2.00s (Retry-After)" in caplog.text
 
 
 async def test_429_honours_retry_after_http_date(make_client) -> None:
     when = datetime.now(timezone.utc) + timedelta(seconds=3)
-    limited = httpx.Response(429, json={"msg": "slow down", "code": "RateLimitExceeded"},
-                             headers={"Retry-After": format_datetime(when, usegmt=True)})
+    limited = httpx.Response(
+        429,
+        json={"msg": "slow down", "code": "RateLimitExceeded"},
+        headers={"Retry-After": format_datetime(when, usegmt=True)},
+    )
     sleep = Recorder()
     async with make_client(Script(limited, ok()), sleep=sleep) as client:
         await client.get_lists()
@@ -112,8 +113,7 @@ async def test_429_honours_retry_after_http_date(make_client) -> None:
 
 async def test_429_without_retry_after_backs_off_exponentially(make_client, caplog) -> None:
     limited = iterable_error(429, "Rate limit exceeded", "RateLimitExceeded")
-    policy = RetryPolicy(max_rate_limit_retries=10, rate_limit_base_delay=1.0,
-                         rate_limit_max_delay=6.0, jitter=0.5)
+    policy = RetryPolicy(max_rate_limit_retries=10, rate_limit_base_delay=1.0, rate_limit_max_delay=6.0, jitter=0.5)
     sleep = Recorder()
     script = Script(limited, limited, limited, limited, limited, ok())
     async with make_client(script, sleep=sleep, retry=policy) as client:
@@ -135,8 +135,7 @@ async def test_429_retries_are_bounded(make_client) -> None:
 
 
 async def test_429_with_retry_after_beyond_the_cap_raises_at_once(make_client) -> None:
-    limited = httpx.Response(429, json={"msg": "later", "code": "RateLimitExceeded"},
-                             headers={"Retry-After": "3600"})
+    limited = httpx.Response(429, json={"msg": "later", "code": "RateLimitExceeded"}, headers={"Retry-After": "3600"})
     script, sleep = Script(limited), Recorder()
     async with make_client(script, sleep=sleep) as client:
         with pytest.raises(IterableRateLimited) as info:
@@ -152,8 +151,7 @@ async def test_5xx_is_retried_then_succeeds(make_client, status: int, caplog) ->
     async with make_client(script, sleep=sleep) as client:
         assert len(await client.get_lists()) == 2
     assert script.calls == 3 and len(sleep.sleeps) == 2
-    assert metric("liftstack_iterable_retries_total", endpoint="lists", reason="server_error") \
-        == before + 2
+    assert metric("liftstack_iterable_retries_total", endpoint="lists", reason="server_error") == before + 2
     assert f"HTTP {status}" in caplog.text and "retry 2/3" in caplog.text
 
 
@@ -168,8 +166,7 @@ async def test_5xx_burst_exhausts_retries(make_client, caplog) -> None:
 
 
 async def test_503_retry_after_is_respected(make_client) -> None:
-    busy = httpx.Response(503, json={"msg": "busy", "code": "GenericError"},
-                          headers={"Retry-After": "1.5"})
+    busy = httpx.Response(503, json={"msg": "busy", "code": "GenericError"}, headers={"Retry-After": "1.5"})
     sleep = Recorder()
     async with make_client(Script(busy, ok()), sleep=sleep) as client:
         await client.get_lists()
@@ -199,14 +196,15 @@ async def test_transport_failures_retry_then_raise_unavailable(make_client, fail
     assert info.value.status is None
     # Not chained: the httpx exception holds the request, whose headers hold the key.
     assert info.value.__cause__ is None and info.value.__context__ is None
-    assert metric("liftstack_iterable_retries_total", endpoint="lists", reason=reason) \
+    assert (
+        metric("liftstack_iterable_retries_total", endpoint="lists", reason=reason)
         == before + 2 + FAST_RETRY.max_transient_retries
+    )
 
 
 async def test_backoff_really_sleeps(make_client) -> None:
     """With the real asyncio.sleep: three 5xx retries at base 20 ms, jitter off."""
-    policy = RetryPolicy(max_transient_retries=3, transient_base_delay=0.02,
-                         transient_max_delay=1.0, jitter=0.0)
+    policy = RetryPolicy(max_transient_retries=3, transient_base_delay=0.02, transient_max_delay=1.0, jitter=0.0)
     error = iterable_error(500, "GenericError")
     started = time.monotonic()
     async with make_client(Script(error, error, error, ok()), retry=policy) as client:
@@ -236,10 +234,8 @@ async def test_request_metrics_by_status(make_client) -> None:
     script = Script(iterable_error(503, "busy"), json_response(200, samples.WEBHOOKS))
     async with make_client(script, sleep=Recorder()) as client:
         await client.get_webhooks()
-    assert metric("liftstack_iterable_requests_total", endpoint="webhooks", status="200") \
-        == before_200 + 1
-    assert metric("liftstack_iterable_requests_total", endpoint="webhooks", status="503") \
-        == before_503 + 1
+    assert metric("liftstack_iterable_requests_total", endpoint="webhooks", status="200") == before_200 + 1
+    assert metric("liftstack_iterable_requests_total", endpoint="webhooks", status="503") == before_503 + 1
 
 
 async def test_html_gateway_errors_use_the_reason_phrase(make_client) -> None:

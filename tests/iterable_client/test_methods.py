@@ -60,8 +60,9 @@ async def test_hosts_and_sandbox_prefix(make_client, region, sandbox_url, expect
 
 async def test_exact_base_url_wins(make_client) -> None:
     capture = Capture()
-    async with make_client(capture, region="US", sandbox_base_url="http://ignored",
-                           base_url="http://127.0.0.1:8999/eu/") as client:
+    async with make_client(
+        capture, region="US", sandbox_base_url="http://ignored", base_url="http://127.0.0.1:8999/eu/"
+    ) as client:
         await client.get_lists()
     assert str(capture.last.url) == "http://127.0.0.1:8999/eu/api/lists"
 
@@ -76,8 +77,7 @@ def test_from_settings() -> None:
 async def test_bulk_update_request_and_result(make_client) -> None:
     capture = Capture()
     users = [
-        BulkUpdateUser(email="a@x.test", dataFields={"lf_assignments": {"cmp-1": "B"}},
-                       mergeNestedObjects=True),
+        BulkUpdateUser(email="a@x.test", dataFields={"lf_assignments": {"cmp-1": "B"}}, mergeNestedObjects=True),
         BulkUpdateUser(userId="u2", dataFields={"plan": "pro"}, preferUserId=True),
     ]
     async with make_client(capture) as client:
@@ -88,8 +88,7 @@ async def test_bulk_update_request_and_result(make_client) -> None:
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.content) == {
         "users": [
-            {"email": "a@x.test", "dataFields": {"lf_assignments": {"cmp-1": "B"}},
-             "mergeNestedObjects": True},
+            {"email": "a@x.test", "dataFields": {"lf_assignments": {"cmp-1": "B"}}, "mergeNestedObjects": True},
             {"userId": "u2", "dataFields": {"plan": "pro"}, "preferUserId": True},
         ],
         "createNewFields": False,
@@ -150,7 +149,10 @@ async def test_get_templates_params(make_client) -> None:
         await client.get_templates(message_medium=None)
     first, second = capture.requests
     assert dict(first.url.params) == {
-        "templateType": "Blast", "messageMedium": "Email", "page": "2", "pageSize": "50",
+        "templateType": "Blast",
+        "messageMedium": "Email",
+        "page": "2",
+        "pageSize": "50",
     }
     assert dict(second.url.params) == {"page": "1", "pageSize": "100"}
     assert page.templates[0].templateId == 11 and page.templates[0].name == "Welcome"
@@ -181,8 +183,11 @@ async def test_get_templates_by_client_template_id(make_client) -> None:
 
 
 async def test_get_templates_by_client_template_id_none(make_client) -> None:
-    routes = {("GET", "/api/templates/getByClientTemplateId"): httpx.Response(
-        404, json={"msg": "not found", "code": "NotFound", "params": None})}
+    routes = {
+        ("GET", "/api/templates/getByClientTemplateId"): httpx.Response(
+            404, json={"msg": "not found", "code": "NotFound", "params": None}
+        )
+    }
     async with make_client(Capture(routes)) as client:
         assert await client.get_templates_by_client_template_id("nope") == []
 
@@ -193,12 +198,9 @@ async def test_upsert_and_update(make_client) -> None:
         upserted = await client.upsert_email_template(
             EmailTemplateUpsert(clientTemplateId="lf-welcome", name="Welcome", html="<p/>")
         )
-        updated = await client.update_email_template(
-            EmailTemplateUpdate(templateId=11, subject="New subject")
-        )
+        updated = await client.update_email_template(EmailTemplateUpdate(templateId=11, subject="New subject"))
     upsert_req, update_req = capture.requests
-    assert json.loads(upsert_req.content) == {
-        "clientTemplateId": "lf-welcome", "name": "Welcome", "html": "<p/>"}
+    assert json.loads(upsert_req.content) == {"clientTemplateId": "lf-welcome", "name": "Welcome", "html": "<p/>"}
     assert json.loads(update_req.content) == {"templateId": 11, "subject": "New subject"}
     assert upserted.ids_in_msg() == [11]
     assert updated.code == "Success"

@@ -89,8 +89,7 @@ async def test_no_window_of_one_second_exceeds_the_limit() -> None:
 
 async def test_clients_with_the_same_key_share_a_bucket(make_client) -> None:
     registry = RateLimiterRegistry(headroom=1.0, limits=fast_lists(10))
-    async with make_client(answer, rate_limits=registry) as a, \
-            make_client(answer, rate_limits=registry) as b:
+    async with make_client(answer, rate_limits=registry) as a, make_client(answer, rate_limits=registry) as b:
         assert a.project_key == b.project_key and KEY not in a.project_key
         elapsed = await timed(*(c.get_lists() for c in (a, b) for _ in range(3)))
     assert elapsed >= 5 / 10 - 0.03  # 6 requests through one 10/s bucket
@@ -100,9 +99,10 @@ async def test_explicit_project_key_shares_across_keys(make_client, watched_keys
     other_key = "fedcba9876543210fedcba9876543210"  # e.g. the project's read-only key
     watched_keys.add(other_key)
     registry = RateLimiterRegistry(headroom=1.0, limits=fast_lists(10))
-    async with make_client(answer, rate_limits=registry, project_key="proj-1") as a, \
-            make_client(answer, rate_limits=registry, project_key="proj-1",
-                        api_key=other_key) as b:
+    async with (
+        make_client(answer, rate_limits=registry, project_key="proj-1") as a,
+        make_client(answer, rate_limits=registry, project_key="proj-1", api_key=other_key) as b,
+    ):
         elapsed = await timed(*(c.get_lists() for c in (a, b) for _ in range(3)))
     assert elapsed >= 5 / 10 - 0.03
 
@@ -111,8 +111,10 @@ async def test_different_projects_do_not_share(make_client, watched_keys) -> Non
     other_key = "fedcba9876543210fedcba9876543210"
     watched_keys.add(other_key)
     registry = RateLimiterRegistry(headroom=1.0, limits=fast_lists(10))
-    async with make_client(answer, rate_limits=registry) as a, \
-            make_client(answer, rate_limits=registry, api_key=other_key) as b:
+    async with (
+        make_client(answer, rate_limits=registry) as a,
+        make_client(answer, rate_limits=registry, api_key=other_key) as b,
+    ):
         assert a.project_key != b.project_key
         elapsed = await timed(*(c.get_lists() for c in (a, b) for _ in range(3)))
     assert elapsed < 0.4  # two buckets in parallel (0.2 s); one shared would be 0.5 s
@@ -121,8 +123,7 @@ async def test_different_projects_do_not_share(make_client, watched_keys) -> Non
 async def test_endpoints_have_separate_buckets() -> None:
     registry = RateLimiterRegistry(headroom=1.0)
     await registry.acquire("p", Endpoint.GET_LIST_SIZE)  # 5/min: the next waits 12 s
-    elapsed = await timed(registry.acquire("p", Endpoint.GET_LIST_USERS),
-                          registry.acquire("p", Endpoint.GET_LISTS))
+    elapsed = await timed(registry.acquire("p", Endpoint.GET_LIST_USERS), registry.acquire("p", Endpoint.GET_LISTS))
     assert elapsed < 1.0  # a shared bucket would make one of them wait 12 s
 
 
@@ -149,18 +150,23 @@ async def test_routed_limits_send_bulk_update_elsewhere(make_client) -> None:
 
 
 async def test_default_registry_is_shared_process_wide(make_client) -> None:
-    async with make_client(answer, rate_limits=None) as a, \
-            make_client(answer, rate_limits=None) as b, \
-            make_client(answer, rate_limits=None, headroom=0.5) as c:
+    async with (
+        make_client(answer, rate_limits=None) as a,
+        make_client(answer, rate_limits=None) as b,
+        make_client(answer, rate_limits=None, headroom=0.5) as c,
+    ):
         assert a.rate_limits is b.rate_limits is default_registry(0.9)
         assert c.rate_limits is default_registry(0.5)
 
 
 async def test_limiter_waits_are_logged_and_measured(make_client, caplog) -> None:
     def count() -> float:
-        return REGISTRY.get_sample_value(
-            "liftstack_iterable_rate_limit_wait_seconds_count",
-            {"endpoint": "lists", "source": "limiter"}) or 0.0
+        return (
+            REGISTRY.get_sample_value(
+                "liftstack_iterable_rate_limit_wait_seconds_count", {"endpoint": "lists", "source": "limiter"}
+            )
+            or 0.0
+        )
 
     before = count()
     registry = RateLimiterRegistry(headroom=1.0, limits=fast_lists(20))

@@ -46,15 +46,22 @@ def key(sandbox, project, watched_keys) -> str:
 
 async def test_bulk_update_writes_and_merges_nested_objects(sandbox, project, key) -> None:
     async with sandbox_client(sandbox, key) as client:
-        first = await client.bulk_update([
-            BulkUpdateUser(email="ann@example.com",
-                           dataFields={"lf_assignments": {"cmp-1": "A"}, "plan": "pro"},
-                           mergeNestedObjects=True),
-        ])
-        second = await client.bulk_update([
-            BulkUpdateUser(email="ann@example.com", dataFields={"lf_assignments": {"cmp-2": "B"}},
-                           mergeNestedObjects=True),
-        ])
+        first = await client.bulk_update(
+            [
+                BulkUpdateUser(
+                    email="ann@example.com",
+                    dataFields={"lf_assignments": {"cmp-1": "A"}, "plan": "pro"},
+                    mergeNestedObjects=True,
+                ),
+            ]
+        )
+        second = await client.bulk_update(
+            [
+                BulkUpdateUser(
+                    email="ann@example.com", dataFields={"lf_assignments": {"cmp-2": "B"}}, mergeNestedObjects=True
+                ),
+            ]
+        )
     assert first.succeeded == ["ann@example.com"] and first.failed == {}
     assert "plan" in first.createdFields
     assert second.successCount == 1
@@ -63,8 +70,13 @@ async def test_bulk_update_writes_and_merges_nested_objects(sandbox, project, ke
 
 
 async def test_bulk_update_partial_failures_per_user(sandbox, project, key) -> None:
-    sandbox.put_users(project, [{"email": "typed@example.com", "dataFields": {"age": 41}},
-                                {"email": "gone@example.com", "dataFields": {"x": 1}}])
+    sandbox.put_users(
+        project,
+        [
+            {"email": "typed@example.com", "dataFields": {"age": 41}},
+            {"email": "gone@example.com", "dataFields": {"x": 1}},
+        ],
+    )
     sandbox.forget(project, "gone@example.com")
     users = [
         BulkUpdateUser(email="ok@example.com", dataFields={"plan": "free"}),
@@ -92,7 +104,12 @@ async def test_bulk_update_partial_failures_per_user(sandbox, project, key) -> N
     assert result.unmatched == {} and result.unattributed_fail_count == 0
     assert result.retryable() == []  # nothing bulkUpdate reports is worth resubmitting
     assert [u.identifier for u in result.retryable(list(R))] == [
-        "not-an-email", "nobody", "mistyped@example.com", "trailing ", "inner"]
+        "not-an-email",
+        "nobody",
+        "mistyped@example.com",
+        "trailing ",
+        "inner",
+    ]
     assert sandbox.user(project, "ok@example.com")["dataFields"] == {"plan": "free"}
     assert sandbox.user(project, "created")["dataFields"] == {"plan": "free"}
 
@@ -102,8 +119,9 @@ async def test_bulk_update_not_found_emails_in_a_user_id_project(sandbox, watche
     key = sandbox.create_key(project)
     watched_keys.add(key)
     async with sandbox_client(sandbox, key) as client:
-        result = await client.bulk_update([BulkUpdateUser(email="new@example.com"),
-                                           BulkUpdateUser(userId="u1", dataFields={"a": 1})])
+        result = await client.bulk_update(
+            [BulkUpdateUser(email="new@example.com"), BulkUpdateUser(userId="u1", dataFields={"a": 1})]
+        )
     # Never notFoundEmails (that is for subscribe/unsubscribe): the deprecated list.
     assert result.failed == {"new@example.com": R.INVALID}
     assert result.succeeded == ["u1"]
@@ -124,13 +142,21 @@ async def test_create_new_fields_false_filters_unknown_fields(sandbox, project, 
 
 
 async def test_dropped_lf_assignments_fails_only_users_that_carried_it(sandbox, project, key) -> None:
-    sandbox.put_users(project, [{"email": "a@example.com", "dataFields": {"plan": "pro"}},
-                                {"email": "b@example.com", "dataFields": {"plan": "pro"}}])
+    sandbox.put_users(
+        project,
+        [
+            {"email": "a@example.com", "dataFields": {"plan": "pro"}},
+            {"email": "b@example.com", "dataFields": {"plan": "pro"}},
+        ],
+    )
     async with sandbox_client(sandbox, key) as client:
         result = await client.bulk_update(
-            [BulkUpdateUser(email="a@example.com", dataFields={"lf_assignments": {"c1": "v1"}},
-                            mergeNestedObjects=True),
-             BulkUpdateUser(email="b@example.com", dataFields={"plan": "free"})],
+            [
+                BulkUpdateUser(
+                    email="a@example.com", dataFields={"lf_assignments": {"c1": "v1"}}, mergeNestedObjects=True
+                ),
+                BulkUpdateUser(email="b@example.com", dataFields={"plan": "free"}),
+            ],
             create_new_fields=False,
         )
     assert result.filteredOutFields == ["lf_assignments"]
@@ -141,8 +167,7 @@ async def test_dropped_lf_assignments_fails_only_users_that_carried_it(sandbox, 
 
 async def test_packed_batches_fit_the_sandbox_body_cap(sandbox, project, key) -> None:
     blob = "x" * 20_000
-    users = [BulkUpdateUser(email=f"big{i}@example.com", dataFields={"blob": blob})
-             for i in range(300)]  # ~6 MB in all
+    users = [BulkUpdateUser(email=f"big{i}@example.com", dataFields={"blob": blob}) for i in range(300)]  # ~6 MB in all
     batches = list(pack_users(users))
     assert len(batches) == 2
     assert all(len(bulk_update_body(b, True)) <= MAX_BODY_BYTES for b in batches)
@@ -161,8 +186,7 @@ async def test_region_eu(sandbox, watched_keys) -> None:
         result = await client.bulk_update([BulkUpdateUser(email="eu@example.com")])
     assert result.succeeded == ["eu@example.com"]
     # The fixture's own addressing (`api_url`) works too, via `base_url`.
-    async with IterableClient(key, base_url=sandbox.api_url(project),
-                              rate_limits=NoRateLimits()) as client:
+    async with IterableClient(key, base_url=sandbox.api_url(project), rate_limits=NoRateLimits()) as client:
         assert await client.get_lists() == []
 
 
@@ -170,8 +194,7 @@ async def test_region_eu(sandbox, watched_keys) -> None:
 
 
 async def test_get_user_fields(sandbox, project, key) -> None:
-    sandbox.put_users(project, [{"email": "a@example.com",
-                                 "dataFields": {"plan": "pro", "score": 1.5}}])
+    sandbox.put_users(project, [{"email": "a@example.com", "dataFields": {"plan": "pro", "score": 1.5}}])
     async with sandbox_client(sandbox, key) as client:
         fields = (await client.get_user_fields()).fields
     assert fields["plan"] == "string" and fields["score"] == "double"
@@ -227,20 +250,26 @@ async def test_unknown_list_is_a_bad_request(sandbox, project, key) -> None:
 
 async def test_template_upsert_lookup_update_get(sandbox, project, key) -> None:
     async with sandbox_client(sandbox, key) as client:
-        upserted = await client.upsert_email_template(EmailTemplateUpsert(
-            clientTemplateId="lf-cmp-1", name="lf cmp 1", subject="v1", html="<p>{{a}}</p>",
-            fromName="Acme", fromEmail="news@acme.example.com"))
+        upserted = await client.upsert_email_template(
+            EmailTemplateUpsert(
+                clientTemplateId="lf-cmp-1",
+                name="lf cmp 1",
+                subject="v1",
+                html="<p>{{a}}</p>",
+                fromName="Acme",
+                fromEmail="news@acme.example.com",
+            )
+        )
         (entry,) = await client.get_templates_by_client_template_id("lf-cmp-1")
         assert upserted.ids_in_msg() == [entry.templateId]
-        updated = await client.update_email_template(
-            EmailTemplateUpdate(templateId=entry.templateId, subject="v2"))
+        updated = await client.update_email_template(EmailTemplateUpdate(templateId=entry.templateId, subject="v2"))
         template = await client.get_email_template(entry.templateId)
         again = await client.upsert_email_template(
-            EmailTemplateUpsert(clientTemplateId="lf-cmp-1", preheaderText="pre"))
+            EmailTemplateUpsert(clientTemplateId="lf-cmp-1", preheaderText="pre")
+        )
         assert await client.get_templates_by_client_template_id("nothing-here") == []
     assert updated.code == "Success" and str(entry.templateId) in updated.msg
-    assert (template.subject, template.html, template.clientTemplateId) == (
-        "v2", "<p>{{a}}</p>", "lf-cmp-1")
+    assert (template.subject, template.html, template.clientTemplateId) == ("v2", "<p>{{a}}</p>", "lf-cmp-1")
     assert template.metadata is not None and template.metadata.templateId == entry.templateId
     assert again.ids_in_msg() == [entry.templateId]  # matched, not created
     assert sandbox.template(project, entry.templateId)["preheaderText"] == "pre"
@@ -263,7 +292,8 @@ async def test_unknown_client_template_id_means_none(sandbox, project, key, answ
     async with sandbox_client(sandbox, key) as client:
         assert await client.get_templates_by_client_template_id("never-created") == []
     assert sandbox.stats(project)["templates/getByClientTemplateId"] == {
-        {"empty": 200, "404": 404, "400": 400}[answer]: 1}
+        {"empty": 200, "404": 404, "400": 400}[answer]: 1
+    }
 
 
 async def test_other_400s_of_get_by_client_template_id_still_raise(sandbox, project, key) -> None:
@@ -273,8 +303,7 @@ async def test_other_400s_of_get_by_client_template_id_still_raise(sandbox, proj
 
 
 async def test_get_templates_pages(sandbox, project, key) -> None:
-    ids = [sandbox.create_template(project, name=f"t{i}", clientTemplateId=f"c{i}")
-           for i in range(5)]
+    ids = [sandbox.create_template(project, name=f"t{i}", clientTemplateId=f"c{i}") for i in range(5)]
     async with sandbox_client(sandbox, key) as client:
         page1 = await client.get_templates(page=1, page_size=2)
         page3 = await client.get_templates(page=3, page_size=2)
@@ -310,8 +339,7 @@ async def test_template_errors(sandbox, project, key) -> None:
 
 
 async def test_get_webhooks(sandbox, project, key) -> None:
-    sandbox.add_webhook(project, "https://hooks.example.com/iterable", authType="Basic",
-                        username="u", password="p")
+    sandbox.add_webhook(project, "https://hooks.example.com/iterable", authType="Basic", username="u", password="p")
     async with sandbox_client(sandbox, key) as client:
         (hook,) = await client.get_webhooks()
     assert hook.endpoint == "https://hooks.example.com/iterable"
@@ -355,8 +383,7 @@ async def test_disabled_key_is_401(sandbox, project, key) -> None:
     sandbox.disable_key(project, key)
     counter = CountingClient()
     async with sandbox_client(sandbox, key, event_hooks={"request": [counter.hook]}) as client:
-        with pytest.raises(IterableAuthError,
-                           match="Disabled API key or insufficient privileges"):
+        with pytest.raises(IterableAuthError, match="Disabled API key or insufficient privileges"):
             await client.bulk_update([BulkUpdateUser(email="a@example.com")])
     assert counter.count == 1
 

@@ -61,8 +61,7 @@ async def test_429_with_retry_after_is_honoured(sandbox, limited, key, caplog) -
 
 async def test_persistent_429_raises_rate_limited(sandbox, limited, key) -> None:
     sandbox.faults(limited, fail_next=100, fail_status=429)
-    policy = RetryPolicy(max_rate_limit_retries=3, rate_limit_base_delay=0.01,
-                         rate_limit_max_delay=0.02)
+    policy = RetryPolicy(max_rate_limit_retries=3, rate_limit_base_delay=0.01, rate_limit_max_delay=0.02)
     async with sandbox_client(sandbox, key, retry=policy) as client:
         with pytest.raises(IterableRateLimited) as info:
             await client.get_lists()
@@ -84,8 +83,10 @@ async def test_two_clients_of_one_project_share_the_budget(sandbox, limited, key
     other = sandbox.create_key(limited)  # a second key of the same project
     watched_keys.add(other)
     registry = RateLimiterRegistry()
-    async with sandbox_client(sandbox, key, rate_limits=registry, project_key="p1") as a, \
-            sandbox_client(sandbox, other, rate_limits=registry, project_key="p1") as b:
+    async with (
+        sandbox_client(sandbox, key, rate_limits=registry, project_key="p1") as a,
+        sandbox_client(sandbox, other, rate_limits=registry, project_key="p1") as b,
+    ):
         await asyncio.gather(*(c.bulk_update(one_user(i)) for i in range(6) for c in (a, b)))
     assert sandbox.stats(limited)["users/bulkUpdate"] == {200: 12}
 
@@ -111,8 +112,7 @@ async def test_5xx_burst_longer_than_the_retries_raises(sandbox, limited, key) -
 
 async def test_random_errors_are_absorbed(sandbox, limited, key) -> None:
     sandbox.faults(limited, error_rate=0.3, error_statuses=[500, 502, 503, 504], seed=7)
-    policy = RetryPolicy(max_transient_retries=8, transient_base_delay=0.01,
-                         transient_max_delay=0.05)
+    policy = RetryPolicy(max_transient_retries=8, transient_base_delay=0.01, transient_max_delay=0.05)
     async with sandbox_client(sandbox, key, retry=policy) as client:
         for _ in range(20):
             await client.get_lists()

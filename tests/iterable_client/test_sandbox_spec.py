@@ -38,34 +38,50 @@ async def test_requests_and_responses_match_the_spec(sandbox, watched_keys) -> N
     transport = RecordingTransport()
 
     async with sandbox_client(sandbox, key, "EU", transport=transport) as client:
-        await client.bulk_update([
-            BulkUpdateUser(email="a@example.com", dataFields={"lf_assignments": {"c1": "B"}},
-                           preferUserId=False, mergeNestedObjects=True),
-            BulkUpdateUser(userId="u2", preferUserId=True, dataFields={"n": 1.5}),
-        ], create_new_fields=True)
+        await client.bulk_update(
+            [
+                BulkUpdateUser(
+                    email="a@example.com",
+                    dataFields={"lf_assignments": {"c1": "B"}},
+                    preferUserId=False,
+                    mergeNestedObjects=True,
+                ),
+                BulkUpdateUser(userId="u2", preferUserId=True, dataFields={"n": 1.5}),
+            ],
+            create_new_fields=True,
+        )
         await client.get_user_fields()
         await client.get_lists()
         [_ async for _ in client.iter_list_users(list_id, prefer_user_id=True)]
         await client.get_list_size(list_id)
         content = dict(
-            name="Welcome", subject="Hi", preheaderText="pre", fromName="Acme",
-            fromEmail="news@example.com", replyToEmail="r@example.com", html="<p/>",
-            plainText="Hi", locale="en", ccEmails=["c@example.com"],
-            bccEmails=["b@example.com"], googleAnalyticsCampaignName="ga",
+            name="Welcome",
+            subject="Hi",
+            preheaderText="pre",
+            fromName="Acme",
+            fromEmail="news@example.com",
+            replyToEmail="r@example.com",
+            html="<p/>",
+            plainText="Hi",
+            locale="en",
+            ccEmails=["c@example.com"],
+            bccEmails=["b@example.com"],
+            googleAnalyticsCampaignName="ga",
             linkParams=[LinkParam(key="utm_source", value="iterable")],
         )
         msg = await client.upsert_email_template(
-            EmailTemplateUpsert(clientTemplateId="lf-1", messageTypeId=5, **content))
+            EmailTemplateUpsert(clientTemplateId="lf-1", messageTypeId=5, **content)
+        )
         (template_id,) = msg.ids_in_msg()
-        await client.update_email_template(EmailTemplateUpdate(
-            templateId=template_id, campaignDataFields={"k": "v"}, **content))
+        await client.update_email_template(
+            EmailTemplateUpdate(templateId=template_id, campaignDataFields={"k": "v"}, **content)
+        )
         await client.get_templates(TemplateType.BASE, "Email", page=1, page_size=10)
         await client.get_email_template(template_id, locale="en")
         await client.get_templates_by_client_template_id("lf-1")
         await client.get_webhooks()
 
-    operations = {spec.find_operation(r.method, r.url.path)[1]["operationId"]
-                  for r in transport.requests}
+    operations = {spec.find_operation(r.method, r.url.path)[1]["operationId"] for r in transport.requests}
     assert len(operations) == 11
     assert all(r.url.path.startswith("/eu/api/") for r in transport.requests)
     problems: dict[str, list[str]] = {}

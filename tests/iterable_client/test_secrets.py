@@ -95,7 +95,9 @@ async def test_stream_errors_that_mention_the_key(make_client) -> None:
 async def test_real_connection_failure(watched_keys) -> None:
     """Real httpx transport, nothing listening: the raised error is clean."""
     client = IterableClient(
-        KEY, sandbox_base_url="http://127.0.0.1:1", rate_limits=NoRateLimits(),
+        KEY,
+        sandbox_base_url="http://127.0.0.1:1",
+        rate_limits=NoRateLimits(),
         retry=RetryPolicy(max_transient_retries=1, transient_base_delay=0.001),
     )
     async with client:

@@ -32,11 +32,18 @@ def answer(request: httpx.Request) -> httpx.Response:
 
 async def exercise(client: IterableClient) -> None:
     """Every method, with every optional field the client models set."""
-    await client.bulk_update([
-        BulkUpdateUser(email="a@x.test", dataFields={"lf_assignments": {"cmp-1": "B"}, "n": 1.5},
-                       preferUserId=False, mergeNestedObjects=True),
-        BulkUpdateUser(userId="u2", dataFields={}),
-    ], create_new_fields=True)
+    await client.bulk_update(
+        [
+            BulkUpdateUser(
+                email="a@x.test",
+                dataFields={"lf_assignments": {"cmp-1": "B"}, "n": 1.5},
+                preferUserId=False,
+                mergeNestedObjects=True,
+            ),
+            BulkUpdateUser(userId="u2", dataFields={}),
+        ],
+        create_new_fields=True,
+    )
     await client.get_user_fields()
     await client.get_lists()
     [_ async for _ in client.iter_list_users(42, prefer_user_id=True)]
@@ -45,18 +52,45 @@ async def exercise(client: IterableClient) -> None:
     await client.get_email_template(11, locale="en")
     await client.get_templates_by_client_template_id("lf-welcome")
     content = dict(
-        name="Welcome", subject="Hi", preheaderText="pre", fromName="Acme",
-        fromEmail="news@acme.test", replyToEmail="r@acme.test", html="<p/>", plainText="Hi",
-        locale="en", isDefaultLocale=True, creatorUserId="a@acme.test", ccEmails=["c@x.test"],
-        bccEmails=["b@x.test"], googleAnalyticsCampaignName="ga",
-        linkParams=[LinkParam(key="utm_source", value="iterable")], dataFeedIds=[1, 2],
+        name="Welcome",
+        subject="Hi",
+        preheaderText="pre",
+        fromName="Acme",
+        fromEmail="news@acme.test",
+        replyToEmail="r@acme.test",
+        html="<p/>",
+        plainText="Hi",
+        locale="en",
+        isDefaultLocale=True,
+        creatorUserId="a@acme.test",
+        ccEmails=["c@x.test"],
+        bccEmails=["b@x.test"],
+        googleAnalyticsCampaignName="ga",
+        linkParams=[LinkParam(key="utm_source", value="iterable")],
+        dataFeedIds=[1, 2],
     )
-    await client.upsert_email_template(EmailTemplateUpsert(
-        clientTemplateId="lf-welcome", messageTypeId=5, dataFeedId=3, cacheDataFeed={},
-        mergeDataFeedContext=True, **content))
-    await client.update_email_template(EmailTemplateUpdate(
-        templateId=11, clientTemplateId="lf-welcome", messageTypeId=5, dataFeedId=3,
-        campaignDataFields={"k": "v"}, cacheDataFeed={}, mergeDataFeedContext={}, **content))
+    await client.upsert_email_template(
+        EmailTemplateUpsert(
+            clientTemplateId="lf-welcome",
+            messageTypeId=5,
+            dataFeedId=3,
+            cacheDataFeed={},
+            mergeDataFeedContext=True,
+            **content,
+        )
+    )
+    await client.update_email_template(
+        EmailTemplateUpdate(
+            templateId=11,
+            clientTemplateId="lf-welcome",
+            messageTypeId=5,
+            dataFeedId=3,
+            campaignDataFields={"k": "v"},
+            cacheDataFeed={},
+            mergeDataFeedContext={},
+            **content,
+        )
+    )
     await client.get_webhooks()
 
 
@@ -72,9 +106,17 @@ async def test_every_request_matches_the_spec(make_client) -> None:
     assert len(captured) == 11
     operations = {spec.find_operation(r.method, r.url.path)[1]["operationId"] for r in captured}
     assert operations == {
-        "bulkUpdateUser", "getUserFields", "getLists", "getUsers", "getListCount",
-        "getTemplates", "getEmailTemplate", "getByClientTemplateId", "upsertEmailTemplate",
-        "updateEmailTemplate", "getWebhooks",
+        "bulkUpdateUser",
+        "getUserFields",
+        "getLists",
+        "getUsers",
+        "getListCount",
+        "getTemplates",
+        "getEmailTemplate",
+        "getByClientTemplateId",
+        "upsertEmailTemplate",
+        "updateEmailTemplate",
+        "getWebhooks",
     }
     problems = {f"{r.method} {r.url.path}": spec.request_problems(r) for r in captured}
     assert {k: v for k, v in problems.items() if v} == {}
@@ -90,8 +132,8 @@ def test_canned_responses_match_the_spec(route, body) -> None:
 def test_the_validator_is_not_vacuous() -> None:
     def post(path: str, body: object, params: dict | None = None) -> list[str]:
         request = httpx.Request(
-            "POST", f"https://api.iterable.com{path}", params=params, json=body,
-            headers={"Api-Key": "k"})
+            "POST", f"https://api.iterable.com{path}", params=params, json=body, headers={"Api-Key": "k"}
+        )
         return spec.request_problems(request)
 
     assert post("/api/users/bulkUpdate", {"users": [{"email": 1}]})

@@ -60,7 +60,7 @@ async def test_large_list_in_small_chunks(make_client) -> None:
     async def body() -> AsyncIterator[bytes]:
         payload = b"".join(f"{i}\n".encode() for i in range(200_000))
         for start in range(0, len(payload), 4096):  # splits lines across chunks
-            yield payload[start:start + 4096]
+            yield payload[start : start + 4096]
 
     async with make_client(lambda r: text_response(body())) as client:
         count = last = 0
@@ -70,9 +70,11 @@ async def test_large_list_in_small_chunks(make_client) -> None:
 
 
 async def test_503_before_the_stream_is_retried(make_client, caplog) -> None:
-    answers = [iterable_error(503, "Request timeout.  Try again later."),
-               iterable_error(503, "Request timeout.  Try again later."),
-               text_response(b"a\nb\n")]
+    answers = [
+        iterable_error(503, "Request timeout.  Try again later."),
+        iterable_error(503, "Request timeout.  Try again later."),
+        text_response(b"a\nb\n"),
+    ]
     sleep = Recorder()
     async with make_client(lambda r: answers.pop(0), sleep=sleep) as client:
         assert [i async for i in client.iter_list_users(7)] == ["a", "b"]
@@ -81,8 +83,7 @@ async def test_503_before_the_stream_is_retried(make_client, caplog) -> None:
 
 
 async def test_503_burst_gives_up(make_client) -> None:
-    async with make_client(lambda r: iterable_error(503, "Request timeout"),
-                           sleep=Recorder()) as client:
+    async with make_client(lambda r: iterable_error(503, "Request timeout"), sleep=Recorder()) as client:
         with pytest.raises(IterableUnavailable):
             async for _ in client.iter_list_users(7):
                 pass

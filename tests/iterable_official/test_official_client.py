@@ -46,8 +46,13 @@ def run_judge(base_url: str, keys: dict[str, str], steps: list[dict[str, Any]]) 
     # LOG_STDERR etc. are the client's own env settings; keep its logger quiet.
     env = {"PATH": os.environ.get("PATH", ""), "LOG_LEVEL": "error", "NODE_ENV": "test"}
     done = subprocess.run(
-        [node, str(JUDGE)], input=json.dumps(plan), capture_output=True, text=True,
-        cwd=HERE, env=env, timeout=120,
+        [node, str(JUDGE)],
+        input=json.dumps(plan),
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+        env=env,
+        timeout=120,
     )
     if done.returncode not in (0, 1):
         pytest.fail(f"judge crashed (exit {done.returncode}):\n{done.stderr}", pytrace=False)
@@ -74,10 +79,13 @@ def populate(sandbox: SandboxHandle, identity: str = "email") -> dict[str, Any]:
     project = sandbox.create_project(identity=identity)
     key = sandbox.create_key(project)
     read_only = sandbox.create_key(project, type="read_only")
-    sandbox.put_users(project, [
-        {"email": "Ada@Example.com", "dataFields": {"plan": "pro", "lf_assignments": {"c1": "v1"}}},
-        {"email": "bob@example.com", "dataFields": {"visits": 3}},
-    ])
+    sandbox.put_users(
+        project,
+        [
+            {"email": "Ada@Example.com", "dataFields": {"plan": "pro", "lf_assignments": {"c1": "v1"}}},
+            {"email": "bob@example.com", "dataFields": {"visits": 3}},
+        ],
+    )
     list_id = sandbox.create_list(project, "audience", ["ada@example.com", "bob@example.com"], generate=25)
     sandbox.create_list(project, "segment", dynamic=True, generate=5, prefix="seg")
     template_ids = [
@@ -86,7 +94,10 @@ def populate(sandbox: SandboxHandle, identity: str = "email") -> dict[str, Any]:
     ]
     sandbox.add_webhook(project, "https://hooks.example.com/iterable", authType="Basic", token="tkn")
     return {
-        "project": project, "key": key, "read_only": read_only, "list_id": list_id,
+        "project": project,
+        "key": key,
+        "read_only": read_only,
+        "list_id": list_id,
         "template_ids": template_ids,
     }
 
@@ -95,39 +106,73 @@ def endpoint_steps(data: dict[str, Any]) -> list[dict[str, Any]]:
     """One step per endpoint liftstack calls, with the arguments liftstack uses."""
     first = data["template_ids"][0]
     return [
-        {"name": "users/bulkUpdate", "method": "bulkUpdateUsers", "expect": "ok", "args": {
-            "users": [
-                {"email": "carol@example.com", "dataFields": {"lf_assignments": {"c1": "v2"}},
-                 "mergeNestedObjects": True},
-                {"email": "not-an-email", "dataFields": {"x": 1}},
-            ],
-            "createNewFields": True,
-        }},
+        {
+            "name": "users/bulkUpdate",
+            "method": "bulkUpdateUsers",
+            "expect": "ok",
+            "args": {
+                "users": [
+                    {
+                        "email": "carol@example.com",
+                        "dataFields": {"lf_assignments": {"c1": "v2"}},
+                        "mergeNestedObjects": True,
+                    },
+                    {"email": "not-an-email", "dataFields": {"x": 1}},
+                ],
+                "createNewFields": True,
+            },
+        },
         {"name": "users/getFields", "method": "getUserFields", "expect": "ok"},
         {"name": "lists", "method": "getLists", "expect": "ok"},
-        {"name": "lists/getUsers", "method": "getListUsers", "expect": "ok",
-         "args": {"listId": data["list_id"]}},
-        {"name": "lists/{id}/size", "method": "getListSize", "expect": "ok",
-         "args": {"listId": data["list_id"]}},
-        {"name": "templates (page 1)", "method": "getTemplates", "expect": "ok",
-         "args": {"templateType": "Base", "messageMedium": "Email", "page": 1, "pageSize": 5}},
-        {"name": "templates (page 2)", "method": "getTemplates", "expect": "ok",
-         "args": {"page": 2, "pageSize": 5}},
-        {"name": "templates/email/get", "method": "getEmailTemplate", "expect": "ok",
-         "args": {"templateId": first}},
-        {"name": "templates/getByClientTemplateId", "method": "getTemplateByClientId", "expect": "ok",
-         "args": {"clientTemplateId": "lf-0"}},
-        {"name": "templates/email/upsert (new)", "method": "upsertEmailTemplate", "expect": "ok", "args": {
-            "clientTemplateId": "lf-new", "name": "New", "subject": "Hello", "html": "<p>{{x}}</p>",
-            "fromEmail": "news@example.com", "fromName": "News", "locale": "en",
-            "linkParams": [{"key": "utm_source", "value": "liftstack"}],
-        }},
-        {"name": "templates/getByClientTemplateId (upserted)", "method": "getTemplateByClientId",
-         "expect": "ok", "args": {"clientTemplateId": "lf-new"}},
-        {"name": "templates/email/update", "method": "updateEmailTemplate", "expect": "ok",
-         "args": {"templateId": first, "html": "<p>changed</p>", "subject": "Changed"}},
-        {"name": "templates/email/get (updated)", "method": "getEmailTemplate", "expect": "ok",
-         "args": {"templateId": first}},
+        {"name": "lists/getUsers", "method": "getListUsers", "expect": "ok", "args": {"listId": data["list_id"]}},
+        {"name": "lists/{id}/size", "method": "getListSize", "expect": "ok", "args": {"listId": data["list_id"]}},
+        {
+            "name": "templates (page 1)",
+            "method": "getTemplates",
+            "expect": "ok",
+            "args": {"templateType": "Base", "messageMedium": "Email", "page": 1, "pageSize": 5},
+        },
+        {"name": "templates (page 2)", "method": "getTemplates", "expect": "ok", "args": {"page": 2, "pageSize": 5}},
+        {"name": "templates/email/get", "method": "getEmailTemplate", "expect": "ok", "args": {"templateId": first}},
+        {
+            "name": "templates/getByClientTemplateId",
+            "method": "getTemplateByClientId",
+            "expect": "ok",
+            "args": {"clientTemplateId": "lf-0"},
+        },
+        {
+            "name": "templates/email/upsert (new)",
+            "method": "upsertEmailTemplate",
+            "expect": "ok",
+            "args": {
+                "clientTemplateId": "lf-new",
+                "name": "New",
+                "subject": "Hello",
+                "html": "<p>{{x}}</p>",
+                "fromEmail": "news@example.com",
+                "fromName": "News",
+                "locale": "en",
+                "linkParams": [{"key": "utm_source", "value": "liftstack"}],
+            },
+        },
+        {
+            "name": "templates/getByClientTemplateId (upserted)",
+            "method": "getTemplateByClientId",
+            "expect": "ok",
+            "args": {"clientTemplateId": "lf-new"},
+        },
+        {
+            "name": "templates/email/update",
+            "method": "updateEmailTemplate",
+            "expect": "ok",
+            "args": {"templateId": first, "html": "<p>changed</p>", "subject": "Changed"},
+        },
+        {
+            "name": "templates/email/get (updated)",
+            "method": "getEmailTemplate",
+            "expect": "ok",
+            "args": {"templateId": first},
+        },
         {"name": "webhooks", "method": "getWebhooks", "expect": "ok"},
     ]
 
@@ -135,16 +180,38 @@ def endpoint_steps(data: dict[str, Any]) -> list[dict[str, Any]]:
 def error_steps(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"name": "bad key: lists", "key": "bad", "method": "getLists", "expect": 401},
-        {"name": "bad key: bulkUpdate", "key": "bad", "method": "bulkUpdateUsers", "expect": 401,
-         "args": {"users": [{"email": "a@example.com", "dataFields": {}}]}},
-        {"name": "read-only key: upsert", "key": "read_only", "method": "upsertEmailTemplate",
-         "expect": 401, "args": {"clientTemplateId": "lf-x"}},
-        {"name": "email/get unknown templateId", "method": "getEmailTemplate", "expect": 400,
-         "args": {"templateId": 999_999_999}},
-        {"name": "getByClientTemplateId unknown id", "method": "getTemplateByClientId", "expect": "ok",
-         "args": {"clientTemplateId": "never-created"}},
-        {"name": "bulkUpdate malformed body", "method": "bulkUpdateUsers", "expect": 400,
-         "args": {"users": "not-a-list"}},
+        {
+            "name": "bad key: bulkUpdate",
+            "key": "bad",
+            "method": "bulkUpdateUsers",
+            "expect": 401,
+            "args": {"users": [{"email": "a@example.com", "dataFields": {}}]},
+        },
+        {
+            "name": "read-only key: upsert",
+            "key": "read_only",
+            "method": "upsertEmailTemplate",
+            "expect": 401,
+            "args": {"clientTemplateId": "lf-x"},
+        },
+        {
+            "name": "email/get unknown templateId",
+            "method": "getEmailTemplate",
+            "expect": 400,
+            "args": {"templateId": 999_999_999},
+        },
+        {
+            "name": "getByClientTemplateId unknown id",
+            "method": "getTemplateByClientId",
+            "expect": "ok",
+            "args": {"clientTemplateId": "never-created"},
+        },
+        {
+            "name": "bulkUpdate malformed body",
+            "method": "bulkUpdateUsers",
+            "expect": 400,
+            "args": {"users": "not-a-list"},
+        },
     ]
 
 
@@ -152,8 +219,14 @@ def rate_limit_steps() -> list[dict[str, Any]]:
     # getFields: 3/s at Iterable; the sandbox admits one period's worth then 429s.
     return [
         {"name": "rate limit: getFields 429", "method": "getUserFields", "expect": 429, "until": "error", "max": 30},
-        {"name": "rate limit: bulkUpdate 429", "method": "bulkUpdateUsers", "expect": 429, "until": "error",
-         "max": 40, "args": {"users": [{"email": "rl@example.com", "dataFields": {"n": 1}}]}},
+        {
+            "name": "rate limit: bulkUpdate 429",
+            "method": "bulkUpdateUsers",
+            "expect": 429,
+            "until": "error",
+            "max": 40,
+            "args": {"users": [{"email": "rl@example.com", "dataFields": {"n": 1}}]},
+        },
     ]
 
 
@@ -181,8 +254,14 @@ def test_official_client_reads_unknown_client_template_id_errors(sandbox: Sandbo
     error bodies the official client reads as Iterable's (IterableApiError)."""
     data = populate(sandbox)
     sandbox.configure(data["project"], rate_limits=False, unknown_client_template_id=str(answer))
-    steps = [{"name": f"getByClientTemplateId unknown id ({answer})", "method": "getTemplateByClientId",
-              "expect": answer, "args": {"clientTemplateId": "never-created"}}]
+    steps = [
+        {
+            "name": f"getByClientTemplateId unknown id ({answer})",
+            "method": "getTemplateByClientId",
+            "expect": answer,
+            "args": {"clientTemplateId": "never-created"},
+        }
+    ]
     results = run_judge(sandbox.api_url(data["project"]), {"good": data["key"]}, steps)
     print(report(results))
     assert_all_pass(results)

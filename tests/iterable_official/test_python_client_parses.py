@@ -125,8 +125,12 @@ def both_forms(endpoint: str, body: dict[str, Any]) -> dict[str, Any] | None:
             e["campaignId"] = None
         return other
     if endpoint == "templates/email/get":
-        other["metadata"] = {"templateId": other["templateId"], "createdAt": "2024-01-01T00:00:00Z",
-                             "name": None, "somethingNew": 1}
+        other["metadata"] = {
+            "templateId": other["templateId"],
+            "createdAt": "2024-01-01T00:00:00Z",
+            "name": None,
+            "somethingNew": 1,
+        }
         other["messageTypeId"] = "42"
         other["linkParams"] = None
         return other
@@ -174,7 +178,9 @@ def client_answering(status: int, body: Any) -> IterableClient:
         return httpx.Response(status, json=body)
 
     return IterableClient(
-        KEY, base_url="https://api.iterable.com", transport=httpx.MockTransport(handler),
+        KEY,
+        base_url="https://api.iterable.com",
+        transport=httpx.MockTransport(handler),
         rate_limits=NoRateLimits(),
     )
 
@@ -206,8 +212,14 @@ def test_fixtures_cover_every_endpoint_the_client_calls() -> None:
     called = {line.split('"/api/', 1)[1].split('"', 1)[0] for line in source.splitlines() if '"/api/' in line}
     # Streamed text and a bare number have no JSON schema (lists/getUsers, lists/{id}/size).
     assert called - {"lists/getUsers", "lists/{int(list_id)}/size"} == {
-        "users/bulkUpdate", "users/getFields", "lists", "templates", "templates/email/get",
-        "templates/getByClientTemplateId", "templates/email/upsert", "templates/email/update",
+        "users/bulkUpdate",
+        "users/getFields",
+        "lists",
+        "templates",
+        "templates/email/get",
+        "templates/getByClientTemplateId",
+        "templates/email/upsert",
+        "templates/email/update",
         "webhooks",
     }
 

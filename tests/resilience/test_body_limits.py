@@ -31,8 +31,7 @@ async def test_declared_and_chunked_bodies_over_the_cap_are_413(service, kafka_t
     values = _base(kafka_topics, max_body_bytes=CAP, audience_state_dir=str(tmp_path))
     token = user_token(kafka_topics, "u_1", "ws_1", Role.OWNER)
     # Same-origin, so the console's CSRF check (which runs first) lets it through.
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-               "Sec-Fetch-Site": "same-origin"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
     app = SERVICES[service](values)
     # Ingest's app-wide cap is never below its webhook cap (256 KiB), which applies
     # after the secret check (see tests/ingest/test_gateway.py).
@@ -68,8 +67,12 @@ async def test_audience_ids_beyond_64_bits_are_404_not_500(kafka_topics, tmp_pat
     base = "/v1/workspaces/ws_1/connections/conn_1/audiences"
     with serve_asgi(SERVICES["audiences"](values), timeout_s=60) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            for list_id, code in ((str(2**63), "audience_not_found"), (str(2**64 + 5), "not_found"),
-                                  (str(10**30), "not_found"), ("9" * 5000, "not_found")):
+            for list_id, code in (
+                (str(2**63), "audience_not_found"),
+                (str(2**64 + 5), "not_found"),
+                (str(10**30), "not_found"),
+                ("9" * 5000, "not_found"),
+            ):
                 for method, suffix in (("GET", "/size"), ("POST", "/sync")):
                     response = await client.request(method, f"{base}/{list_id}{suffix}", headers=headers)
                     assert response.status_code == 404, (list_id, response.text[:200])
@@ -80,8 +83,9 @@ async def test_console_json_api_refuses_unparseable_json_with_400_not_500(kafka_
     values = _base(kafka_topics, demo_signin=True)
     with serve_asgi(SERVICES["console"](values), timeout_s=60) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            signed_in = await client.post("/signin", data={"role": "owner", "next": "/campaigns"},
-                                          headers={"Sec-Fetch-Site": "same-origin"})
+            signed_in = await client.post(
+                "/signin", data={"role": "owner", "next": "/campaigns"}, headers={"Sec-Fetch-Site": "same-origin"}
+            )
             assert signed_in.status_code == 303 and client.cookies
             for body, code in (
                 (b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
@@ -90,7 +94,8 @@ async def test_console_json_api_refuses_unparseable_json_with_400_not_500(kafka_
                 (b"\xff\xfe", "invalid_encoding"),
             ):
                 response = await client.post(
-                    "/api/campaigns", content=body,
+                    "/api/campaigns",
+                    content=body,
                     headers={"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"},
                 )
                 assert response.status_code == 400, response.text[:200]

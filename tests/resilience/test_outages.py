@@ -75,8 +75,12 @@ def console_app(values: dict[str, Any]) -> Starlette:
 
 
 SERVICES: dict[str, Callable[[dict[str, Any]], Starlette]] = {
-    "ingest": ingest_app, "writeback": writeback_app, "connections": connections_app,
-    "templates": templates_app, "audiences": audiences_app, "console": console_app,
+    "ingest": ingest_app,
+    "writeback": writeback_app,
+    "connections": connections_app,
+    "templates": templates_app,
+    "audiences": audiences_app,
+    "console": console_app,
 }
 
 
@@ -90,8 +94,7 @@ async def _timed_health(client: httpx.AsyncClient) -> tuple[httpx.Response, floa
 async def test_healthz_with_mongodb_down_is_503_within_2s(service, kafka_topics, tmp_path):
     mongo_host_port = kafka_topics.mongo_url.split("//", 1)[1].rstrip("/")
     with tcp_proxy(mongo_host_port) as proxy:
-        values = _base(kafka_topics, mongo_url=f"mongodb://127.0.0.1:{proxy.port}/",
-                       audience_state_dir=str(tmp_path))
+        values = _base(kafka_topics, mongo_url=f"mongodb://127.0.0.1:{proxy.port}/", audience_state_dir=str(tmp_path))
         with serve_asgi(SERVICES[service](values), timeout_s=60) as url:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 healthy, _ = await _timed_health(client)
@@ -118,8 +121,9 @@ async def test_healthz_of_every_service_with_kafka_killed_is_503_within_2s(kafka
         await kafka_ready(kafka.bootstrap, timeout_s=120)
         values = _base(kafka_topics, kafka_bootstrap=kafka.bootstrap, audience_state_dir=str(tmp_path))
         await ensure_topics(CommonSettings(**values))
-        urls = {name: running.enter_context(serve_asgi(factory(values), timeout_s=90))
-                for name, factory in SERVICES.items()}
+        urls = {
+            name: running.enter_context(serve_asgi(factory(values), timeout_s=90)) for name, factory in SERVICES.items()
+        }
         async with httpx.AsyncClient(timeout=30) as client:
             for name, url in urls.items():
                 response = await client.get(f"{url}/healthz")
@@ -130,8 +134,10 @@ async def test_healthz_of_every_service_with_kafka_killed_is_503_within_2s(kafka
                     started = time.monotonic()
                     response = await client.get(f"{url}/healthz")
                     elapsed = time.monotonic() - started
-                    print(f"\n{name} /healthz with Kafka down (check {attempt + 1}): "
-                          f"{response.status_code} in {elapsed:.2f}s {response.json()['checks']}")
+                    print(
+                        f"\n{name} /healthz with Kafka down (check {attempt + 1}): "
+                        f"{response.status_code} in {elapsed:.2f}s {response.json()['checks']}"
+                    )
                     assert elapsed < HEALTH_BOUND_S, f"{name} /healthz took {elapsed:.2f}s"
                     if name != "templates":  # templates uses no Kafka
                         assert response.status_code == 503, (name, response.text)

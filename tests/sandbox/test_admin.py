@@ -24,7 +24,10 @@ KNOWN_KEY = "0123456789abcdef0123456789abcdef"
 def test_admin_http_round_trip(sandbox: SandboxHandle) -> None:
     with httpx.Client(base_url=sandbox.base_url) as admin:
         assert admin.get("/healthz").json() == {"service": "iterable-sandbox", "status": "ok"}
-        created = admin.post("/_sandbox/projects", json={"name": "demo", "region": "EU", "keys": [{"type": "server_side"}, {"type": "read_only"}]})
+        created = admin.post(
+            "/_sandbox/projects",
+            json={"name": "demo", "region": "EU", "keys": [{"type": "server_side"}, {"type": "read_only"}]},
+        )
         assert created.status_code == 201
         project = created.json()
         pid, key = project["id"], project["keys"][0]["key"]
@@ -35,21 +38,36 @@ def test_admin_http_round_trip(sandbox: SandboxHandle) -> None:
         listed = admin.get(f"/_sandbox/projects/{pid}")
         assert KNOWN_KEY not in listed.text and key not in listed.text
         assert [k["type"] for k in listed.json()["keys"]] == ["server_side", "read_only", "server_side"]
-        lst = admin.post(f"/_sandbox/projects/{pid}/lists", json={"name": "big", "generate": {"count": 5000}, "members": ["vip@example.com"]})
+        lst = admin.post(
+            f"/_sandbox/projects/{pid}/lists",
+            json={"name": "big", "generate": {"count": 5000}, "members": ["vip@example.com"]},
+        )
         assert lst.status_code == 201 and lst.json()["size"] == 5001
-        users = admin.post(f"/_sandbox/projects/{pid}/users", json={"users": [{"email": "vip@example.com", "dataFields": {"tier": "gold"}}]})
+        users = admin.post(
+            f"/_sandbox/projects/{pid}/users",
+            json={"users": [{"email": "vip@example.com", "dataFields": {"tier": "gold"}}]},
+        )
         assert users.json()["successCount"] == 1
-        assert admin.get(f"/_sandbox/projects/{pid}/users", params={"email": "vip@example.com"}).json()["dataFields"] == {"tier": "gold"}
+        assert admin.get(f"/_sandbox/projects/{pid}/users", params={"email": "vip@example.com"}).json()[
+            "dataFields"
+        ] == {"tier": "gold"}
         assert admin.get(f"/_sandbox/projects/{pid}/users", params={"email": "no@example.com"}).status_code == 404
         assert admin.get(f"/_sandbox/projects/{pid}/fields").json()["fields"]["tier"] == "string"
-        template = admin.post(f"/_sandbox/projects/{pid}/templates", json={"name": "T", "clientTemplateId": "c", "subject": "s"})
+        template = admin.post(
+            f"/_sandbox/projects/{pid}/templates", json={"name": "T", "clientTemplateId": "c", "subject": "s"}
+        )
         assert template.status_code == 201
-        assert admin.post(f"/_sandbox/projects/{pid}/webhooks", json={"endpoint": "https://h.example.com"}).status_code == 201
+        assert (
+            admin.post(f"/_sandbox/projects/{pid}/webhooks", json={"endpoint": "https://h.example.com"}).status_code
+            == 201
+        )
         config = admin.patch(f"/_sandbox/projects/{pid}/config", json={"retry_after": True, "faults": {"fail_next": 1}})
         assert config.json()["retry_after"] is True and config.json()["faults"]["fail_next"] == 1
         bad = admin.patch(f"/_sandbox/projects/{pid}/config", json={"faults": {"error_rate": 3}})
         assert bad.status_code == 422 and bad.json()["error"]["field"] == "faults.error_rate"
-        assert admin.post(f"/_sandbox/projects/{pid}/forget", json={"email": "vip@example.com"}).json()["existed"] is True
+        assert (
+            admin.post(f"/_sandbox/projects/{pid}/forget", json={"email": "vip@example.com"}).json()["existed"] is True
+        )
 
         # The Iterable API sees all of it, on the EU host only.
         api = httpx.Client(base_url=f"{sandbox.base_url}/eu", headers={"Api-Key": KNOWN_KEY})
@@ -71,14 +89,23 @@ def test_admin_http_round_trip(sandbox: SandboxHandle) -> None:
 
 
 def test_seed_file(tmp_path: Path) -> None:
-    seed = {"projects": [{
-        "name": "demo", "region": "US", "config": {"retry_after": True},
-        "keys": [{"type": "server_side", "key": KNOWN_KEY}],
-        "users": [{"email": "ann@example.com", "dataFields": {"firstName": "Ann"}}],
-        "lists": [{"name": "Newsletter", "members": ["ann@example.com"]}, {"name": "Big", "generate": {"count": 100}}],
-        "templates": [{"name": "Welcome", "clientTemplateId": "welcome", "subject": "Hi {{firstName}}"}],
-        "webhooks": [{"endpoint": "https://h.example.com/i"}],
-    }]}
+    seed = {
+        "projects": [
+            {
+                "name": "demo",
+                "region": "US",
+                "config": {"retry_after": True},
+                "keys": [{"type": "server_side", "key": KNOWN_KEY}],
+                "users": [{"email": "ann@example.com", "dataFields": {"firstName": "Ann"}}],
+                "lists": [
+                    {"name": "Newsletter", "members": ["ann@example.com"]},
+                    {"name": "Big", "generate": {"count": 100}},
+                ],
+                "templates": [{"name": "Welcome", "clientTemplateId": "welcome", "subject": "Hi {{firstName}}"}],
+                "webhooks": [{"endpoint": "https://h.example.com/i"}],
+            }
+        ]
+    }
     state = SandboxState()
     [project] = apply_seed(state, seed)
     assert state.find_key(KNOWN_KEY).project_id == project.id
@@ -102,7 +129,11 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "LIFTSTACK_SANDBOX_PORT": str(port), "LIFTSTACK_SANDBOX_SEED_FILE": str(seed_file)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liftstack_sandbox"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "liftstack_sandbox"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 20

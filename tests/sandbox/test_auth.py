@@ -19,6 +19,8 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     params = body.pop("params")
     assert params == {"ip": "127.0.0.1", "endpoint": response.request.url.path.removeprefix("/us").removeprefix("/eu")}
     return body
+
+
 BULK = {"users": [{"email": "ann@example.com", "dataFields": {"a": 1}}]}
 UPSERT = {"clientTemplateId": "welcome", "subject": "Hi"}
 
@@ -57,7 +59,13 @@ def test_read_only_key_reads_but_cannot_write(sandbox: SandboxHandle, api: Api) 
     read_only = sandbox.create_key(api.project, "read_only")
     list_id = sandbox.create_list(api.project, "l", ["ann@example.com"])
     with httpx.Client(base_url=sandbox.api_url(api.project), headers=sandbox.headers(read_only)) as client:
-        for path in ("/api/lists", "/api/templates", "/api/users/getFields", "/api/webhooks", f"/api/lists/{list_id}/size"):
+        for path in (
+            "/api/lists",
+            "/api/templates",
+            "/api/users/getFields",
+            "/api/webhooks",
+            f"/api/lists/{list_id}/size",
+        ):
             assert client.get(path).status_code == 200, path
         assert client.get("/api/users/getByEmail", params={"email": "ann@example.com"}).status_code == 200
         assert client.get("/api/lists/getUsers", params={"listId": list_id}).status_code == 200

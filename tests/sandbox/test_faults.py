@@ -50,7 +50,9 @@ def test_gateway_errors_are_not_json(sandbox: SandboxHandle, api: Api) -> None:
 
 
 def test_error_rate_is_seeded_and_respects_statuses(sandbox: SandboxHandle, api: Api) -> None:
-    sandbox.configure(api.project, rate_limits=False, faults={"error_rate": 0.5, "error_statuses": [500, 503], "seed": 7})
+    sandbox.configure(
+        api.project, rate_limits=False, faults={"error_rate": 0.5, "error_statuses": [500, 503], "seed": 7}
+    )
     first = [api.client.get("/api/lists").status_code for _ in range(60)]
     assert {500, 503, 200} == set(first)
     assert 15 <= first.count(200) <= 45

@@ -33,10 +33,15 @@ def test_get_lists(sandbox: SandboxHandle, api: Api) -> None:
 
 
 def test_get_users_and_prefer_user_id(sandbox: SandboxHandle, api: Api) -> None:
-    api.client.post("/api/users/bulkUpdate", json={"users": [
-        {"email": "a@example.com", "userId": "ua", "dataFields": {}},
-        {"email": "b@example.com", "dataFields": {}},
-    ]})
+    api.client.post(
+        "/api/users/bulkUpdate",
+        json={
+            "users": [
+                {"email": "a@example.com", "userId": "ua", "dataFields": {}},
+                {"email": "b@example.com", "dataFields": {}},
+            ]
+        },
+    )
     list_id = sandbox.create_list(api.project, "l", ["a@example.com", "b@example.com", "c@example.com"])
     response = api.client.get("/api/lists/getUsers", params={"listId": list_id})
     assert response.status_code == 200
@@ -47,7 +52,8 @@ def test_get_users_and_prefer_user_id(sandbox: SandboxHandle, api: Api) -> None:
     # Forgotten users leave the list (and its size).
     sandbox.forget(api.project, "b@example.com")
     assert api.client.get("/api/lists/getUsers", params={"listId": list_id}).text.splitlines() == [
-        "a@example.com", "c@example.com",
+        "a@example.com",
+        "c@example.com",
     ]
     size = api.client.get(f"/api/lists/{list_id}/size")
     assert size.status_code == 200 and size.text == "2"
@@ -77,13 +83,21 @@ def test_generated_list_size_and_lines(sandbox: SandboxHandle, api: Api) -> None
 def test_dynamic_list_criteria(sandbox: SandboxHandle) -> None:
     project = sandbox.create_project()
     key = sandbox.create_key(project)
-    sandbox.put_users(project, [
-        {"email": "gold@example.com", "dataFields": {"plan": {"tier": "gold"}}},
-        {"email": "free@example.com", "dataFields": {"plan": {"tier": "free"}}},
-    ])
-    response = httpx.post(f"{sandbox.base_url}/_sandbox/projects/{project.id}/lists", json={
-        "name": "gold", "listType": "Dynamic", "criteria": [{"field": "plan.tier", "op": "equals", "value": "gold"}],
-    })
+    sandbox.put_users(
+        project,
+        [
+            {"email": "gold@example.com", "dataFields": {"plan": {"tier": "gold"}}},
+            {"email": "free@example.com", "dataFields": {"plan": {"tier": "free"}}},
+        ],
+    )
+    response = httpx.post(
+        f"{sandbox.base_url}/_sandbox/projects/{project.id}/lists",
+        json={
+            "name": "gold",
+            "listType": "Dynamic",
+            "criteria": [{"field": "plan.tier", "op": "equals", "value": "gold"}],
+        },
+    )
     assert response.status_code == 201, response.text
     list_id = response.json()["id"]
     url = f"{sandbox.api_url(project)}/api/lists/getUsers"
@@ -91,7 +105,8 @@ def test_dynamic_list_criteria(sandbox: SandboxHandle) -> None:
     # Segments are live: a profile change moves a user in.
     sandbox.put_users(project, [{"email": "free@example.com", "dataFields": {"plan": {"tier": "gold"}}}])
     assert httpx.get(url, params={"listId": list_id}, headers={"Api-Key": key}).text.splitlines() == [
-        "gold@example.com", "free@example.com",
+        "gold@example.com",
+        "free@example.com",
     ]
 
 

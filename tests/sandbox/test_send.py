@@ -62,15 +62,29 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def campaign(sandbox: SandboxHandle) -> dict[str, Any]:
     project = sandbox.create_project()
-    sandbox.put_users(project, [
-        {"email": "ann@example.com", "userId": "ann-1", "dataFields": {"firstName": "Ann", "lf_assignments": {"cmp-7": "A"}}},
-        {"email": "bob@example.com", "dataFields": {"firstName": "Bob", "lf_assignments": {"cmp-7": "B"}}},
-        {"email": "cy@example.com", "dataFields": {"lf_assignments": {"cmp-7": "B"}, "firstName": "Cy"}},
-        {"email": "dee@example.com", "dataFields": {}},
-    ])
-    list_id = sandbox.create_list(project, "audience", ["ann@example.com", "bob@example.com", "cy@example.com", "dee@example.com"])
+    sandbox.put_users(
+        project,
+        [
+            {
+                "email": "ann@example.com",
+                "userId": "ann-1",
+                "dataFields": {"firstName": "Ann", "lf_assignments": {"cmp-7": "A"}},
+            },
+            {"email": "bob@example.com", "dataFields": {"firstName": "Bob", "lf_assignments": {"cmp-7": "B"}}},
+            {"email": "cy@example.com", "dataFields": {"lf_assignments": {"cmp-7": "B"}, "firstName": "Cy"}},
+            {"email": "dee@example.com", "dataFields": {}},
+        ],
+    )
+    list_id = sandbox.create_list(
+        project, "audience", ["ann@example.com", "bob@example.com", "cy@example.com", "dee@example.com"]
+    )
     template_id = sandbox.create_template(
-        project, name="Spring", clientTemplateId="cmp-7", subject=SUBJECT, preheaderText="For {{email}}", html=HTML,
+        project,
+        name="Spring",
+        clientTemplateId="cmp-7",
+        subject=SUBJECT,
+        preheaderText="For {{email}}",
+        html=HTML,
     )
     return {"project": project, "listId": list_id, "templateId": template_id}
 
@@ -81,7 +95,12 @@ def send_request(campaign: dict[str, Any], receiver: Receiver, **extra: Any) -> 
         "listId": campaign["listId"],
         "campaignId": 7,
         "campaignKey": "cmp-7",
-        "webhook": {"url": receiver.url, "authType": "OAuth2", "token": "hook-secret", "headers": {"X-Source": "iterable"}},
+        "webhook": {
+            "url": receiver.url,
+            "authType": "OAuth2",
+            "token": "hook-secret",
+            "headers": {"X-Source": "iterable"},
+        },
         "engagement": {
             "default": {"open": 0.0},
             "variants": {"A": {"open": 0.0}, "B": {"open": 1.0, "click": 1.0, "conversion": 1.0}},
@@ -130,7 +149,8 @@ async def test_send_renders_per_recipient_and_posts_iterable_events(
     clicks = [e for e in receiver.received if e["eventName"] == "emailClick"]
     assert {e["email"] for e in clicks} == {"bob@example.com", "cy@example.com"}
     assert {e["dataFields"]["url"] for e in clicks} == {
-        "https://shop.example.com/b?u=bob@example.com", "https://shop.example.com/b?u=cy@example.com",
+        "https://shop.example.com/b?u=bob@example.com",
+        "https://shop.example.com/b?u=cy@example.com",
     }
     # Without reordering, each recipient's events arrive in time order.
     for email in ("bob@example.com", "cy@example.com"):
@@ -156,17 +176,30 @@ async def test_sends_are_deterministic_given_the_seed(
 
 async def test_variant_rates_show_lift(sandbox: SandboxHandle, receiver: Receiver) -> None:
     project = sandbox.create_project()
-    sandbox.put_users(project, [
-        {"email": f"user{i}@example.com", "mergeNestedObjects": True,
-         "dataFields": {"lf_assignments": {"cmp-9": "B" if i % 2 else "A"}}}
-        for i in range(400)
-    ])
+    sandbox.put_users(
+        project,
+        [
+            {
+                "email": f"user{i}@example.com",
+                "mergeNestedObjects": True,
+                "dataFields": {"lf_assignments": {"cmp-9": "B" if i % 2 else "A"}},
+            }
+            for i in range(400)
+        ],
+    )
     list_id = sandbox.create_list(project, "all", generate=400)
     template_id = sandbox.create_template(project, name="t", subject="s", html='<a href="https://x.example.com/">x</a>')
-    summary = await sandbox.send(project, templateId=template_id, listId=list_id, campaignId=9, campaignKey="cmp-9",
-                                 webhook={"url": receiver.url}, seed=1, concurrency=16,
-                                 engagement={"variants": {"A": {"open": 0.2, "click": 0.05},
-                                                          "B": {"open": 0.5, "click": 0.2}}})
+    summary = await sandbox.send(
+        project,
+        templateId=template_id,
+        listId=list_id,
+        campaignId=9,
+        campaignKey="cmp-9",
+        webhook={"url": receiver.url},
+        seed=1,
+        concurrency=16,
+        engagement={"variants": {"A": {"open": 0.2, "click": 0.05}, "B": {"open": 0.5, "click": 0.2}}},
+    )
     assert summary["recipients"] == 400
     variant = {f"user{i}@example.com": "B" if i % 2 else "A" for i in range(400)}
     opens = Counter(variant[e["email"]] for e in receiver.received if e["eventName"] == "emailOpen")
@@ -177,14 +210,21 @@ async def test_variant_rates_show_lift(sandbox: SandboxHandle, receiver: Receive
 
 async def test_duplicates_and_reordering(sandbox: SandboxHandle, campaign: dict[str, Any], receiver: Receiver) -> None:
     engagement = {"default": {"open": 1.0, "click": 1.0, "unsubscribe": 1.0}}
-    summary = await sandbox.send(campaign["project"], **send_request(campaign, receiver, engagement=engagement, duplicates_rate=1.0))
+    summary = await sandbox.send(
+        campaign["project"], **send_request(campaign, receiver, engagement=engagement, duplicates_rate=1.0)
+    )
     assert summary["deliveries"]["posts"] == 2 * sum(summary["events"].values())
     counts = Counter(repr(sorted(e.items())) for e in receiver.received)
     assert set(counts.values()) == {2}  # every event delivered exactly twice
     receiver.received = []
-    await sandbox.send(campaign["project"], **send_request(campaign, receiver, engagement=engagement, reorder=True, seed=5))
+    await sandbox.send(
+        campaign["project"], **send_request(campaign, receiver, engagement=engagement, reorder=True, seed=5)
+    )
     assert Counter(e["eventName"] for e in receiver.received) == {
-        "emailSend": 4, "emailOpen": 4, "emailClick": 4, "emailUnSubscribe": 4,
+        "emailSend": 4,
+        "emailOpen": 4,
+        "emailClick": 4,
+        "emailUnSubscribe": 4,
     }
     first_seen: dict[str, str] = {}
     for event in receiver.received:
@@ -196,14 +236,19 @@ async def test_render_failure_skips_the_recipient(sandbox: SandboxHandle, receiv
     project = sandbox.create_project()
     sandbox.put_users(project, [{"email": "has@example.com", "dataFields": {"nickname": "xo"}}])
     list_id = sandbox.create_list(project, "l", ["has@example.com", "lacks@example.com"])
-    template_id = sandbox.create_template(project, name="t", subject='{{#ifContainsStr nickname "x"}}yes{{else}}no{{/ifContainsStr}}')
-    summary = await sandbox.send(project, templateId=template_id, listId=list_id, campaignId=3, webhook={"url": receiver.url})
+    template_id = sandbox.create_template(
+        project, name="t", subject='{{#ifContainsStr nickname "x"}}yes{{else}}no{{/ifContainsStr}}'
+    )
+    summary = await sandbox.send(
+        project, templateId=template_id, listId=list_id, campaignId=3, webhook={"url": receiver.url}
+    )
     assert (summary["sent"], summary["skipped"]) == (1, 1)
     sends = {s["email"]: s for s in sandbox.sends(project)}
     assert sends["has@example.com"]["subject"] == "yes"
     assert sends["lacks@example.com"]["status"] == "skipped" and "ifContainsStr" in sends["lacks@example.com"]["error"]
     assert sorted((e["email"], e["eventName"]) for e in receiver.received) == [
-        ("has@example.com", "emailSend"), ("lacks@example.com", "emailSendSkip"),
+        ("has@example.com", "emailSend"),
+        ("lacks@example.com", "emailSendSkip"),
     ]
 
 
@@ -236,5 +281,9 @@ async def test_basic_auth_is_bare_for_system_webhooks_and_rfc7617_for_journeys(
     await sandbox.send(campaign["project"], **request)
     journey = "Basic " + base64.b64encode(b"iterable:hook-secret-value").decode()
     seen = {(e["eventName"], h["authorization"]) for e, h in zip(receiver.received, receiver.headers, strict=True)}
-    assert seen == {("emailSend", "hook-secret-value"), ("emailOpen", "hook-secret-value"),
-                    ("emailClick", "hook-secret-value"), ("purchase", journey)}
+    assert seen == {
+        ("emailSend", "hook-secret-value"),
+        ("emailOpen", "hook-secret-value"),
+        ("emailClick", "hook-secret-value"),
+        ("purchase", journey),
+    }

@@ -88,16 +88,29 @@ def test_every_served_route_is_in_the_spec() -> None:
 @pytest.fixture
 def populated(sandbox: SandboxHandle, api: Api) -> dict[str, Any]:
     """A project with a bit of everything, so every response has content."""
-    sandbox.put_users(api.project, [
-        {"email": "ann@example.com", "userId": "ann-1",
-         "dataFields": {"firstName": "Ann", "lf_assignments": {"cmp-1": "B"}, "score": 1.5, "tags": ["a"]}},
-    ])
+    sandbox.put_users(
+        api.project,
+        [
+            {
+                "email": "ann@example.com",
+                "userId": "ann-1",
+                "dataFields": {"firstName": "Ann", "lf_assignments": {"cmp-1": "B"}, "score": 1.5, "tags": ["a"]},
+            },
+        ],
+    )
     list_id = sandbox.create_list(api.project, "Newsletter", ["ann@example.com"], description="d")
     sandbox.create_list(api.project, "Segment", generate=3, dynamic=True)
     template_id = sandbox.create_template(
-        api.project, name="Spring", clientTemplateId="cmp-1", subject="Hi {{firstName}}", html="<p/>",
-        fromEmail="shop@example.com", ccEmails=["cc@example.com"], linkParams=[{"key": "utm", "value": "x"}],
-        cacheDataFeed=True, campaignDataFields={"a": 1},
+        api.project,
+        name="Spring",
+        clientTemplateId="cmp-1",
+        subject="Hi {{firstName}}",
+        html="<p/>",
+        fromEmail="shop@example.com",
+        ccEmails=["cc@example.com"],
+        linkParams=[{"key": "utm", "value": "x"}],
+        cacheDataFeed=True,
+        campaignDataFields={"a": 1},
     )
     sandbox.add_webhook(api.project, "https://hooks.example.com/i", authType="OAuth2", token="t")
     return {"listId": list_id, "templateId": template_id}
@@ -106,8 +119,12 @@ def populated(sandbox: SandboxHandle, api: Api) -> dict[str, Any]:
 def cases(ids: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None]]:
     """(method, spec path template, concrete URL, JSON body)."""
     return [
-        ("POST", "/api/users/bulkUpdate", "/api/users/bulkUpdate",
-         {"users": [{"email": "ann@example.com", "dataFields": {"x": 1}}, {"email": "bad", "dataFields": {}}]}),
+        (
+            "POST",
+            "/api/users/bulkUpdate",
+            "/api/users/bulkUpdate",
+            {"users": [{"email": "ann@example.com", "dataFields": {"x": 1}}, {"email": "bad", "dataFields": {}}]},
+        ),
         ("GET", "/api/users/getFields", "/api/users/getFields", None),
         ("GET", "/api/users/getByEmail", "/api/users/getByEmail?email=ann@example.com", None),
         ("GET", "/api/users/getByEmail", "/api/users/getByEmail?email=nobody@example.com", None),
@@ -119,9 +136,24 @@ def cases(ids: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | Non
         ("GET", "/api/lists/{listId}/size", f"/api/lists/{ids['listId']}/size", None),
         ("GET", "/api/templates", "/api/templates?pageSize=1", None),
         ("GET", "/api/templates/email/get", f"/api/templates/email/get?templateId={ids['templateId']}", None),
-        ("GET", "/api/templates/getByClientTemplateId", "/api/templates/getByClientTemplateId?clientTemplateId=cmp-1", None),
-        ("POST", "/api/templates/email/upsert", "/api/templates/email/upsert", {"clientTemplateId": "cmp-1", "subject": "s"}),
-        ("POST", "/api/templates/email/update", "/api/templates/email/update", {"templateId": ids["templateId"], "html": "<b/>"}),
+        (
+            "GET",
+            "/api/templates/getByClientTemplateId",
+            "/api/templates/getByClientTemplateId?clientTemplateId=cmp-1",
+            None,
+        ),
+        (
+            "POST",
+            "/api/templates/email/upsert",
+            "/api/templates/email/upsert",
+            {"clientTemplateId": "cmp-1", "subject": "s"},
+        ),
+        (
+            "POST",
+            "/api/templates/email/update",
+            "/api/templates/email/update",
+            {"templateId": ids["templateId"], "html": "<b/>"},
+        ),
         ("GET", "/api/webhooks", "/api/webhooks", None),
         ("POST", "/api/users/forget", "/api/users/forget", {"email": "gone@example.com"}),
     ]
@@ -157,10 +189,21 @@ def test_the_schema_check_can_fail() -> None:
     assert problems(lists_schema, {"lists": [{"id": 1, "name": "x", "listType": "Standard", "createdAt": 1}]}) == []
     assert problems(lists_schema, {"lists": [{"id": "1", "name": "x", "listType": "Other"}]})
     templates_schema = operation("GET", "/api/templates")["responses"]["200"]["schema"]
-    assert problems(templates_schema, {"templates": [{
-        "templateId": 1, "name": "n", "creatorUserId": "c", "messageTypeId": 1,
-        "createdAt": "2024-01-02 03:04:05 +00:00", "updatedAt": "2024-01-02T03:04:05Z",
-    }]})  # not an RFC 3339 date-time
+    assert problems(
+        templates_schema,
+        {
+            "templates": [
+                {
+                    "templateId": 1,
+                    "name": "n",
+                    "creatorUserId": "c",
+                    "messageTypeId": 1,
+                    "createdAt": "2024-01-02 03:04:05 +00:00",
+                    "updatedAt": "2024-01-02T03:04:05Z",
+                }
+            ]
+        },
+    )  # not an RFC 3339 date-time
 
 
 def test_error_bodies_are_iterable_api_responses(sandbox: SandboxHandle, api: Api, populated: dict[str, Any]) -> None:
@@ -172,7 +215,9 @@ def test_error_bodies_are_iterable_api_responses(sandbox: SandboxHandle, api: Ap
 
     record(httpx.get(f"{sandbox.api_url('US')}/api/lists", headers={"Api-Key": "nope"}))  # 401
     record(api.client.post("/api/users/bulkUpdate", content=b"{", headers={"content-type": "application/json"}))  # 400
-    record(api.client.get("/api/templates/email/get", params={"templateId": populated["templateId"], "locale": "xx"}))  # 404
+    record(
+        api.client.get("/api/templates/email/get", params={"templateId": populated["templateId"], "locale": "xx"})
+    )  # 404
     sandbox.faults(api.project, fail_next=1, fail_status=500)
     record(api.client.get("/api/lists"))
     sandbox.faults(api.project, fail_next=1, fail_status=503)

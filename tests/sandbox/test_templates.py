@@ -31,7 +31,12 @@ def test_upsert_creates_then_updates_the_same_template(sandbox: SandboxHandle, a
     assert again == created
     got = api.client.get("/api/templates/email/get", params={"templateId": created}).json()
     # Only the given fields changed.
-    assert (got["name"], got["subject"], got["html"], got["clientTemplateId"]) == ("Spring", "Hi {{firstName}}", "<p>B</p>", "cmp-1")
+    assert (got["name"], got["subject"], got["html"], got["clientTemplateId"]) == (
+        "Spring",
+        "Hi {{firstName}}",
+        "<p>B</p>",
+        "cmp-1",
+    )
     assert got["metadata"]["templateId"] == created and got["metadata"]["name"] == "Spring"
     assert len(sandbox.templates(api.project)) == 1
 
@@ -44,7 +49,9 @@ def test_upsert_updates_every_match(sandbox: SandboxHandle, api: Api) -> None:
     assert [sandbox.template(api.project, t)["subject"] for t in (first, second, other)] == ["same", "same", "3"]
     found = api.client.get("/api/templates/getByClientTemplateId", params={"clientTemplateId": "dup"}).json()
     assert [t["templateId"] for t in found["templates"]] == [first, second]
-    assert api.client.get("/api/templates/getByClientTemplateId", params={"clientTemplateId": "none"}).json() == {"templates": []}
+    assert api.client.get("/api/templates/getByClientTemplateId", params={"clientTemplateId": "none"}).json() == {
+        "templates": []
+    }
 
 
 def test_upsert_can_match_by_name(sandbox: SandboxHandle, api: Api) -> None:
@@ -56,14 +63,26 @@ def test_upsert_can_match_by_name(sandbox: SandboxHandle, api: Api) -> None:
 
 def test_update_by_template_id(sandbox: SandboxHandle, api: Api) -> None:
     tid = sandbox.create_template(
-        api.project, name="T", subject="Old", preheaderText="pre", html="<b>x</b>", plainText="x",
-        fromName="Shop", fromEmail="shop@example.com",
+        api.project,
+        name="T",
+        subject="Old",
+        preheaderText="pre",
+        html="<b>x</b>",
+        plainText="x",
+        fromName="Shop",
+        fromEmail="shop@example.com",
     )
-    response = api.client.post("/api/templates/email/update", json={"templateId": tid, "subject": "New", "html": "<i>y</i>"})
+    response = api.client.post(
+        "/api/templates/email/update", json={"templateId": tid, "subject": "New", "html": "<i>y</i>"}
+    )
     assert response.status_code == 200 and response.json()["code"] == "Success"
     got = sandbox.template(api.project, tid)
     assert (got["subject"], got["html"], got["preheaderText"], got["fromName"], got["fromEmail"]) == (
-        "New", "<i>y</i>", "pre", "Shop", "shop@example.com",
+        "New",
+        "<i>y</i>",
+        "pre",
+        "Shop",
+        "shop@example.com",
     )
     updated = got["metadata"]["updatedAt"]
     assert updated >= got["metadata"]["createdAt"]
@@ -75,9 +94,13 @@ def test_validation_errors(sandbox: SandboxHandle, api: Api) -> None:
     response = api.client.post("/api/templates/email/upsert", json={"name": "no client id"})
     assert response.status_code == 400 and response.json()["code"] == "BadJsonBody"
     assert response.json()["params"] == {"obj.clientTemplateId": [{"msg": ["error.path.missing"], "args": []}]}
-    response = api.client.post("/api/templates/email/upsert", json={"clientTemplateId": "x", "subject": 5, "ccEmails": "a"})
+    response = api.client.post(
+        "/api/templates/email/upsert", json={"clientTemplateId": "x", "subject": 5, "ccEmails": "a"}
+    )
     assert response.status_code == 400 and set(response.json()["params"]) == {"obj.subject", "obj.ccEmails"}
-    response = api.client.post("/api/templates/email/upsert", json={"clientTemplateId": "x", "fromEmail": "not-an-email"})
+    response = api.client.post(
+        "/api/templates/email/upsert", json={"clientTemplateId": "x", "fromEmail": "not-an-email"}
+    )
     assert response.status_code == 400 and response.json()["code"] == "BadParams"
     response = api.client.post("/api/templates/email/update", json={"subject": "x"})
     assert response.status_code == 400
@@ -114,8 +137,17 @@ def test_list_templates_paging_and_sorting(sandbox: SandboxHandle, api: Api) -> 
     by_name = api.client.get("/api/templates", params={"pageSize": 3, "sort": "-name"}).json()
     assert [t["name"] for t in by_name["templates"]] == ["t24", "t23", "t22"]
     assert api.client.get("/api/templates", params={"messageMedium": "Push"}).json()["templates"] == []
-    assert len(api.client.get("/api/templates", params={"templateType": "Base", "pageSize": 100}).json()["templates"]) == 25
-    for params in ({"pageSize": 1001}, {"page": 0}, {"sort": "color"}, {"templateType": "Nope"}, {"startDateTime": "yesterday"}):
+    assert (
+        len(api.client.get("/api/templates", params={"templateType": "Base", "pageSize": 100}).json()["templates"])
+        == 25
+    )
+    for params in (
+        {"pageSize": 1001},
+        {"page": 0},
+        {"sort": "color"},
+        {"templateType": "Nope"},
+        {"startDateTime": "yesterday"},
+    ):
         response = api.client.get("/api/templates", params=params)
         assert response.status_code == 400 and response.json()["code"] == "BadParams", params
 
@@ -133,10 +165,20 @@ def test_webhooks_listing(sandbox: SandboxHandle, api: Api) -> None:
     assert api.client.get("/api/webhooks").json() == {"webhooks": []}
     hook = sandbox.add_webhook(api.project, "https://hooks.example.com/iterable", authType="OAuth2", token="s3cret")
     body = api.client.get("/api/webhooks").json()
-    assert body == {"webhooks": [{
-        "id": hook, "endpoint": "https://hooks.example.com/iterable", "authType": "OAuth2", "enabled": True,
-        "blastSendEnabled": True, "triggeredSendEnabled": True, "channelIds": [], "messageTypeIds": [],
-    }]}
+    assert body == {
+        "webhooks": [
+            {
+                "id": hook,
+                "endpoint": "https://hooks.example.com/iterable",
+                "authType": "OAuth2",
+                "enabled": True,
+                "blastSendEnabled": True,
+                "triggeredSendEnabled": True,
+                "channelIds": [],
+                "messageTypeIds": [],
+            }
+        ]
+    }
     assert "s3cret" not in api.client.get("/api/webhooks").text
 
 

@@ -14,8 +14,14 @@ EMPTY_FAILURES = {
     name: []
     for name in (
         # No notFound*: per the spec those are for subscribe/unsubscribe, never bulkUpdate.
-        "invalidEmails", "invalidUserIds", "forgottenEmails",
-        "forgottenUserIds", "conflictEmails", "conflictUserIds", "invalidDataEmails", "invalidDataUserIds",
+        "invalidEmails",
+        "invalidUserIds",
+        "forgottenEmails",
+        "forgottenUserIds",
+        "conflictEmails",
+        "conflictUserIds",
+        "invalidDataEmails",
+        "invalidDataUserIds",
     )
 }
 
@@ -44,27 +50,49 @@ def test_success_shape_and_top_level_merge(sandbox: SandboxHandle, api: Api) -> 
     # Fields not mentioned survive; a nested object is REPLACED without mergeNestedObjects.
     bulk(api, [{"email": "ann@example.com", "dataFields": {"plan": {"seats": 3}, "age": 40}}])
     assert sandbox.user(api.project, "ann@example.com")["dataFields"] == {
-        "firstName": "Ann", "plan": {"seats": 3}, "age": 40,
+        "firstName": "Ann",
+        "plan": {"seats": 3},
+        "age": 40,
     }
 
 
 def test_merge_nested_objects_keeps_other_keys(sandbox: SandboxHandle, api: Api) -> None:
-    bulk(api, [{"email": "ann@example.com", "dataFields": {"lf_assignments": {"cmp-1": "A", "deep": {"x": 1, "y": 2}}}}])
+    bulk(
+        api, [{"email": "ann@example.com", "dataFields": {"lf_assignments": {"cmp-1": "A", "deep": {"x": 1, "y": 2}}}}]
+    )
     bulk(
         api,
-        [{"email": "ann@example.com", "mergeNestedObjects": True,
-          "dataFields": {"lf_assignments": {"cmp-2": "B", "deep": {"y": 3}}}}],
+        [
+            {
+                "email": "ann@example.com",
+                "mergeNestedObjects": True,
+                "dataFields": {"lf_assignments": {"cmp-2": "B", "deep": {"y": 3}}},
+            }
+        ],
     )
     assert sandbox.user(api.project, "ann@example.com")["dataFields"]["lf_assignments"] == {
-        "cmp-1": "A", "cmp-2": "B", "deep": {"x": 1, "y": 3},
+        "cmp-1": "A",
+        "cmp-2": "B",
+        "deep": {"x": 1, "y": 3},
     }
     # mergeNestedObjects false (explicitly) replaces again.
-    bulk(api, [{"email": "ann@example.com", "mergeNestedObjects": False, "dataFields": {"lf_assignments": {"cmp-3": "C"}}}])
+    bulk(
+        api,
+        [{"email": "ann@example.com", "mergeNestedObjects": False, "dataFields": {"lf_assignments": {"cmp-3": "C"}}}],
+    )
     assert sandbox.user(api.project, "ann@example.com")["dataFields"]["lf_assignments"] == {"cmp-3": "C"}
 
 
 def test_field_type_is_fixed_by_first_write(sandbox: SandboxHandle, api: Api) -> None:
-    bulk(api, [{"email": "a@example.com", "dataFields": {"score": 1, "ratio": 0.5, "signup": "2024-01-31 10:00:00 +00:00", "tags": ["x"]}}])
+    bulk(
+        api,
+        [
+            {
+                "email": "a@example.com",
+                "dataFields": {"score": 1, "ratio": 0.5, "signup": "2024-01-31 10:00:00 +00:00", "tags": ["x"]},
+            }
+        ],
+    )
     body = bulk(
         api,
         [
@@ -86,12 +114,18 @@ def test_field_type_is_fixed_by_first_write(sandbox: SandboxHandle, api: Api) ->
     assert sandbox.user(api.project, "c@example.com")["dataFields"] == {"ratio": 2}
     fields = api.client.get("/api/users/getFields").json()["fields"]
     assert {k: fields[k] for k in ("score", "ratio", "signup", "tags", "email")} == {
-        "score": "long", "ratio": "double", "signup": "date", "tags": "string", "email": "string",
+        "score": "long",
+        "ratio": "double",
+        "signup": "date",
+        "tags": "string",
+        "email": "string",
     }
 
 
 def test_type_mismatch_within_one_request_rejects_the_later_user(sandbox: SandboxHandle, api: Api) -> None:
-    body = bulk(api, [{"email": "a@example.com", "dataFields": {"n": 1}}, {"email": "b@example.com", "dataFields": {"n": "x"}}])
+    body = bulk(
+        api, [{"email": "a@example.com", "dataFields": {"n": 1}}, {"email": "b@example.com", "dataFields": {"n": "x"}}]
+    )
     assert body["successCount"] == 1
     assert body["failedUpdates"]["invalidDataEmails"] == ["b@example.com"]
 
@@ -117,7 +151,10 @@ def test_invalid_identifiers_are_per_user_failures(sandbox: SandboxHandle, api: 
 
 
 def test_forgotten_users_are_reported_and_never_written(sandbox: SandboxHandle, api: Api) -> None:
-    bulk(api, [{"email": "gone@example.com", "dataFields": {"a": 1}}, {"email": "stay@example.com", "dataFields": {"a": 1}}])
+    bulk(
+        api,
+        [{"email": "gone@example.com", "dataFields": {"a": 1}}, {"email": "stay@example.com", "dataFields": {"a": 1}}],
+    )
     response = api.client.post("/api/users/forget", json={"email": "gone@example.com"})
     assert response.status_code == 200 and response.json()["code"] == "Success"
     assert api.client.get("/api/users/getByEmail", params={"email": "gone@example.com"}).json() == {}
@@ -141,8 +178,13 @@ def test_create_new_fields_false_filters_unknown_fields(sandbox: SandboxHandle, 
     bulk(api, [{"email": "a@example.com", "dataFields": {"known": 1, "obj": {"k": 1}}}])
     body = bulk(
         api,
-        [{"email": "a@example.com", "mergeNestedObjects": True,
-          "dataFields": {"known": 2, "brandNew": "x", "obj": {"k": 2, "newKey": 3}}}],
+        [
+            {
+                "email": "a@example.com",
+                "mergeNestedObjects": True,
+                "dataFields": {"known": 2, "brandNew": "x", "obj": {"k": 2, "newKey": 3}},
+            }
+        ],
         createNewFields=False,
     )
     assert body["successCount"] == 1
@@ -156,7 +198,9 @@ def test_create_new_fields_false_filters_unknown_fields(sandbox: SandboxHandle, 
 
 def test_prefer_user_id_and_identity_modes(sandbox: SandboxHandle, api: Api) -> None:
     # Email-based project: an unknown userId is created only with preferUserId.
-    body = bulk(api, [{"userId": "u1", "dataFields": {"a": 1}}, {"userId": "u2", "preferUserId": True, "dataFields": {"a": 1}}])
+    body = bulk(
+        api, [{"userId": "u1", "dataFields": {"a": 1}}, {"userId": "u2", "preferUserId": True, "dataFields": {"a": 1}}]
+    )
     assert body["failCount"] == 1 and body["successCount"] == 1
     assert body["failedUpdates"] == EMPTY_FAILURES and body["invalidUserIds"] == ["u1"]
     u2 = sandbox.user(api.project, "u2")
@@ -168,22 +212,33 @@ def test_prefer_user_id_and_identity_modes(sandbox: SandboxHandle, api: Api) -> 
     by_id = sandbox.create_project(identity="userId")
     key = sandbox.create_key(by_id)
     with httpx.Client(base_url=sandbox.api_url(by_id), headers=sandbox.headers(key)) as client:
-        body = client.post("/api/users/bulkUpdate", json={"users": [
-            {"userId": "x1", "dataFields": {"a": 1}}, {"email": "nobody@example.com", "dataFields": {"a": 1}},
-        ]}).json()
+        body = client.post(
+            "/api/users/bulkUpdate",
+            json={
+                "users": [
+                    {"userId": "x1", "dataFields": {"a": 1}},
+                    {"email": "nobody@example.com", "dataFields": {"a": 1}},
+                ]
+            },
+        ).json()
     assert body["successCount"] == 1 and body["failCount"] == 1
     assert body["failedUpdates"] == EMPTY_FAILURES and body["invalidEmails"] == ["nobody@example.com"]
 
 
 def test_identity_conflicts(sandbox: SandboxHandle, api: Api) -> None:
-    bulk(api, [{"email": "a@example.com", "userId": "ua", "dataFields": {}}, {"email": "b@example.com", "dataFields": {}}])
+    bulk(
+        api,
+        [{"email": "a@example.com", "userId": "ua", "dataFields": {}}, {"email": "b@example.com", "dataFields": {}}],
+    )
     body = bulk(api, [{"email": "b@example.com", "userId": "ua", "dataFields": {"x": 1}}])
     assert body["failCount"] == 1 and body["failedUpdates"] == failures(conflictUserIds=["ua"])
     assert sandbox.user(api.project, "b@example.com")["dataFields"] == {}
 
 
 def test_bad_bodies(sandbox: SandboxHandle, api: Api) -> None:
-    response = api.client.post("/api/users/bulkUpdate", content=b"{not json", headers={"content-type": "application/json"})
+    response = api.client.post(
+        "/api/users/bulkUpdate", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["code"] == "BadJsonBody"
     response = api.client.post("/api/users/bulkUpdate", json={"people": []})
     assert response.status_code == 400
@@ -193,7 +248,10 @@ def test_bad_bodies(sandbox: SandboxHandle, api: Api) -> None:
         "params": {"obj.users": [{"msg": ["error.path.missing"], "args": []}]},
     }
     response = api.client.post("/api/users/bulkUpdate", json={"users": [{"email": 5, "dataFields": []}]})
-    assert response.status_code == 400 and set(response.json()["params"]) == {"obj.users[0].email", "obj.users[0].dataFields"}
+    assert response.status_code == 400 and set(response.json()["params"]) == {
+        "obj.users[0].email",
+        "obj.users[0].dataFields",
+    }
     response = api.client.post("/api/users/bulkUpdate", json={"users": [{"dataFields": {"a": 1}}]})
     assert response.status_code == 400 and response.json()["code"] == "BadParams"
     assert sandbox.field_types(api.project) == {}
@@ -231,7 +289,9 @@ def test_user_reads(sandbox: SandboxHandle, api: Api) -> None:
 def test_generated_list_members_have_profiles_on_demand(sandbox: SandboxHandle, api: Api) -> None:
     sandbox.create_list(api.project, "big", generate=1000, user_ids=True)
     assert sandbox.user(api.project, "user999@example.com") == {
-        **sandbox.user(api.project, "user999@example.com"), "userId": "user999", "dataFields": {},
+        **sandbox.user(api.project, "user999@example.com"),
+        "userId": "user999",
+        "dataFields": {},
     }
     assert sandbox.user(api.project, "user1000@example.com") is None
     # A userId-only update finds the generated member (it exists) without preferUserId.
@@ -251,19 +311,34 @@ def test_emails_are_stored_lowercase_and_matched_case_insensitively(sandbox: San
     got = api.client.get("/api/users/getByEmail", params={"email": "ANN.LEE@EXAMPLE.COM"}).json()
     assert got["user"]["email"] == "ann.lee@example.com"
     # Lists answer emails lowercase, explicit and generated members alike.
-    list_id = sandbox.create_list(api.project, "mixed", ["Zed@Example.com"], generate=2, prefix="Gen", domain="Example.ORG")
+    list_id = sandbox.create_list(
+        api.project, "mixed", ["Zed@Example.com"], generate=2, prefix="Gen", domain="Example.ORG"
+    )
     lines = api.client.get("/api/lists/getUsers", params={"listId": list_id}).text.split()
     assert lines == ["zed@example.com", "gen0@example.org", "gen1@example.org"]
     # Forgetting in any case forgets the user.
     sandbox.forget(api.project, "ZED@example.com")
-    assert bulk(api, [{"email": "zed@EXAMPLE.com", "dataFields": {}}])["failedUpdates"]["forgottenEmails"] == ["zed@example.com"]
+    assert bulk(api, [{"email": "zed@EXAMPLE.com", "dataFields": {}}])["failedUpdates"]["forgottenEmails"] == [
+        "zed@example.com"
+    ]
 
 
-def test_fields_past_the_project_limit_are_dropped_even_with_create_new_fields(sandbox: SandboxHandle, api: Api) -> None:
+def test_fields_past_the_project_limit_are_dropped_even_with_create_new_fields(
+    sandbox: SandboxHandle, api: Api
+) -> None:
     sandbox.configure(api.project, field_limit=2)
     bulk(api, [{"email": "a@example.com", "dataFields": {"plan": "pro", "visits": 1}}])
-    body = bulk(api, [{"email": "a@example.com", "mergeNestedObjects": True,
-                       "dataFields": {"plan": "free", "lf_assignments": {"c1": "v1"}}}], createNewFields=True)
+    body = bulk(
+        api,
+        [
+            {
+                "email": "a@example.com",
+                "mergeNestedObjects": True,
+                "dataFields": {"plan": "free", "lf_assignments": {"c1": "v1"}},
+            }
+        ],
+        createNewFields=True,
+    )
     # Iterable counts the user as a success and lists what it dropped.
     assert (body["successCount"], body["failCount"]) == (1, 0)
     assert body["filteredOutFields"] == ["lf_assignments"] and body["createdFields"] == []

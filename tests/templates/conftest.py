@@ -13,9 +13,7 @@ from tests.fixtures.secrets import WatchedSecrets, capture_debug
 
 
 @pytest.fixture(autouse=True)
-def watched_keys(
-    caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets
-) -> WatchedSecrets:
+def watched_keys(caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets) -> WatchedSecrets:
     """Keys a test adds here never show up in a log record of any phase (templates,
     liftstack_shared, the Iterable client, httpx, httpcore at DEBUG)."""
     capture_debug(caplog, "liftstack_templates")

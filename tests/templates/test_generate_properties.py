@@ -25,32 +25,62 @@ from liftstack_templates.generate import (
 MAX_EXAMPLES = int(os.environ.get("LIFTSTACK_HYPOTHESIS_EXAMPLES", "60"))
 
 SNIPPETS = [
-    "{{firstName}}", "{{{rawHtml}}}", "{{#if vip}}", "{{/if}}", "{{else}}", "{{! note }}",
-    "{{!-- {{/ifEq}} --}}", "{{#if vip}}VIP{{else}}regular{{/if}}", "\\", "\\\\", "{", "}",
-    "{{", "}}", "\n", "\r\n", " ", "  ", "\t", '"', "'", "]", "[", "<p>", "</p>", "é", "💡",
-    "{{lf_assignments.other}}", "{{defaultIfEmpty firstName \"friend\"}}", "\\{{firstName}}",
-    "{{#each items}}{{this}};{{/each}}", "{{~firstName~}}", "{{#ifEq plan \"gold\"}}G{{/ifEq}}",
+    "{{firstName}}",
+    "{{{rawHtml}}}",
+    "{{#if vip}}",
+    "{{/if}}",
+    "{{else}}",
+    "{{! note }}",
+    "{{!-- {{/ifEq}} --}}",
+    "{{#if vip}}VIP{{else}}regular{{/if}}",
+    "\\",
+    "\\\\",
+    "{",
+    "}",
+    "{{",
+    "}}",
+    "\n",
+    "\r\n",
+    " ",
+    "  ",
+    "\t",
+    '"',
+    "'",
+    "]",
+    "[",
+    "<p>",
+    "</p>",
+    "é",
+    "💡",
+    "{{lf_assignments.other}}",
+    '{{defaultIfEmpty firstName "friend"}}',
+    "\\{{firstName}}",
+    "{{#each items}}{{this}};{{/each}}",
+    "{{~firstName~}}",
+    '{{#ifEq plan "gold"}}G{{/ifEq}}',
 ]
 
-content = st.lists(
-    st.one_of(st.sampled_from(SNIPPETS), st.text(max_size=6)), max_size=8
-).map("".join)
+content = st.lists(st.one_of(st.sampled_from(SNIPPETS), st.text(max_size=6)), max_size=8).map("".join)
 
 # Printable keys, with every character that is legal but awkward in Handlebars.
 _key_chars = st.one_of(
     st.characters(blacklist_categories=("Cc", "Cs")),
     st.sampled_from(list("-. []{}}'\"#@/~!=|()")),
 )
-campaign_keys = st.text(_key_chars, min_size=1, max_size=16).filter(
-    lambda k: campaign_key_problem(k) is None
-)
+campaign_keys = st.text(_key_chars, min_size=1, max_size=16).filter(lambda k: campaign_key_problem(k) is None)
 variant_keys = st.lists(
     st.text(_key_chars, min_size=1, max_size=10).filter(lambda k: variant_key_problem(k) is None),
-    min_size=1, max_size=4, unique=True,
+    min_size=1,
+    max_size=4,
+    unique=True,
 )
 
 PROFILE = {
-    "firstName": "Ann", "vip": True, "rawHtml": "<i>&</i>", "plan": "gold", "items": [1, "<2>"],
+    "firstName": "Ann",
+    "vip": True,
+    "rawHtml": "<i>&</i>",
+    "plan": "gold",
+    "items": [1, "<2>"],
 }
 
 
@@ -58,12 +88,13 @@ def _odd_edge(text: str) -> bool:
     """Known, documented deviation (see generate.py): content whose very first (last)
     characters are whitespace other than spaces, tabs and line feeds (a no-break space,
     a lone CR), with no line feed among them, right before (after) a tag."""
+
     def odd(run: str) -> bool:
         return "\n" not in run and any(c not in " \t" for c in run)
 
     lead = text[: len(text) - len(text.lstrip())]
-    trail = text[len(text.rstrip()):]
-    return (bool(lead) and odd(lead) and text[len(lead):].startswith("{{")) or (
+    trail = text[len(text.rstrip()) :]
+    return (bool(lead) and odd(lead) and text[len(lead) :].startswith("{{")) or (
         bool(trail) and odd(trail) and text[: len(text) - len(trail)].endswith("}}")
     )
 
@@ -74,17 +105,18 @@ def specs(draw: st.DrawFn) -> TemplateSpec:
     variants = []
     for i, key in enumerate(keys):
         own = i == 0 or draw(st.booleans())  # others may inherit the control's parts
-        variants.append(Variant(
-            key=key,
-            subject=draw(content) if own else None,
-            preheader=draw(content) if own and draw(st.booleans()) else None,
-            html=draw(content) if own or draw(st.booleans()) else None,
-        ))
+        variants.append(
+            Variant(
+                key=key,
+                subject=draw(content) if own else None,
+                preheader=draw(content) if own and draw(st.booleans()) else None,
+                html=draw(content) if own or draw(st.booleans()) else None,
+            )
+        )
     control = keys[draw(st.integers(0, len(keys) - 1))]
     # The control must have a subject and a body.
     variants = [
-        v.model_copy(update={"subject": v.subject or "", "html": v.html or ""})
-        if v.key == control else v
+        v.model_copy(update={"subject": v.subject or "", "html": v.html or ""}) if v.key == control else v
         for v in variants
     ]
     return TemplateSpec(campaign_key=draw(campaign_keys), control=control, variants=variants)
@@ -100,13 +132,8 @@ async def _parses(renderer: HandlebarsRenderer, text: str) -> bool:
 
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs())
-async def test_every_recipient_gets_exactly_their_variant(
-    renderer: HandlebarsRenderer, spec: TemplateSpec
-) -> None:
-    pieces = [
-        (v.key, text) for v in spec.variants
-        for text in (v.subject, v.preheader, v.html) if text is not None
-    ]
+async def test_every_recipient_gets_exactly_their_variant(renderer: HandlebarsRenderer, spec: TemplateSpec) -> None:
+    pieces = [(v.key, text) for v in spec.variants for text in (v.subject, v.preheader, v.html) if text is not None]
     assume(not any(_odd_edge(text) for _, text in pieces))
     broken = [key for key, text in pieces if not await _parses(renderer, text)]
     event("rejected" if broken else "generated")
@@ -124,8 +151,7 @@ async def test_every_recipient_gets_exactly_their_variant(
     assume(unknown not in by_key)
     # (profile, variant it must get)
     cases = [
-        ({**PROFILE, "lf_assignments": {campaign: v.key, f"{campaign}-other": v.key}}, v.key)
-        for v in spec.variants
+        ({**PROFILE, "lf_assignments": {campaign: v.key, f"{campaign}-other": v.key}}, v.key) for v in spec.variants
     ]
     cases += [
         (dict(PROFILE), spec.control),
@@ -143,9 +169,7 @@ async def test_every_recipient_gets_exactly_their_variant(
             assert output == expected[0], (part, key, text)
 
 
-async def _render_all(
-    renderer: HandlebarsRenderer, template: str, contexts: list[dict]
-) -> list[str | None]:
+async def _render_all(renderer: HandlebarsRenderer, template: str, contexts: list[dict]) -> list[str | None]:
     """One batch; if a context fails (content calling a helper that doesn't exist),
     one by one, None for each failure: the recipient's send would fail either way."""
     try:
@@ -162,10 +186,14 @@ async def _render_all(
 
 # --- layouts: shared HTML with named blocks ---------------------------------------------
 
-layout_text = st.lists(
-    st.sampled_from(["<td>", "</td>", "\n", "  ", "\t", "}", "{", "\\", "x", "é", "\r\n"]),
-    max_size=5,
-).map("".join).filter(lambda t: "{{" not in t)  # plain HTML: the layout's own text
+layout_text = (
+    st.lists(
+        st.sampled_from(["<td>", "</td>", "\n", "  ", "\t", "}", "{", "\\", "x", "é", "\r\n"]),
+        max_size=5,
+    )
+    .map("".join)
+    .filter(lambda t: "{{" not in t)
+)  # plain HTML: the layout's own text
 valid_block = st.lists(
     st.sampled_from([s for s in SNIPPETS if s not in ("{{#if vip}}", "{{/if}}", "{{else}}", "{{")]),
     max_size=6,
@@ -176,28 +204,21 @@ valid_block = st.lists(
 def layout_specs(draw: st.DrawFn) -> tuple[TemplateSpec, list[str], list[str]]:
     slots = draw(st.lists(st.sampled_from(["hero", "body", "footer"]), min_size=1, max_size=3))
     pieces = [draw(layout_text) for _ in range(len(slots) + 1)]
-    layout = pieces[0] + "".join(
-        f"<!-- lf_block:{slot} -->{piece}" for slot, piece in zip(slots, pieces[1:])
-    )
+    layout = pieces[0] + "".join(f"<!-- lf_block:{slot} -->{piece}" for slot, piece in zip(slots, pieces[1:]))
     keys = draw(variant_keys)
     variants = [
         Variant(
-            key=key, subject="s",
-            blocks={
-                slot: draw(valid_block) for slot in dict.fromkeys(slots)
-                if i == 0 or draw(st.booleans())
-            },
+            key=key,
+            subject="s",
+            blocks={slot: draw(valid_block) for slot in dict.fromkeys(slots) if i == 0 or draw(st.booleans())},
         )
         for i, key in enumerate(keys)
     ]
-    spec = TemplateSpec(
-        campaign_key=draw(campaign_keys), control=keys[0], variants=variants, layout=layout
-    )
+    spec = TemplateSpec(campaign_key=draw(campaign_keys), control=keys[0], variants=variants, layout=layout)
     return spec, pieces, slots
 
 
-@settings(max_examples=MAX_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=layout_specs())
 async def test_layout_keeps_its_text_and_each_recipient_gets_their_blocks(
     renderer: HandlebarsRenderer, case: tuple[TemplateSpec, list[str], list[str]]
@@ -210,9 +231,7 @@ async def test_layout_keeps_its_text_and_each_recipient_gets_their_blocks(
         # Only blocks that don't parse on their own may be the reason.
         for problem in exc.problems:
             assert problem.variant is not None and problem.part is not None
-            block = dict((v.key, v) for v in spec.variants)[problem.variant].blocks[
-                problem.part.removeprefix("block ")
-            ]
+            block = dict((v.key, v) for v in spec.variants)[problem.variant].blocks[problem.part.removeprefix("block ")]
             assert not await _parses(renderer, block)
         return
     control = spec.variants[0]
@@ -224,6 +243,5 @@ async def test_layout_keeps_its_text_and_each_recipient_gets_their_blocks(
             expected += (await _render_all(renderer, block, [profile]))[0] + piece
         assert (await _render_all(renderer, generated.html, [profile]))[0] == expected
     assert await renderer.render(generated.html, PROFILE) == (
-        await renderer.render(generated.html, {**PROFILE, "lf_assignments": {
-            spec.campaign_key: control.key}})
+        await renderer.render(generated.html, {**PROFILE, "lf_assignments": {spec.campaign_key: control.key}})
     )

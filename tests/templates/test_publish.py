@@ -50,15 +50,15 @@ class World:
     workspace: str
     watched_keys: WatchedSecrets
 
-    def connect(
-        self, region: str = "US", key_type: str = "server_side", **config: object
-    ) -> IterableCredentials:
+    def connect(self, region: str = "US", key_type: str = "server_side", **config: object) -> IterableCredentials:
         project = self.sandbox.create_project(region=region, **config)
         key = self.sandbox.create_key(project, type=key_type)
         self.watched_keys.add(key)
         return IterableCredentials(
-            connection_id=f"conn-{project.id}", workspace_id=self.workspace,
-            api_key=SecretStr(key), region=Region(region),
+            connection_id=f"conn-{project.id}",
+            workspace_id=self.workspace,
+            api_key=SecretStr(key),
+            region=Region(region),
         )
 
     @staticmethod
@@ -68,15 +68,21 @@ class World:
     async def save(self, spec: TemplateSpec) -> TemplateRecord:
         generated = await generate(spec, self.renderer)
         return await self.store.save_generated(
-            self.workspace, spec, generated, client_template_id(self.workspace, spec.campaign_key),
+            self.workspace,
+            spec,
+            generated,
+            client_template_id(self.workspace, spec.campaign_key),
             "user-1",
         )
 
 
 @pytest.fixture
 async def world(
-    sandbox: SandboxHandle, settings: CommonSettings, mongo_client: AsyncMongoClient,
-    renderer: HandlebarsRenderer, watched_keys: WatchedSecrets,
+    sandbox: SandboxHandle,
+    settings: CommonSettings,
+    mongo_client: AsyncMongoClient,
+    renderer: HandlebarsRenderer,
+    watched_keys: WatchedSecrets,
 ) -> World:
     store = TemplateStore(database(mongo_client, settings))
     await store.ensure_indexes()
@@ -84,22 +90,36 @@ async def world(
 
     def clients(creds: IterableCredentials) -> IterableClient:
         return IterableClient(
-            creds.api_key, creds.region, sandbox_base_url=sandbox.base_url,
-            rate_limits=NoRateLimits(), event_hooks={"request": [calls.hook]},
+            creds.api_key,
+            creds.region,
+            sandbox_base_url=sandbox.base_url,
+            rate_limits=NoRateLimits(),
+            event_hooks={"request": [calls.hook]},
         )
 
     async def no_sleep(_: float) -> None:
         return None
 
-    return World(sandbox, store, renderer, Publisher(store, clients, sleep=no_sleep), calls,
-                 workspace=f"ws-{uuid.uuid4().hex[:8]}", watched_keys=watched_keys)
+    return World(
+        sandbox,
+        store,
+        renderer,
+        Publisher(store, clients, sleep=no_sleep),
+        calls,
+        workspace=f"ws-{uuid.uuid4().hex[:8]}",
+        watched_keys=watched_keys,
+    )
 
 
 def spec(campaign: str = "cmp-1", subject_b: str = "B subject") -> TemplateSpec:
-    return TemplateSpec(campaign_key=campaign, control="A", variants=[
-        Variant(key="A", subject="A subject", preheader="pre", html="<p>A {{firstName}}</p>"),
-        Variant(key="B", subject=subject_b, html="<p>B {{firstName}}</p>"),
-    ])
+    return TemplateSpec(
+        campaign_key=campaign,
+        control="A",
+        variants=[
+            Variant(key="A", subject="A subject", preheader="pre", html="<p>A {{firstName}}</p>"),
+            Variant(key="B", subject=subject_b, html="<p>B {{firstName}}</p>"),
+        ],
+    )
 
 
 async def test_upsert_once_then_update_by_id_and_no_write_when_unchanged(world: World) -> None:
@@ -110,14 +130,18 @@ async def test_upsert_once_then_update_by_id_and_no_write_when_unchanged(world: 
     first = await world.publisher.publish(record, creds)
     assert first.status == PublishStatus.CREATED
     assert world.calls.take() == [
-        "GET templates/getByClientTemplateId", "POST templates/email/upsert",
-        "GET templates/getByClientTemplateId", "POST templates/email/update",
+        "GET templates/getByClientTemplateId",
+        "POST templates/email/upsert",
+        "GET templates/getByClientTemplateId",
+        "POST templates/email/update",
     ]
     [template] = world.sandbox.templates(project)
     assert template["templateId"] == first.template_id
     assert template["clientTemplateId"] == record.client_template_id
     assert (template["name"], template["subject"], template["preheaderText"], template["html"]) == (
-        record.generated.name, record.generated.subject, record.generated.preheader,
+        record.generated.name,
+        record.generated.subject,
+        record.generated.preheader,
         record.generated.html,
     )
     stored = await world.store.get(world.workspace, "cmp-1")
@@ -152,12 +176,17 @@ async def test_other_templates_are_never_touched(world: World, upsert_match: str
     project = world.project_id(creds)
     record = await world.save(spec())
     bystanders = [
-        world.sandbox.create_template(project, name=record.generated.name, subject="theirs 1",
-                                      html="<p>theirs</p>", clientTemplateId="their-own-id"),
-        world.sandbox.create_template(project, name=record.generated.name + " (copy)",
-                                      subject="theirs 2", html="<p>theirs 2</p>"),
-        world.sandbox.create_template(project, name=record.client_template_id + "-2",
-                                      subject="theirs 3"),
+        world.sandbox.create_template(
+            project,
+            name=record.generated.name,
+            subject="theirs 1",
+            html="<p>theirs</p>",
+            clientTemplateId="their-own-id",
+        ),
+        world.sandbox.create_template(
+            project, name=record.generated.name + " (copy)", subject="theirs 2", html="<p>theirs 2</p>"
+        ),
+        world.sandbox.create_template(project, name=record.client_template_id + "-2", subject="theirs 3"),
     ]
     before = {t: world.sandbox.template(project, t) for t in bystanders}
 
@@ -177,14 +206,17 @@ async def test_lost_mapping_adopts_the_existing_template(world: World) -> None:
     first = await world.publisher.publish(await world.save(spec()), creds)
     # As if the service had stopped right after creating it, before remembering it.
     col = world.store._col  # noqa: SLF001 - simulating a crash between two writes
-    await col.update_one({"workspace_id": world.workspace, "campaign_key": "cmp-1"},
-                         {"$set": {"template_id": None, "connection_id": None}})
+    await col.update_one(
+        {"workspace_id": world.workspace, "campaign_key": "cmp-1"},
+        {"$set": {"template_id": None, "connection_id": None}},
+    )
     world.calls.take()
 
     again = await world.publisher.publish(await world.save(spec(subject_b="later")), creds)
     assert again.status == PublishStatus.UPDATED and again.template_id == first.template_id
     assert world.calls.take() == [
-        "GET templates/getByClientTemplateId", "POST templates/email/update",
+        "GET templates/getByClientTemplateId",
+        "POST templates/email/update",
     ]
     assert len(world.sandbox.templates(project)) == 1
 
@@ -242,8 +274,11 @@ async def test_first_publish_copes_with_eventual_consistency(world: World) -> No
     took = asyncio.get_running_loop().time() - started
     assert result.status == PublishStatus.CREATED
     seen = world.calls.take()
-    assert seen[:3] == ["GET templates/getByClientTemplateId", "POST templates/email/upsert",
-                        "GET templates/getByClientTemplateId"]
+    assert seen[:3] == [
+        "GET templates/getByClientTemplateId",
+        "POST templates/email/upsert",
+        "GET templates/getByClientTemplateId",
+    ]
     # Update refused while the template was not visible, checked with get (404)...
     assert seen.count("POST templates/email/update") >= 2 and "GET templates/email/get" in seen
     assert world.sandbox.stats(project)["templates/email/get"][404] >= 1

@@ -15,11 +15,14 @@ async def test_iterable_helpers(renderer: HandlebarsRenderer) -> None:
         '{{#neq n 3}}not3{{else}}is3{{/neq}}|{{defaultIfEmpty name "friend"}}|'
         '{{#if (eq plan "gold")}}sub{{/if}}'
     )
-    outputs = await renderer.render_many(template, [
-        {"plan": "gold", "n": "3", "name": "Ann"},
-        {"n": 4, "name": ""},
-        {},
-    ])
+    outputs = await renderer.render_many(
+        template,
+        [
+            {"plan": "gold", "n": "3", "name": "Ann"},
+            {"n": 4, "name": ""},
+            {},
+        ],
+    )
     assert outputs == [
         "G|three|is3|Ann|sub",
         "-||not3|friend|",

@@ -25,15 +25,17 @@ async def store(settings: CommonSettings, mongo_client: AsyncMongoClient) -> Tem
 
 
 def spec(campaign: str, subject: str = "Hi") -> TemplateSpec:
-    return TemplateSpec(campaign_key=campaign, control="A", variants=[
-        Variant(key="A", subject=subject, html="<p>A</p>"),
-        Variant(key="B", html="<p>B</p>", blocks={}),
-    ])
+    return TemplateSpec(
+        campaign_key=campaign,
+        control="A",
+        variants=[
+            Variant(key="A", subject=subject, html="<p>A</p>"),
+            Variant(key="B", html="<p>B</p>", blocks={}),
+        ],
+    )
 
 
-async def test_save_get_and_publication_fields(
-    store: TemplateStore, renderer: HandlebarsRenderer
-) -> None:
+async def test_save_get_and_publication_fields(store: TemplateStore, renderer: HandlebarsRenderer) -> None:
     ws, campaign = f"ws-{uuid.uuid4().hex[:6]}", "cmp-1.x"
     s = spec(campaign)
     generated = await generate(s, renderer)
@@ -47,7 +49,9 @@ async def test_save_get_and_publication_fields(
     got = await store.get(ws, campaign)
     assert got is not None
     assert (got.connection_id, got.template_id, got.published_hash) == (
-        "conn-1", 4711, generated.content_hash,
+        "conn-1",
+        4711,
+        generated.content_hash,
     )
     assert got.published_at is not None
 
@@ -70,7 +74,9 @@ async def test_save_get_and_publication_fields(
 
 
 async def test_one_document_per_workspace_and_campaign_even_when_racing(
-    store: TemplateStore, renderer: HandlebarsRenderer, settings: CommonSettings,
+    store: TemplateStore,
+    renderer: HandlebarsRenderer,
+    settings: CommonSettings,
     mongo_client: AsyncMongoClient,
 ) -> None:
     ws, campaign = f"ws-{uuid.uuid4().hex[:6]}", "race"
@@ -80,9 +86,7 @@ async def test_one_document_per_workspace_and_campaign_even_when_racing(
     # One store serialises its own writes of a document; separate stores (as separate
     # processes would) still race at the server.
     stores = [store] + [TemplateStore(database(mongo_client, settings)) for _ in range(7)]
-    await asyncio.gather(*(
-        st.save_generated(ws, s, generated, cid, f"user-{i}") for i, st in enumerate(stores)
-    ))
+    await asyncio.gather(*(st.save_generated(ws, s, generated, cid, f"user-{i}") for i, st in enumerate(stores)))
     col = database(mongo_client, settings)[COLLECTION]
     assert await col.count_documents({"workspace_id": ws, "campaign_key": campaign}) == 1
     # The unique index itself.
@@ -90,9 +94,7 @@ async def test_one_document_per_workspace_and_campaign_even_when_racing(
         await col.insert_one({"workspace_id": ws, "campaign_key": campaign})
 
 
-async def test_overlapping_writes_of_one_campaign_all_land(
-    store: TemplateStore, renderer: HandlebarsRenderer
-) -> None:
+async def test_overlapping_writes_of_one_campaign_all_land(store: TemplateStore, renderer: HandlebarsRenderer) -> None:
     """FerretDB rewrites whole documents without isolation: a re-generate overlapping a
     publish's bookkeeping must not wipe out the target it set, nor the reverse. The
     store writes one campaign's document one write at a time."""
@@ -125,8 +127,12 @@ async def test_publication_updates_need_a_saved_template(store: TemplateStore) -
 
 async def test_block_names_with_dots_survive(store: TemplateStore, renderer: HandlebarsRenderer) -> None:
     ws = f"ws-{uuid.uuid4().hex[:6]}"
-    s = TemplateSpec(campaign_key="c", control="A", layout="<!-- lf_block:a.b --><!-- lf_block:$x -->",
-                     variants=[Variant(key="A", subject="s", blocks={"a.b": "1"})])
+    s = TemplateSpec(
+        campaign_key="c",
+        control="A",
+        layout="<!-- lf_block:a.b --><!-- lf_block:$x -->",
+        variants=[Variant(key="A", subject="s", blocks={"a.b": "1"})],
+    )
     # "$x" is no slot name (the marker pattern has no "$"): the layout has one slot.
     generated = await generate(s, renderer)
     await store.save_generated(ws, s, generated, client_template_id(ws, "c"), None)

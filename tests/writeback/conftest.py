@@ -90,8 +90,7 @@ class Env:
         producer = await self.producer()
         topic = self.topic(CAMPAIGN_ASSIGNMENTS.name)
         futures = [
-            await producer.send(topic, b.to_bytes(), key=b.connection_id.encode(), partition=partition)
-            for b in batches
+            await producer.send(topic, b.to_bytes(), key=b.connection_id.encode(), partition=partition) for b in batches
         ]
         await asyncio.gather(*futures)
 
@@ -99,9 +98,7 @@ class Env:
         producer = await self.producer()
         await producer.send_and_wait(self.topic(CAMPAIGN_ASSIGNMENTS.name), value, key=key)
 
-    async def wait_run(
-        self, svc: WritebackService, job_id: str, run: int = 1, timeout: float = 60.0
-    ) -> RunSummary:
+    async def wait_run(self, svc: WritebackService, job_id: str, run: int = 1, timeout: float = 60.0) -> RunSummary:
         deadline = time.monotonic() + timeout
         summary = None
         while time.monotonic() < deadline:
@@ -114,8 +111,11 @@ class Env:
     async def read_topic(self, name: str, min_count: int = 1, timeout: float = 30.0) -> list[bytes]:
         """Every message on one of this test's topics (from the beginning)."""
         consumer = AIOKafkaConsumer(
-            self.topic(name), bootstrap_servers=self.base.kafka_bootstrap,
-            auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+            self.topic(name),
+            bootstrap_servers=self.base.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
         )
         await consumer.start()
         values: list[bytes] = []
@@ -142,9 +142,7 @@ class Env:
 
 
 @pytest.fixture(autouse=True)
-def watched_keys(
-    caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets
-) -> WatchedSecrets:
+def watched_keys(caplog: pytest.LogCaptureFixture, no_secrets_in_logs: WatchedSecrets) -> WatchedSecrets:
     """Every writeback test: no Iterable key a test used (`env` adds its own) shows up
     in a log line or logged traceback of any phase (writeback, liftstack_shared, the
     client, httpx, httpcore at DEBUG; tests/fixtures/secrets.py)."""
@@ -183,20 +181,22 @@ def make_batches(
     run: int = 1,
 ) -> list[AssignmentBatch]:
     job_id = job_id or new_job_id()
-    chunks = [assignments[i:i + batch_size] for i in range(0, len(assignments), batch_size)] or [[]]
+    chunks = [assignments[i : i + batch_size] for i in range(0, len(assignments), batch_size)] or [[]]
     return [
         AssignmentBatch(
-            job_id=job_id, workspace_id=workspace_id, connection_id=connection_id,
-            campaign_key=campaign_key, batch_seq=seq, batch_count=len(chunks),
-            total_recipients=len(assignments), run=run, assignments=chunk,
+            job_id=job_id,
+            workspace_id=workspace_id,
+            connection_id=connection_id,
+            campaign_key=campaign_key,
+            batch_seq=seq,
+            batch_count=len(chunks),
+            total_recipients=len(assignments),
+            run=run,
+            assignments=chunk,
         )
         for seq, chunk in enumerate(chunks)
     ]
 
 
 def emails(n: int, prefix: str = "user", variants: tuple[str, ...] = ("A", "B")) -> list[Assignment]:
-    return [
-        Assignment(email=f"{prefix}{i}@example.com", variant=variants[i % len(variants)])
-        for i in range(n)
-    ]
-
+    return [Assignment(email=f"{prefix}{i}@example.com", variant=variants[i % len(variants)]) for i in range(n)]

@@ -16,8 +16,9 @@ from tests.writeback.conftest import Env, emails, make_batches
 from tests.fixtures.identity import user_token
 
 
-async def _wait_status(http: httpx.AsyncClient, path: str, headers: dict[str, str],
-                       run: int, timeout: float = 60.0) -> dict[str, Any]:
+async def _wait_status(
+    http: httpx.AsyncClient, path: str, headers: dict[str, str], run: int, timeout: float = 60.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -45,8 +46,10 @@ async def test_progress_endpoint_and_retrigger_keep_previous_runs(env: Env) -> N
             health = await http.get("/healthz")
             assert health.status_code == 200, health.text
             assert health.json()["checks"] == {"kafka": "ok", "mongo": "ok"}
-            assert "/v1/workspaces/{ws}/writeback/jobs/{job_id}/retrigger" in (
-                await http.get("/openapi.json")).json()["paths"]
+            assert (
+                "/v1/workspaces/{ws}/writeback/jobs/{job_id}/retrigger"
+                in (await http.get("/openapi.json")).json()["paths"]
+            )
 
             await env.publish(batches)
             body = await _wait_status(http, path, bearer(Role.MEMBER), run=1)
@@ -68,9 +71,16 @@ async def test_progress_endpoint_and_retrigger_keep_previous_runs(env: Env) -> N
             assert (await http.post(path + "/retrigger", headers=bearer(Role.ADMIN, "ws-2"))).status_code == 404
 
             # Someone changed a profile since: the re-run writes the assignment again.
-            env.sandbox.put_users(env.project, [
-                {"email": "user3@example.com", "dataFields": {"lf_assignments": {"spring-sale": "X"}},
-                 "mergeNestedObjects": True}])
+            env.sandbox.put_users(
+                env.project,
+                [
+                    {
+                        "email": "user3@example.com",
+                        "dataFields": {"lf_assignments": {"spring-sale": "X"}},
+                        "mergeNestedObjects": True,
+                    }
+                ],
+            )
 
             accepted = await http.post(path + "/retrigger", headers=bearer(Role.ADMIN))
             assert accepted.status_code == 202, accepted.text
@@ -86,7 +96,8 @@ async def test_progress_endpoint_and_retrigger_keep_previous_runs(env: Env) -> N
             assert [r["run"] for r in body["previous_runs"]] == [1]
             assert body["previous_runs"][0] == first
             assert env.sandbox.user(env.project, "user3@example.com")["dataFields"]["lf_assignments"] == {
-                "spring-sale": "B"}
+                "spring-sale": "B"
+            }
             # 3 requests per run.
             assert env.sandbox.stats(env.project)["users/bulkUpdate"] == {200: 6}
 
@@ -129,10 +140,16 @@ async def test_interrupted_retrigger_is_resumed_not_duplicated(env: Env) -> None
     header = await svc.store.job(job_id)
     assert header is not None
     # What a crash right after claiming run 2 leaves behind.
-    await svc.store.runs.insert_one({
-        "_id": f"{job_id}|2", "job_id": job_id, "run": 2, "created_by": "retrigger",
-        "created_at": utcnow() - timedelta(minutes=5), "published_at": None,
-    })
+    await svc.store.runs.insert_one(
+        {
+            "_id": f"{job_id}|2",
+            "job_id": job_id,
+            "run": 2,
+            "created_by": "retrigger",
+            "created_at": utcnow() - timedelta(minutes=5),
+            "published_at": None,
+        }
+    )
 
     summary = (await svc.retrigger(header)).summary
 

@@ -21,9 +21,9 @@ async def test_pacers_in_separate_processes_never_share_a_slot(settings, mongo_c
     pacers = [MongoPacer(c[settings.mongo_db]["writeback_pacer_test"], headroom=0.9) for c in clients]
     project = f"key-test-{time.monotonic_ns()}"
     try:
-        claims = await asyncio.gather(*(
-            pacer.claim(project, Endpoint.BULK_UPDATE) for pacer in pacers for _ in range(15)
-        ))
+        claims = await asyncio.gather(
+            *(pacer.claim(project, Endpoint.BULK_UPDATE) for pacer in pacers for _ in range(15))
+        )
     finally:
         for c in clients:
             await c.close()
@@ -45,8 +45,7 @@ async def test_several_instances_share_one_projects_budget(env: Env) -> None:
         env.credentials.add(workspace_id="ws-1", connection_id=f"conn-{n}", api_key=env.key)
     jobs = []
     for partition in range(6):
-        batches = make_batches(emails(60, prefix=f"p{partition}-"), batch_size=5,
-                               connection_id=f"conn-{partition % 3}")
+        batches = make_batches(emails(60, prefix=f"p{partition}-"), batch_size=5, connection_id=f"conn-{partition % 3}")
         jobs.append((partition, batches))
     services = [await env.service(writeback_window=8) for _ in range(3)]
     await asyncio.sleep(3)  # let the group settle: each instance owns two partitions

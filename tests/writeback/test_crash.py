@@ -27,12 +27,12 @@ async def _outcomes(env: Env, svc, job_id: str) -> int:  # type: ignore[no-untyp
 async def _committed(env: Env, group_id: str) -> int:
     """Sum of the group's committed offsets over the assignments topic."""
     topic = env.topic(CAMPAIGN_ASSIGNMENTS.name)
-    probe = AIOKafkaConsumer(bootstrap_servers=env.base.kafka_bootstrap, group_id=group_id,
-                             enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=env.base.kafka_bootstrap, group_id=group_id, enable_auto_commit=False)
     await probe.start()
     try:
-        return sum([await probe.committed(TopicPartition(topic, p)) or 0
-                    for p in range(CAMPAIGN_ASSIGNMENTS.partitions)])
+        return sum(
+            [await probe.committed(TopicPartition(topic, p)) or 0 for p in range(CAMPAIGN_ASSIGNMENTS.partitions)]
+        )
     finally:
         await probe.stop()
 
@@ -43,16 +43,22 @@ async def test_consumer_killed_with_sigkill_mid_job_is_finished_by_another(env: 
     settings = env.settings(writeback_window=4)
     child_env = {
         **os.environ,
-        **{f"LIFTSTACK_{k.upper()}": str(v) for k, v in settings.model_dump().items()
-           if v is not None and not k.endswith(("keys", "secret", "token"))},
+        **{
+            f"LIFTSTACK_{k.upper()}": str(v)
+            for k, v in settings.model_dump().items()
+            if v is not None and not k.endswith(("keys", "secret", "token"))
+        },
         "WB_TEST_CONNECTION_ID": env.connection_id,
         "WB_TEST_WORKSPACE_ID": env.workspace_id,
         "WB_TEST_API_KEY": env.key,
         "PYTHONPATH": str(REPO),
     }
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.writeback.consumer_proc"], cwd=REPO, env=child_env,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "tests.writeback.consumer_proc"],
+        cwd=REPO,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     observer = await env.service(consume=False)
     try:
@@ -135,7 +141,8 @@ async def test_instance_joining_mid_job_takes_over_partitions_without_double_cou
 
     for summary in summaries:
         assert (summary.written, summary.succeeded, summary.failed) == (150, 150, 0)
-    writers = {doc["recorded_by"] async for doc in second.store.outcomes.find(
-        {"job_id": {"$in": [b[0].job_id for b in jobs]}})}
+    writers = {
+        doc["recorded_by"] async for doc in second.store.outcomes.find({"job_id": {"$in": [b[0].job_id for b in jobs]}})
+    }
     assert writers == {first.instance, second.instance}
     assert env.sandbox.stats(env.project)["users/bulkUpdate"].get(429, 0) == 0

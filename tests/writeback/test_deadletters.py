@@ -19,8 +19,7 @@ from tests.writeback.conftest import Env, emails, make_batches
 async def test_bad_messages_are_dead_lettered_and_good_ones_still_written(env: Env) -> None:
     env.credentials.add(workspace_id="ws-2", connection_id="conn-other-ws", api_key=env.key)
     good = make_batches(emails(5), batch_size=5)
-    header_clash = make_batches(emails(5), batch_size=5, job_id=good[0].job_id,
-                                campaign_key="another-campaign")
+    header_clash = make_batches(emails(5), batch_size=5, job_id=good[0].job_id, campaign_key="another-campaign")
     unknown = make_batches(emails(3), batch_size=3, connection_id="conn-nope")
     wrong_ws = make_batches(emails(3), batch_size=3, connection_id="conn-other-ws")
     svc = await env.service()
@@ -36,8 +35,7 @@ async def test_bad_messages_are_dead_lettered_and_good_ones_still_written(env: E
 
     summary = await env.wait_run(svc, good[0].job_id)
     assert (summary.written, summary.succeeded) == (5, 5)
-    letters = [DeadLetter.model_validate_json(v)
-               for v in await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=6)]
+    letters = [DeadLetter.model_validate_json(v) for v in await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=6)]
     reasons = sorted(letter.reason for letter in letters)
 
     assert len(letters) == 6, reasons

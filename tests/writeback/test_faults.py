@@ -23,8 +23,7 @@ async def test_429_without_retry_after_backs_off_and_loses_nobody(env: Env) -> N
     assert (summary.written, summary.succeeded, summary.failed) == (40, 40, 0)
     stats = env.sandbox.stats(env.project)["users/bulkUpdate"]
     assert stats == {429: 4, 200: 4}
-    assert env.sandbox.user(env.project, "user39@example.com")["dataFields"]["lf_assignments"] == {
-        "spring-sale": "B"}
+    assert env.sandbox.user(env.project, "user39@example.com")["dataFields"]["lf_assignments"] == {"spring-sale": "B"}
 
 
 async def test_429_with_retry_after_waits_as_told(env: Env) -> None:
@@ -106,7 +105,8 @@ async def test_budget_taken_by_the_customers_other_tools_only_slows_the_job(env:
         async with httpx.AsyncClient(base_url=env.sandbox.api_url(env.project)) as http:
             while not stop.is_set():
                 response = await http.post(
-                    "/api/users/bulkUpdate", headers=env.sandbox.headers(env.key),
+                    "/api/users/bulkUpdate",
+                    headers=env.sandbox.headers(env.key),
                     json={"users": [{"email": "crm@example.com", "dataFields": {"x": 1}}]},
                 )
                 other["ok" if response.status_code == 200 else "429"] += 1

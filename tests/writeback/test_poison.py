@@ -20,8 +20,7 @@ from tests.writeback.conftest import Env, emails, make_batches
 
 async def _group_lag(env: Env, group_id: str) -> int:
     topic = env.topic(CAMPAIGN_ASSIGNMENTS.name)
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.base.kafka_bootstrap, group_id=group_id,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.base.kafka_bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
@@ -48,8 +47,7 @@ async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_1
     assert (summary.written, summary.succeeded) == (5, 5)
     assert time.monotonic() - started < 10.0
 
-    letters = [DeadLetter.model_validate_json(v)
-               for v in await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=2)]
+    letters = [DeadLetter.model_validate_json(v) for v in await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=2)]
     by_class = {letter.reason_class: letter for letter in letters}
     assert len(letters) == 2 and set(by_class) <= {"overflow", "validation"}, [l.reason for l in letters]
     not_json = next(l for l in letters if l.payload_base64)
@@ -58,8 +56,7 @@ async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_1
     if too_big.reason_class == "overflow":  # storage refused it, after the bounded tries
         assert too_big.attempts == 3 and "8-byte ints" in too_big.reason
         assert too_big.first_failed_at and too_big.last_failed_at and too_big.first_failed_at < too_big.last_failed_at
-    assert all(l.consumer == "writeback" and l.source_topic == env.topic(CAMPAIGN_ASSIGNMENTS.name)
-               for l in letters)
+    assert all(l.consumer == "writeback" and l.source_topic == env.topic(CAMPAIGN_ASSIGNMENTS.name) for l in letters)
 
     # Idle: no batch in flight, no more batches handled, every offset committed past.
     handled = sum(BATCHES.labels(r)._value.get() for r in ("written", "duplicate", "dead_letter"))

@@ -24,9 +24,11 @@ def test_commit_point_only_moves_past_contiguous_done_offsets() -> None:
 
 def test_size_bound_is_never_below_the_real_body() -> None:
     users = [
-        to_user(Assignment(email=f"ü{'x' * i}@example.com", variant="\"\n" * 50), "cmp-\u2603")
-        for i in range(200)
+        to_user(Assignment(email=f"ü{'x' * i}@example.com", variant='"\n' * 50), "cmp-\u2603") for i in range(200)
     ] + [to_user(Assignment(user_id="u" * 300, variant="A"), "k")]
     assert _upper_bound_bytes(users) >= len(bulk_update_body(users, True))
     assert to_user(Assignment(email="a@b.co", variant="B"), "c").to_body() == {
-        "email": "a@b.co", "dataFields": {"lf_assignments": {"c": "B"}}, "mergeNestedObjects": True}
+        "email": "a@b.co",
+        "dataFields": {"lf_assignments": {"c": "B"}},
+        "mergeNestedObjects": True,
+    }

@@ -65,20 +65,38 @@ WS = "/v1/workspaces/{workspace_id}"
 AUDIENCES = WS + "/connections/{connection_id}/audiences"
 
 ENDPOINTS = [
-    Endpoint("GET", AUDIENCES, "List a connection's Iterable lists and segments",
-             response=AudienceList, tags=["audiences"]),
-    Endpoint("GET", AUDIENCES + "/{list_id}/size",
-             "One audience's size (lists/{id}/size, cached; 5 req/min per project)",
-             response=AudienceSize, tags=["audiences"], params={"list_id": INT64_PARAM}),
-    Endpoint("POST", AUDIENCES + "/{list_id}/sync",
-             "Start syncing an audience's members to Kafka (runs in the background)",
-             request=SyncRequest, response=SyncAccepted, status=202, tags=["audiences"],
-             params={"list_id": INT64_PARAM}),
-    Endpoint("GET", WS + "/audience-syncs/{sync_id}", "An audience sync's record",
-             response=SyncRecord, tags=["audiences"]),
-    Endpoint("POST", WS + "/audience-syncs/{sync_id}/retry",
-             "Resume a failed (or dead) sync from its checkpoint, with the same sync id",
-             response=SyncAccepted, status=202, tags=["audiences"]),
+    Endpoint(
+        "GET", AUDIENCES, "List a connection's Iterable lists and segments", response=AudienceList, tags=["audiences"]
+    ),
+    Endpoint(
+        "GET",
+        AUDIENCES + "/{list_id}/size",
+        "One audience's size (lists/{id}/size, cached; 5 req/min per project)",
+        response=AudienceSize,
+        tags=["audiences"],
+        params={"list_id": INT64_PARAM},
+    ),
+    Endpoint(
+        "POST",
+        AUDIENCES + "/{list_id}/sync",
+        "Start syncing an audience's members to Kafka (runs in the background)",
+        request=SyncRequest,
+        response=SyncAccepted,
+        status=202,
+        tags=["audiences"],
+        params={"list_id": INT64_PARAM},
+    ),
+    Endpoint(
+        "GET", WS + "/audience-syncs/{sync_id}", "An audience sync's record", response=SyncRecord, tags=["audiences"]
+    ),
+    Endpoint(
+        "POST",
+        WS + "/audience-syncs/{sync_id}/retry",
+        "Resume a failed (or dead) sync from its checkpoint, with the same sync id",
+        response=SyncAccepted,
+        status=202,
+        tags=["audiences"],
+    ),
 ]
 
 
@@ -98,9 +116,7 @@ def create_app(
     """`credentials`: where connection keys come from (default: the connections
     service). `client_factory`: how to build an Iterable client for a key (default:
     from settings, i.e. Iterable or LIFTSTACK_ITERABLE_BASE_URL's sandbox)."""
-    creds: CredentialsSource = credentials or ConnectionsServiceCredentials(
-        ConnectionsClient(settings)
-    )
+    creds: CredentialsSource = credentials or ConnectionsServiceCredentials(ConnectionsClient(settings))
 
     def default_factory(c: IterableCredentials) -> IterableClient:
         return IterableClient.from_settings(settings, c.api_key, c.region)
@@ -124,8 +140,7 @@ def create_app(
         store, sizes = SyncStore(db), SizeCache(db)
         await store.ensure_indexes()
         await broker.start()
-        runner = SyncRunner(settings, store, sizes, creds, AudiencePublisher(broker, settings),
-                            make_client)
+        runner = SyncRunner(settings, store, sizes, creds, AudiencePublisher(broker, settings), make_client)
         runtime = _Runtime(mongo, store, sizes, runner)
         try:
             yield
@@ -183,8 +198,12 @@ def create_app(
             key = await creds.get(ws, cid)
             async with make_client(key) as client:
                 size = await audience_size(
-                    client, rt().sizes, cid, list_id,
-                    settings.audience_size_ttl_s, settings.audience_size_wait_s,
+                    client,
+                    rt().sizes,
+                    cid,
+                    list_id,
+                    settings.audience_size_ttl_s,
+                    settings.audience_size_wait_s,
                 )
         except KNOWN_FAILURES as exc:
             forget_rejected_key(exc, cid)
@@ -197,7 +216,8 @@ def create_app(
         wrong one misreads every member whose userId contains "@")."""
         if body.identity is not None and body.identity != key.project_type:
             raise ApiError(
-                400, "identity_mismatch",
+                400,
+                "identity_mismatch",
                 f"identity: this connection's Iterable project is {key.project_type!r}"
                 f" ({PROJECT_TYPE_NAMES[key.project_type]}), not {body.identity!r}. Leave"
                 " identity out to use the connection's project type, or change the"
@@ -224,13 +244,16 @@ def create_app(
             # A double-click (or a second tab) joins the running sync instead of
             # spending another getUsers call of the project's 5 per minute.
             active = await store.find_active(ws, cid, list_id, alive_since)
-            if active is not None and (active.prefer_user_id, active.identity) == (
-                body.prefer_user_id, identity
-            ):
-                return json_response(SyncAccepted(
-                    sync_id=active.sync_id, status=active.status, existing=True,
-                    links=sync_links(request, active.sync_id),
-                ), status=202)
+            if active is not None and (active.prefer_user_id, active.identity) == (body.prefer_user_id, identity):
+                return json_response(
+                    SyncAccepted(
+                        sync_id=active.sync_id,
+                        status=active.status,
+                        existing=True,
+                        links=sync_links(request, active.sync_id),
+                    ),
+                    status=202,
+                )
             # Up-front checks give clear errors now: permission, unknown list, outage.
             async with make_client(key) as client:
                 lst = await find_audience(client, list_id)
@@ -239,16 +262,23 @@ def create_app(
             raise to_api_error(exc, list_id) from None
         created = now()
         record = SyncRecord(
-            sync_id=uuid.uuid4().hex, workspace_id=ws, connection_id=cid, list_id=list_id,
-            list_name=lst.name, list_type=audience_type(lst), prefer_user_id=body.prefer_user_id,
+            sync_id=uuid.uuid4().hex,
+            workspace_id=ws,
+            connection_id=cid,
+            list_id=list_id,
+            list_name=lst.name,
+            list_type=audience_type(lst),
+            prefer_user_id=body.prefer_user_id,
             identity=identity,
-            status="pending", requested_by=principal.user_id, created_at=created, updated_at=created,
+            status="pending",
+            requested_by=principal.user_id,
+            created_at=created,
+            updated_at=created,
         )
         await store.create(record)
         await rt().runner.publish_progress(record)
         rt().runner.start(record.sync_id)
-        accepted = SyncAccepted(sync_id=record.sync_id, status="pending",
-                                links=sync_links(request, record.sync_id))
+        accepted = SyncAccepted(sync_id=record.sync_id, status="pending", links=sync_links(request, record.sync_id))
         response = json_response(accepted, status=202)
         response.headers["Location"] = accepted.links["self"]
         return response
@@ -261,16 +291,17 @@ def create_app(
         caller(request)
         record = await own_sync(request)
         if record.status == "completed":
-            raise ApiError(409, "sync_completed",
-                           "This sync has completed; start a new sync to refresh the audience.")
+            raise ApiError(409, "sync_completed", "This sync has completed; start a new sync to refresh the audience.")
         dead_before = now() - timedelta(seconds=settings.audience_stale_after_s)
         claimed = await rt().store.claim_retry(record.sync_id, dead_before)
         if claimed is None:
             raise ApiError(409, "sync_active", "This sync is still running.")
         await rt().runner.publish_progress(claimed)
         rt().runner.start(claimed.sync_id)
-        return json_response(SyncAccepted(sync_id=claimed.sync_id, status="pending",
-                                          links=sync_links(request, claimed.sync_id)), status=202)
+        return json_response(
+            SyncAccepted(sync_id=claimed.sync_id, status="pending", links=sync_links(request, claimed.sync_id)),
+            status=202,
+        )
 
     async def kafka_check() -> None:
         if not await broker.ping(timeout=3.0):
@@ -287,5 +318,6 @@ def create_app(
         Route(WS + "/audience-syncs/{sync_id}/retry", retry_sync, methods=["POST"]),
         *standard_routes("audiences", ENDPOINTS, {"kafka": kafka_check, "mongo": mongo_check}),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                     middleware=service_middleware(settings))
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS, middleware=service_middleware(settings)
+    )

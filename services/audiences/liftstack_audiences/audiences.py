@@ -34,17 +34,20 @@ async def list_audiences(client: IterableClient, sizes: SizeCache, connection_id
     audiences = []
     for lst in lists:
         size = known.get(lst.id)
-        audiences.append(Audience(
-            id=lst.id, name=lst.name, type=audience_type(lst) or "list",
-            iterable_type=str(lst.listType),
-            created_at=(
-                datetime.fromtimestamp(lst.createdAt / 1000, timezone.utc)
-                if lst.createdAt is not None else None
-            ),
-            size=size.size if size else None,
-            size_source=size.size_source if size else None,
-            size_as_of=size.size_as_of if size else None,
-        ))
+        audiences.append(
+            Audience(
+                id=lst.id,
+                name=lst.name,
+                type=audience_type(lst) or "list",
+                iterable_type=str(lst.listType),
+                created_at=(
+                    datetime.fromtimestamp(lst.createdAt / 1000, timezone.utc) if lst.createdAt is not None else None
+                ),
+                size=size.size if size else None,
+                size_source=size.size_source if size else None,
+                size_as_of=size.size_as_of if size else None,
+            )
+        )
     return audiences
 
 
@@ -54,7 +57,8 @@ async def find_audience(client: IterableClient, list_id: int) -> IterableList:
         if lst.id == list_id:
             if audience_type(lst) is None:
                 raise ApiError(
-                    422, "not_an_audience",
+                    422,
+                    "not_an_audience",
                     f"Iterable list {list_id} is a {lst.listType} list, not a list or segment"
                     " one can send a campaign to.",
                 )
@@ -63,8 +67,12 @@ async def find_audience(client: IterableClient, list_id: int) -> IterableList:
 
 
 async def audience_size(
-    client: IterableClient, sizes: SizeCache, connection_id: str, list_id: int,
-    ttl_s: float, wait_s: float,
+    client: IterableClient,
+    sizes: SizeCache,
+    connection_id: str,
+    list_id: int,
+    ttl_s: float,
+    wait_s: float,
 ) -> AudienceSize:
     cached = await sizes.get(connection_id, list_id)
     if cached is not None and is_fresh(cached, ttl_s):
@@ -77,8 +85,8 @@ async def audience_size(
         if cached is not None:
             return cached  # stale, but `size_as_of` says how old
         raise ApiError(
-            429, "iterable_rate_limited",
-            "Iterable allows 5 list-size requests per minute per project; try again in a"
-            " minute.",
+            429,
+            "iterable_rate_limited",
+            "Iterable allows 5 list-size requests per minute per project; try again in a minute.",
         ) from None
     return await sizes.put(connection_id, list_id, size, "iterable")

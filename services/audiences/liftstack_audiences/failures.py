@@ -22,9 +22,9 @@ from liftstack_shared.iterable import (
 
 def audience_not_found(list_id: int) -> ApiError:
     return ApiError(
-        404, "audience_not_found",
-        f"Iterable list {list_id} does not exist in this connection's Iterable project"
-        " (it may have been deleted).",
+        404,
+        "audience_not_found",
+        f"Iterable list {list_id} does not exist in this connection's Iterable project (it may have been deleted).",
     )
 
 
@@ -36,14 +36,16 @@ def to_api_error(exc: BaseException, list_id: int | None = None) -> ApiError:
         return ApiError(404, "connection_not_found", "No such connection in this workspace.")
     if isinstance(exc, CredentialsUnavailable):
         return ApiError(
-            503, "connections_unavailable",
+            503,
+            "connections_unavailable",
             "The connections service did not answer; try again shortly.",
         )
     if isinstance(exc, IterableAuthError):
         # 403, not 401: the caller is authenticated; the connection's key is not
         # allowed. The code tells the two apart.
         return ApiError(
-            403, "iterable_permission_denied",
+            403,
+            "iterable_permission_denied",
             f"The connection's Iterable API key may not read lists and their members"
             f" (Iterable answered HTTP {exc.status}: {exc.message}). Use a server-side or"
             " read-only key of this project, and check it is enabled.",
@@ -52,13 +54,15 @@ def to_api_error(exc: BaseException, list_id: int | None = None) -> ApiError:
         return audience_not_found(list_id)
     if isinstance(exc, IterableRateLimited):
         return ApiError(
-            429, "iterable_rate_limited",
+            429,
+            "iterable_rate_limited",
             "Iterable's rate limit for this project is exhausted (it is shared with the"
             " project's other tools); try again in a minute.",
         )
     if isinstance(exc, IterableUnavailable):
         return ApiError(
-            503, "iterable_unavailable",
+            503,
+            "iterable_unavailable",
             f"Iterable is not answering ({exc.message}); try again later.",
         )
     if isinstance(exc, IterableBadRequest):
@@ -67,7 +71,8 @@ def to_api_error(exc: BaseException, list_id: int | None = None) -> ApiError:
         return ApiError(502, "iterable_error", f"Unexpected answer from Iterable: {exc.message}")
     if isinstance(exc, KafkaError):
         return ApiError(
-            503, "kafka_unavailable",
+            503,
+            "kafka_unavailable",
             f"Could not publish to Kafka ({type(exc).__name__}); retry the sync to resume.",
         )
     return ApiError(500, "internal_error", "Internal error.")
@@ -75,7 +80,11 @@ def to_api_error(exc: BaseException, list_id: int | None = None) -> ApiError:
 
 # Failures with a clear explanation; anything else is a bug and is logged as such.
 KNOWN_FAILURES: tuple[type[BaseException], ...] = (
-    ApiError, ConnectionNotFound, CredentialsUnavailable, IterableError, KafkaError,
+    ApiError,
+    ConnectionNotFound,
+    CredentialsUnavailable,
+    IterableError,
+    KafkaError,
 )
 
 

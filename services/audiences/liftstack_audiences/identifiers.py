@@ -30,7 +30,9 @@ from liftstack_shared.messages import AudienceMember
 # hybrid): the connection's `project_type`.
 ProjectIdentity = ProjectType
 PROJECT_TYPE_NAMES: dict[ProjectType, str] = {
-    "email": "email-based", "userId": "userID-based", "hybrid": "hybrid",
+    "email": "email-based",
+    "userId": "userID-based",
+    "hybrid": "hybrid",
 }
 
 MAX_EMAIL_LENGTH = 254
@@ -60,9 +62,7 @@ def is_valid_user_id(value: str) -> bool:
     return 0 < len(value) <= MAX_USER_ID_LENGTH and value.isascii() and value.isprintable()
 
 
-def parse_identifier(
-    line: str, allow_user_ids: bool = False, identity: ProjectIdentity = "email"
-) -> Identifier | None:
+def parse_identifier(line: str, allow_user_ids: bool = False, identity: ProjectIdentity = "email") -> Identifier | None:
     """The member a getUsers line names, or None if the line is not a valid identifier.
     `identity` "userId": the line is a userId whatever it looks like."""
     value = line.strip().lstrip("\ufeff")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-MEMBERS_PUBLISHED = Counter(
-    "liftstack_audience_members_published_total", "Audience members published to Kafka."
-)
+MEMBERS_PUBLISHED = Counter("liftstack_audience_members_published_total", "Audience members published to Kafka.")
 LINES_SKIPPED = Counter(
     "liftstack_audience_lines_skipped_total",
     "getUsers lines not published, by reason (counted when a sync completes).",
@@ -17,7 +15,8 @@ STREAM_RESTARTS = Counter(
     "getUsers streams re-read from the start after breaking or failing.",
 )
 SYNCS_FINISHED = Counter(
-    "liftstack_audience_syncs_total", "Audience syncs finished, by outcome (error code).",
+    "liftstack_audience_syncs_total",
+    "Audience syncs finished, by outcome (error code).",
     ["outcome"],
 )
 SYNCS_RUNNING = Gauge("liftstack_audience_syncs_running", "Audience syncs running now.")

@@ -33,6 +33,4 @@ class AudiencePublisher:
     async def _publish(self, body: bytes, topic: str, sync_id: str) -> None:
         # Pre-serialised bytes with an explicit content type: one pydantic dump per
         # message, and consumers still decode it as JSON into the contract model.
-        await self._broker.publish(
-            body, topic, key=sync_id.encode(), headers={"content-type": "application/json"}
-        )
+        await self._broker.publish(body, topic, key=sync_id.encode(), headers={"content-type": "application/json"})

@@ -35,12 +35,17 @@ ClientFactory = Callable[[IterableCredentials], IterableClient]
 
 def progress_message(record: SyncRecord) -> AudienceSyncProgress:
     return AudienceSyncProgress(
-        sync_id=record.sync_id, workspace_id=record.workspace_id,
-        connection_id=record.connection_id, list_id=record.list_id, status=record.status,
-        members=record.members, invalid_skipped=record.invalid_skipped,
+        sync_id=record.sync_id,
+        workspace_id=record.workspace_id,
+        connection_id=record.connection_id,
+        list_id=record.list_id,
+        status=record.status,
+        members=record.members,
+        invalid_skipped=record.invalid_skipped,
         duplicates_skipped=record.duplicates_skipped,
         error=f"{record.error.code}: {record.error.message}" if record.error else None,
-        started_at=record.started_at, finished_at=record.finished_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
     )
 
 
@@ -111,9 +116,12 @@ class SyncRunner:
         settings = self._settings
         state = SyncState.for_sync(settings.audience_state_dir, sync_id)
         target = SyncTarget(
-            sync_id=sync_id, workspace_id=record.workspace_id,
-            connection_id=record.connection_id, list_id=record.list_id,
-            prefer_user_id=record.prefer_user_id, identity=record.identity,
+            sync_id=sync_id,
+            workspace_id=record.workspace_id,
+            connection_id=record.connection_id,
+            list_id=record.list_id,
+            prefer_user_id=record.prefer_user_id,
+            identity=record.identity,
         )
         metrics.SYNCS_RUNNING.inc()
         try:
@@ -121,7 +129,10 @@ class SyncRunner:
             async with self._client_factory(credentials) as client:
                 try:
                     counts = await AudienceSync(
-                        target, client, self._publisher, state,
+                        target,
+                        client,
+                        self._publisher,
+                        state,
                         batch_size=settings.audience_batch_size,
                         max_stream_attempts=settings.audience_max_stream_attempts,
                         first_batch_seq=record.batches,
@@ -134,10 +145,14 @@ class SyncRunner:
                     await find_audience(client, record.list_id)
                     raise
         except asyncio.CancelledError:
-            await self._fail(sync_id, state, SyncError(
-                code="interrupted",
-                message="The audiences service stopped during the sync; retry it to resume.",
-            ))
+            await self._fail(
+                sync_id,
+                state,
+                SyncError(
+                    code="interrupted",
+                    message="The audiences service stopped during the sync; retry it to resume.",
+                ),
+            )
             raise
         except Exception as exc:
             if isinstance(exc, IterableAuthError):
@@ -160,7 +175,11 @@ class SyncRunner:
         metrics.LINES_SKIPPED.labels("duplicate").inc(counts.duplicates)
         log.info(
             "audience sync %s of list %s completed: %d members, %d invalid, %d duplicate lines",
-            sync_id, record.list_id, counts.members, counts.invalid, counts.duplicates,
+            sync_id,
+            record.list_id,
+            counts.members,
+            counts.invalid,
+            counts.duplicates,
         )
         await self.publish_progress(final)
 

@@ -101,8 +101,10 @@ class SyncStore:
         """A live (heartbeating) pending/running sync of this audience, if any."""
         doc = await self._syncs.find_one(
             {
-                "workspace_id": workspace_id, "connection_id": connection_id,
-                "list_id": list_id, "status": {"$in": list(ACTIVE)},
+                "workspace_id": workspace_id,
+                "connection_id": connection_id,
+                "list_id": list_id,
+                "status": {"$in": list(ACTIVE)},
                 "updated_at": {"$gte": alive_since},
             },
             sort=[("created_at", DESCENDING)],
@@ -118,18 +120,20 @@ class SyncStore:
             return None
         if not await self._claim(record, dead_before):
             return None
-        doc = await self._update(sync_id, lambda: self._syncs.find_one_and_update(
-            {
-                "_id": sync_id,
-                "$or": [
-                    {"status": "failed"},
-                    {"status": {"$in": list(ACTIVE)}, "updated_at": {"$lt": dead_before}},
-                ],
-            },
-            {"$set": {"status": "pending", "error": None, "finished_at": None,
-                      "updated_at": now()}},
-            return_document=ReturnDocument.AFTER,
-        ))
+        doc = await self._update(
+            sync_id,
+            lambda: self._syncs.find_one_and_update(
+                {
+                    "_id": sync_id,
+                    "$or": [
+                        {"status": "failed"},
+                        {"status": {"$in": list(ACTIVE)}, "updated_at": {"$lt": dead_before}},
+                    ],
+                },
+                {"$set": {"status": "pending", "error": None, "finished_at": None, "updated_at": now()}},
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
         return _record(doc)
 
     async def _claim(self, record: SyncRecord, dead_before: datetime) -> bool:
@@ -144,9 +148,7 @@ class SyncStore:
         for generation in range(_CLAIM_GENERATIONS):
             claim_id = f"{state}:{generation}"
             try:
-                await self._claims.insert_one(
-                    {"_id": claim_id, "sync_id": record.sync_id, "claimed_at": now()}
-                )
+                await self._claims.insert_one({"_id": claim_id, "sync_id": record.sync_id, "claimed_at": now()})
                 return True
             except (DuplicateKeyError, OperationFailure) as exc:
                 if not is_duplicate_key(exc):
@@ -158,45 +160,59 @@ class SyncStore:
 
     async def mark_running(self, sync_id: str) -> SyncRecord | None:
         at = now()
-        doc = await self._update(sync_id, lambda: self._syncs.find_one_and_update(
-            {"_id": sync_id, "status": "pending"},
-            {"$set": {"status": "running", "started_at": at, "updated_at": at},
-             "$inc": {"runs": 1}},
-            return_document=ReturnDocument.AFTER,
-        ))
+        doc = await self._update(
+            sync_id,
+            lambda: self._syncs.find_one_and_update(
+                {"_id": sync_id, "status": "pending"},
+                {"$set": {"status": "running", "started_at": at, "updated_at": at}, "$inc": {"runs": 1}},
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
         return _record(doc)
 
     async def stream_opened(self, sync_id: str) -> None:
-        await self._update(sync_id, lambda: self._syncs.update_one(
-            {"_id": sync_id}, {"$inc": {"stream_attempts": 1}}
-        ))
+        await self._update(sync_id, lambda: self._syncs.update_one({"_id": sync_id}, {"$inc": {"stream_attempts": 1}}))
 
     async def progress(self, sync_id: str, counts: Counts) -> None:
-        await self._update(sync_id, lambda: self._syncs.update_one(
-            {"_id": sync_id, "status": "running"},
-            {"$set": {**_counts(counts), "updated_at": now()}},
-        ))
+        await self._update(
+            sync_id,
+            lambda: self._syncs.update_one(
+                {"_id": sync_id, "status": "running"},
+                {"$set": {**_counts(counts), "updated_at": now()}},
+            ),
+        )
 
     async def heartbeat(self, sync_id: str) -> None:
-        await self._update(sync_id, lambda: self._syncs.update_one(
-            {"_id": sync_id, "status": {"$in": list(ACTIVE)}},
-            {"$set": {"updated_at": now()}},
-        ))
+        await self._update(
+            sync_id,
+            lambda: self._syncs.update_one(
+                {"_id": sync_id, "status": {"$in": list(ACTIVE)}},
+                {"$set": {"updated_at": now()}},
+            ),
+        )
 
     async def finish(
-        self, sync_id: str, status: SyncStatus, counts: Counts | None,
+        self,
+        sync_id: str,
+        status: SyncStatus,
+        counts: Counts | None,
         error: SyncError | None = None,
     ) -> SyncRecord | None:
         at = now()
         update: dict[str, Any] = {
-            "status": status, "finished_at": at, "updated_at": at,
+            "status": status,
+            "finished_at": at,
+            "updated_at": at,
             "error": error.model_dump() if error else None,
         }
         if counts is not None:
             update |= _counts(counts)
-        doc = await self._update(sync_id, lambda: self._syncs.find_one_and_update(
-            {"_id": sync_id}, {"$set": update}, return_document=ReturnDocument.AFTER
-        ))
+        doc = await self._update(
+            sync_id,
+            lambda: self._syncs.find_one_and_update(
+                {"_id": sync_id}, {"$set": update}, return_document=ReturnDocument.AFTER
+            ),
+        )
         if status == "completed":
             # A completed sync is never retried: its claims have served.
             await self._claims.delete_many({"sync_id": sync_id})
@@ -213,11 +229,11 @@ class SizeCache:
 
     async def get_many(self, connection_id: str, list_ids: list[int]) -> dict[int, AudienceSize]:
         found: dict[int, AudienceSize] = {}
-        async for doc in self._sizes.find(
-            {"connection_id": connection_id, "list_id": {"$in": list_ids}}
-        ):
+        async for doc in self._sizes.find({"connection_id": connection_id, "list_id": {"$in": list_ids}}):
             found[doc["list_id"]] = AudienceSize(
-                list_id=doc["list_id"], size=doc["size"], size_source=doc["source"],
+                list_id=doc["list_id"],
+                size=doc["size"],
+                size_source=doc["source"],
                 size_as_of=doc["as_of"],
             )
         return found
@@ -225,15 +241,14 @@ class SizeCache:
     async def get(self, connection_id: str, list_id: int) -> AudienceSize | None:
         return (await self.get_many(connection_id, [list_id])).get(list_id)
 
-    async def put(
-        self, connection_id: str, list_id: int, size: int, source: SizeSource
-    ) -> AudienceSize:
+    async def put(self, connection_id: str, list_id: int, size: int, source: SizeSource) -> AudienceSize:
         at = now()
         key = {"_id": f"{connection_id}:{list_id}"}
         # Every put sets every field, so whichever of two overlapping puts lands last
         # leaves a whole, valid entry.
-        change = {"$set": {"connection_id": connection_id, "list_id": list_id, "size": size,
-                           "source": source, "as_of": at}}
+        change = {
+            "$set": {"connection_id": connection_id, "list_id": list_id, "size": size, "source": source, "as_of": at}
+        }
 
         async def write() -> None:
             try:

@@ -95,15 +95,23 @@ class AudienceSync:
                 log.warning(
                     "audience sync %s: getUsers stream of list %s failed (%s); attempt %d/%d,"
                     " re-reading from the start and skipping members already published",
-                    self.target.sync_id, self.target.list_id, exc, attempt + 1,
+                    self.target.sync_id,
+                    self.target.list_id,
+                    exc,
+                    attempt + 1,
                     self._max_attempts,
                 )
         t = self.target
         await self._publisher.completed(
             AudienceSyncCompleted(
-                sync_id=t.sync_id, workspace_id=t.workspace_id, connection_id=t.connection_id,
-                list_id=t.list_id, batch_count=counts.batches, member_count=counts.members,
-                invalid_skipped=counts.invalid, duplicates_skipped=counts.duplicates,
+                sync_id=t.sync_id,
+                workspace_id=t.workspace_id,
+                connection_id=t.connection_id,
+                list_id=t.list_id,
+                batch_count=counts.batches,
+                member_count=counts.members,
+                invalid_skipped=counts.invalid,
+                duplicates_skipped=counts.duplicates,
             )
         )
         return counts
@@ -128,9 +136,7 @@ class AudienceSync:
                     index += 1
                     if not replaying:
                         counts.lines += 1
-                    identifier = parse_identifier(
-                        line, self.target.user_ids, self.target.identity
-                    )
+                    identifier = parse_identifier(line, self.target.user_ids, self.target.identity)
                     if identifier is None:
                         if not replaying:
                             counts.invalid += 1
@@ -158,8 +164,12 @@ class AudienceSync:
     async def _flush(self, batch: list[AudienceMember], counts: Counts) -> None:
         t = self.target
         message = AudienceMembersBatch.model_construct(
-            sync_id=t.sync_id, workspace_id=t.workspace_id, connection_id=t.connection_id,
-            list_id=t.list_id, batch_seq=counts.batches, members=batch,
+            sync_id=t.sync_id,
+            workspace_id=t.workspace_id,
+            connection_id=t.connection_id,
+            list_id=t.list_id,
+            batch_seq=counts.batches,
+            members=batch,
         )
         publish = asyncio.ensure_future(self._publisher.members(message))
         try:

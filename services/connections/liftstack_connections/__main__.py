@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="liftstack-connections")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="serve the HTTP API (default)")
-    sub.add_parser("rotate-keys", help="re-encrypt every stored secret with the newest "
-                                       "master key (LIFTSTACK_MASTER_KEYS, newest first)")
+    sub.add_parser(
+        "rotate-keys",
+        help="re-encrypt every stored secret with the newest master key (LIFTSTACK_MASTER_KEYS, newest first)",
+    )
     args = parser.parse_args(argv)
     settings = ConnectionsSettings()
     if args.command == "rotate-keys":

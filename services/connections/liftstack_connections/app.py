@@ -52,25 +52,51 @@ ONE = BASE + "/{connection_id}"
 TAGS = ["connections"]
 
 ENDPOINTS = [
-    Endpoint("GET", BASE, "List the workspace's connections (Members get summaries)",
-             response=ConnectionList, tags=TAGS),
-    Endpoint("POST", BASE, "Create a connection (Owner/Admin)", request=ConnectionCreate,
-             response=Connection, status=201, tags=TAGS),
+    Endpoint(
+        "GET", BASE, "List the workspace's connections (Members get summaries)", response=ConnectionList, tags=TAGS
+    ),
+    Endpoint(
+        "POST",
+        BASE,
+        "Create a connection (Owner/Admin)",
+        request=ConnectionCreate,
+        response=Connection,
+        status=201,
+        tags=TAGS,
+    ),
     Endpoint("GET", ONE, "Get one connection (Owner/Admin)", response=Connection, tags=TAGS),
-    Endpoint("PATCH", ONE, "Rename, replace key/secret, change region or event types "
-             "(Owner/Admin)", request=ConnectionUpdate, response=Connection, tags=TAGS),
-    Endpoint("DELETE", ONE, "Delete a connection; its webhook URL stops working (Owner/Admin)",
-             status=204, tags=TAGS),
-    Endpoint("POST", ONE + "/test", "Test the connection with read-only Iterable calls "
-             "(Owner/Admin)", response=TestResult, tags=TAGS),
-    Endpoint("GET", "/internal/connections/{connection_id}",
-             "Decrypted credentials and settings (services only)",
-             response=InternalConnection, auth="service",
-             tags=["internal"]),
-    Endpoint("GET", "/internal/webhooks/{token}",
-             "The connection a webhook URL token belongs to (services only)",
-             response=InternalConnection, auth="service",
-             tags=["internal"]),
+    Endpoint(
+        "PATCH",
+        ONE,
+        "Rename, replace key/secret, change region or event types (Owner/Admin)",
+        request=ConnectionUpdate,
+        response=Connection,
+        tags=TAGS,
+    ),
+    Endpoint("DELETE", ONE, "Delete a connection; its webhook URL stops working (Owner/Admin)", status=204, tags=TAGS),
+    Endpoint(
+        "POST",
+        ONE + "/test",
+        "Test the connection with read-only Iterable calls (Owner/Admin)",
+        response=TestResult,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "GET",
+        "/internal/connections/{connection_id}",
+        "Decrypted credentials and settings (services only)",
+        response=InternalConnection,
+        auth="service",
+        tags=["internal"],
+    ),
+    Endpoint(
+        "GET",
+        "/internal/webhooks/{token}",
+        "The connection a webhook URL token belongs to (services only)",
+        response=InternalConnection,
+        auth="service",
+        tags=["internal"],
+    ),
 ]
 
 
@@ -97,7 +123,10 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
             await ensure_topics(settings, (CONNECTION_CHANGED,))
             await broker.start()
             state.service = ConnectionService(
-                settings, store, cipher, EventPublisher(broker, settings),
+                settings,
+                store,
+                cipher,
+                EventPublisher(broker, settings),
                 IterableProbe(settings.iterable_base_url, settings.test_timeout_s, probe_hooks),
             )
             yield
@@ -173,5 +202,6 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
         Route("/internal/webhooks/{token}", internal_webhook, methods=["GET"]),
         *standard_routes("connections", ENDPOINTS, checks),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=service_middleware(settings),
-                     exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=service_middleware(settings), exception_handlers=EXCEPTION_HANDLERS
+    )  # type: ignore[arg-type]

@@ -49,8 +49,7 @@ def parse_master_keys(raw: str) -> tuple[bytes, ...]:
 
 
 def _derive(master: bytes, workspace_id: str) -> Fernet:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT,
-                info=b"workspace:" + workspace_id.encode())
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=b"workspace:" + workspace_id.encode())
     return Fernet(base64.urlsafe_b64encode(hkdf.derive(master)))
 
 

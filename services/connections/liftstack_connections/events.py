@@ -32,5 +32,9 @@ class EventPublisher:
             async with asyncio.timeout(self._timeout_s):
                 await self._broker.publish(event, self._topic, key=event.connection_id.encode())
         except Exception as exc:  # noqa: BLE001 - any publish failure is handled alike
-            log.error("could not publish connection.changed %s for %s: %s",
-                      event.change, event.connection_id, type(exc).__name__)
+            log.error(
+                "could not publish connection.changed %s for %s: %s",
+                event.change,
+                event.connection_id,
+                type(exc).__name__,
+            )

@@ -26,12 +26,31 @@ WEBHOOK_SECRET_RE = re.compile(r"^[\x21-\x7e]{16,512}$")
 # An HTTP header name (RFC 9110 token), for Iterable's "Add HTTP header".
 WEBHOOK_HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 # Headers a proxy, the HTTP stack or Iterable itself sets: never a secret's carrier.
-RESERVED_HEADERS = frozenset({
-    "authorization", "content-type", "content-length", "content-encoding", "host",
-    "connection", "transfer-encoding", "user-agent", "accept", "accept-encoding",
-    "cookie", "forwarded", "te", "trailer", "upgrade", "via", "expect",
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
-})
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "host",
+        "connection",
+        "transfer-encoding",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "cookie",
+        "forwarded",
+        "te",
+        "trailer",
+        "upgrade",
+        "via",
+        "expect",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
 
 
 class Platform(StrEnum):
@@ -101,8 +120,8 @@ def _check_event_types(value: list[EventType]) -> list[EventType]:
 # Iterable has no API that says which type a project is (its project settings do),
 # so the person connecting it says so.
 PROJECT_TYPE_HELP = (
-    "How the Iterable project identifies users: \"email\" (email-based), \"userId\" "
-    "(userID-based: every user has a userId, which may contain \"@\") or \"hybrid\". "
+    'How the Iterable project identifies users: "email" (email-based), "userId" '
+    '(userID-based: every user has a userId, which may contain "@") or "hybrid". '
     "Audience syncs read members accordingly."
 )
 
@@ -124,8 +143,8 @@ class ConnectionCreate(BaseModel):
     )
     webhook_header: WebhookHeader = Field(
         default=None,
-        description="Name of a custom header (Iterable's \"Add HTTP header\") whose value"
-                    " is the webhook secret, e.g. X-Webhook-Secret (optional).",
+        description='Name of a custom header (Iterable\'s "Add HTTP header") whose value'
+        " is the webhook secret, e.g. X-Webhook-Secret (optional).",
     )
     region: Region = Region.US
     project_type: ProjectType = Field(default="email", description=PROJECT_TYPE_HELP)
@@ -161,8 +180,9 @@ CheckResult = Literal["ok", "failed", "unverified", "missing"]
 class PermissionCheck(BaseModel):
     """One thing liftstack needs from the key, as far as read-only calls can tell."""
 
-    permission: str = Field(description="read_lists, read_users, read_templates, "
-                                        "write_users, write_templates or webhook")
+    permission: str = Field(
+        description="read_lists, read_users, read_templates, write_users, write_templates or webhook"
+    )
     result: CheckResult
     message: str
 

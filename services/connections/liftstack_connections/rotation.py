@@ -47,8 +47,10 @@ class RotationReport:
         return not self.failed
 
     def summary(self) -> str:
-        text = (f"rotate-keys: {self.documents} connections, {self.rotated_secrets} secrets "
-                f"re-encrypted, {self.already_current} already under the newest key")
+        text = (
+            f"rotate-keys: {self.documents} connections, {self.rotated_secrets} secrets "
+            f"re-encrypted, {self.already_current} already under the newest key"
+        )
         if self.failed:
             text += f"; FAILED for {len(self.failed)}: {', '.join(self.failed)}"
         return text
@@ -71,35 +73,33 @@ async def rotate_all(settings: ConnectionsSettings) -> RotationReport:
 
 
 def _outdated(cipher: CredentialCipher, doc: Doc) -> bool:
-    return any(
-        doc.get(name) and not cipher.is_current(doc["workspace_id"], doc[name])
-        for name in ENCRYPTED_FIELDS
-    )
+    return any(doc.get(name) and not cipher.is_current(doc["workspace_id"], doc[name]) for name in ENCRYPTED_FIELDS)
 
 
 async def _verify(store: ConnectionStore, cipher: CredentialCipher, report: RotationReport) -> None:
     """Read everything again; rotate what an overlapping write put back."""
     for _ in range(_VERIFY_PASSES):
-        again = [
-            doc async for doc in store.all()
-            if doc["_id"] not in report.failed and _outdated(cipher, doc)
-        ]
+        again = [doc async for doc in store.all() if doc["_id"] not in report.failed and _outdated(cipher, doc)]
         if not again:
             return
         for doc in again:
-            log.warning("connection %s: old-key secrets reappeared (an edit overlapped its "
-                        "rotation); rotating again", doc["_id"])
+            log.warning(
+                "connection %s: old-key secrets reappeared (an edit overlapped its rotation); rotating again",
+                doc["_id"],
+            )
             # Counted once already: only what is re-encrypted now adds up.
             await _rotate_one(store, cipher, doc, report, count_current=False)
     for doc in [d async for d in store.all() if d["_id"] not in report.failed]:
         if _outdated(cipher, doc):
-            log.error("connection %s: still has secrets under an old key; run rotate-keys "
-                      "again", doc["_id"])
+            log.error("connection %s: still has secrets under an old key; run rotate-keys again", doc["_id"])
             report.failed.append(doc["_id"])
 
 
 async def _rotate_one(
-    store: ConnectionStore, cipher: CredentialCipher, doc: Doc, report: RotationReport,
+    store: ConnectionStore,
+    cipher: CredentialCipher,
+    doc: Doc,
+    report: RotationReport,
     count_current: bool = True,
 ) -> None:
     ws, cid = doc["workspace_id"], doc["_id"]

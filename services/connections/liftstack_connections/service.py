@@ -62,15 +62,19 @@ def not_found() -> ApiError:
 
 
 def name_taken(name: str) -> ApiError:
-    return ApiError(422, "name_taken",
-                    f"name: a connection named {name!r} already exists in this workspace.",
-                    field="name")
+    return ApiError(
+        422, "name_taken", f"name: a connection named {name!r} already exists in this workspace.", field="name"
+    )
 
 
 class ConnectionService:
     def __init__(
-        self, settings: ConnectionsSettings, store: ConnectionStore, cipher: CredentialCipher,
-        events: EventPublisher, probe: IterableProbe,
+        self,
+        settings: ConnectionsSettings,
+        store: ConnectionStore,
+        cipher: CredentialCipher,
+        events: EventPublisher,
+        probe: IterableProbe,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -146,13 +150,16 @@ class ConnectionService:
             changes["$set"] |= {"updated_at": now(), "updated_by": who.user_id}
             changes.setdefault("$inc", {})["rev"] = 1
             try:
-                updated = await self._store.update(ws, connection_id, changes,
-                                                   expect={"rev": doc["rev"]})
+                updated = await self._store.update(ws, connection_id, changes, expect={"rev": doc["rev"]})
             except NameTaken:
                 raise name_taken(body.name or "") from None
             if updated is not None:
-                log.info("connection %s updated (%s) by %s", connection_id,
-                         ", ".join(sorted(body.model_fields_set)), who.user_id)
+                log.info(
+                    "connection %s updated (%s) by %s",
+                    connection_id,
+                    ", ".join(sorted(body.model_fields_set)),
+                    who.user_id,
+                )
                 await self._publish(updated, "updated")
                 return self.card(updated)
         raise ApiError(409, "conflict", "The connection is being edited concurrently; try again.")
@@ -167,27 +174,32 @@ class ConnectionService:
     async def test(self, who: Principal, connection_id: str) -> TestResult:
         doc = await self._load(who.workspace_id, connection_id)
         region = Region(doc["region"])
-        result = await self._probe.run(ProbeTarget(
-            api_key=self._cipher.decrypt(doc["workspace_id"], doc["api_key_enc"]),
-            region=region,
-            webhook_url=self.webhook_url(doc),
-        ))
+        result = await self._probe.run(
+            ProbeTarget(
+                api_key=self._cipher.decrypt(doc["workspace_id"], doc["api_key_enc"]),
+                region=region,
+                webhook_url=self.webhook_url(doc),
+            )
+        )
         outcome = TestResult(
             ok=result.ok,
             status=ConnectionStatus.CONNECTED if result.ok else ConnectionStatus.ERROR,
-            message=result.message, checks=result.checks, region=region,
-            suggested_region=result.suggested_region, tested_at=now(),
+            message=result.message,
+            checks=result.checks,
+            region=region,
+            suggested_region=result.suggested_region,
+            tested_at=now(),
         )
         # Only if the key and region are still the ones tested.
         updated = await self._store.update(
-            who.workspace_id, connection_id,
+            who.workspace_id,
+            connection_id,
             {"$set": {"status": str(outcome.status), "last_test": outcome.model_dump(mode="json")}},
             expect={"credentials_rev": doc["credentials_rev"]},
         )
         if updated is None:
             await self._load(who.workspace_id, connection_id)  # 404 if deleted meanwhile
-            raise ApiError(409, "changed_during_test",
-                           "The key or region changed while the test ran; test again.")
+            raise ApiError(409, "changed_during_test", "The key or region changed while the test ran; test again.")
         log.info("connection %s tested by %s: %s", connection_id, who.user_id, outcome.status)
         await self._publish(updated, "tested")
         return outcome
@@ -241,9 +253,9 @@ class ConnectionService:
         return f"{self._settings.ingest_public_url.rstrip('/')}/webhooks/iterable/{token}"
 
     def summary(self, doc: Doc) -> ConnectionSummary:
-        return ConnectionSummary(id=doc["_id"], name=doc["name"],
-                                 platform=Platform(doc["platform"]),
-                                 status=ConnectionStatus(doc["status"]))
+        return ConnectionSummary(
+            id=doc["_id"], name=doc["name"], platform=Platform(doc["platform"]), status=ConnectionStatus(doc["status"])
+        )
 
     def card(self, doc: Doc) -> Connection:
         last = doc.get("last_test")
@@ -285,8 +297,7 @@ class ConnectionService:
         if "region" in given and body.region is not None and str(body.region) != doc["region"]:
             set_["region"] = str(body.region)
             credentials_changed = True
-        if ("project_type" in given and body.project_type is not None
-                and body.project_type != project_type(doc)):
+        if "project_type" in given and body.project_type is not None and body.project_type != project_type(doc):
             # Not a credential: the last test still holds for the key and region.
             set_["project_type"] = body.project_type
         if "event_types" in given and body.event_types is not None:
@@ -311,15 +322,21 @@ class ConnectionService:
             if current_enc is None and doc.get("previous_webhook_secret_enc") is None:
                 return {}
             # Removing the secret is deliberate: no grace period for the old one.
-            return {"webhook_secret_enc": None, "webhook_secret_hint": None,
-                    "previous_webhook_secret_enc": None, "previous_webhook_secret_until": None}
+            return {
+                "webhook_secret_enc": None,
+                "webhook_secret_hint": None,
+                "previous_webhook_secret_enc": None,
+                "previous_webhook_secret_until": None,
+            }
         new = body.webhook_secret.get_secret_value()
         if current_enc is not None and self._cipher.decrypt(ws, current_enc) == new:
             return {}
-        changes: dict[str, Any] = {"webhook_secret_enc": self._cipher.encrypt(ws, new),
-                                   "webhook_secret_hint": hint(new),
-                                   "previous_webhook_secret_enc": None,
-                                   "previous_webhook_secret_until": None}
+        changes: dict[str, Any] = {
+            "webhook_secret_enc": self._cipher.encrypt(ws, new),
+            "webhook_secret_hint": hint(new),
+            "previous_webhook_secret_enc": None,
+            "previous_webhook_secret_until": None,
+        }
         grace = self._settings.webhook_secret_grace_s
         if current_enc is not None and grace > 0:
             # Keep the replaced secret valid while the customer updates Iterable.
@@ -328,8 +345,11 @@ class ConnectionService:
         return changes
 
     async def _publish(self, doc: Doc, change: str) -> None:
-        await self._events.publish(ConnectionChanged(
-            connection_id=doc["_id"], workspace_id=doc["workspace_id"],
-            change=change,  # type: ignore[arg-type]
-            status=doc["status"],
-        ))
+        await self._events.publish(
+            ConnectionChanged(
+                connection_id=doc["_id"],
+                workspace_id=doc["workspace_id"],
+                change=change,  # type: ignore[arg-type]
+                status=doc["status"],
+            )
+        )

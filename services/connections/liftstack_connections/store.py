@@ -41,7 +41,10 @@ Doc = dict[str, Any]
 COLLECTION = "connections"
 # Every field that holds a Fernet ciphertext (what key rotation re-encrypts).
 ENCRYPTED_FIELDS = (
-    "api_key_enc", "webhook_secret_enc", "previous_webhook_secret_enc", "webhook_token_enc",
+    "api_key_enc",
+    "webhook_secret_enc",
+    "previous_webhook_secret_enc",
+    "webhook_token_enc",
 )
 
 
@@ -58,13 +61,12 @@ class ConnectionStore:
 
     async def ensure_indexes(self) -> None:
         await self._col.create_index(
-            [("workspace_id", ASCENDING), ("name_key", ASCENDING)], unique=True,
+            [("workspace_id", ASCENDING), ("name_key", ASCENDING)],
+            unique=True,
             name="workspace_name_unique",
         )
         await self._col.create_index("webhook_token_hash", unique=True, name="webhook_token_unique")
-        await self._col.create_index(
-            [("workspace_id", ASCENDING), ("created_at", ASCENDING)], name="workspace_created"
-        )
+        await self._col.create_index([("workspace_id", ASCENDING), ("created_at", ASCENDING)], name="workspace_created")
 
     async def insert(self, doc: Doc) -> None:
         try:
@@ -86,37 +88,37 @@ class ConnectionStore:
         return await self._col.find_one({"webhook_token_hash": token_hash})
 
     async def list(self, workspace_id: str) -> list[Doc]:
-        cursor = self._col.find({"workspace_id": workspace_id}).sort(
-            [("created_at", ASCENDING), ("_id", ASCENDING)]
-        )
+        cursor = self._col.find({"workspace_id": workspace_id}).sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         return [doc async for doc in cursor]
 
     async def update(
-        self, workspace_id: str, connection_id: str, changes: dict[str, Any],
+        self,
+        workspace_id: str,
+        connection_id: str,
+        changes: dict[str, Any],
         expect: dict[str, Any] | None = None,
     ) -> Doc | None:
         """Apply a `$set`/`$inc`/`$unset` update if the document (still) matches
         `expect`; the updated document, or None if it is gone or no longer matches."""
         query = {"_id": connection_id, "workspace_id": workspace_id, **(expect or {})}
         try:
-            return await self._writer.run(connection_id, lambda: self._col.find_one_and_update(
-                query, changes, return_document=ReturnDocument.AFTER
-            ))
+            return await self._writer.run(
+                connection_id,
+                lambda: self._col.find_one_and_update(query, changes, return_document=ReturnDocument.AFTER),
+            )
         except (DuplicateKeyError, OperationFailure) as exc:
             if is_duplicate_key(exc):
                 raise NameTaken from None
             raise
 
     async def delete(self, workspace_id: str, connection_id: str) -> Doc | None:
-        return await self._writer.run(connection_id, lambda: self._col.find_one_and_delete(
-            {"_id": connection_id, "workspace_id": workspace_id}
-        ))
+        return await self._writer.run(
+            connection_id, lambda: self._col.find_one_and_delete({"_id": connection_id, "workspace_id": workspace_id})
+        )
 
     async def all(self) -> AsyncIterator[Doc]:
         async for doc in self._col.find({}).sort("_id", ASCENDING):
             yield doc
 
     async def _name_exists(self, workspace_id: str, key: str) -> bool:
-        return await self._col.count_documents(
-            {"workspace_id": workspace_id, "name_key": key}, limit=1
-        ) > 0
+        return await self._col.count_documents({"workspace_id": workspace_id, "name_key": key}, limit=1) > 0

@@ -82,15 +82,19 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
             target = "/campaigns"  # never redirect off-site
         return target
 
-    async def start_session(response: Response, principal: Principal, token: str,
-                            expires_at: datetime) -> None:
+    async def start_session(response: Response, principal: Principal, token: str, expires_at: datetime) -> None:
         session_id = await sessions.create(principal, token, expires_at)
         session.set_session_cookie(response, settings, session_id)
 
     async def signin_page(request: Request) -> Response:
-        return page(request, "signin.html", workspace=settings.demo_workspace,
-                    demo_signin=demo is not None, oidc_signin=oidc is not None,
-                    next=next_target(request.query_params.get("next")))
+        return page(
+            request,
+            "signin.html",
+            workspace=settings.demo_workspace,
+            demo_signin=demo is not None,
+            oidc_signin=oidc is not None,
+            next=next_target(request.query_params.get("next")),
+        )
 
     async def signin_demo(request: Request) -> Response:
         if demo is None:
@@ -129,15 +133,18 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         state, bound = params.get("state", ""), request.cookies.get(session.FLOW_COOKIE, "")
         # The state must be the one this browser started with (not just any live one).
         if not state or not bound or not hmac.compare_digest(state, bound):
-            return signin_error(request, SignInError(400, "signin_state_mismatch",
-                                                     "This sign-in was not started here; start again."))
+            return signin_error(
+                request, SignInError(400, "signin_state_mismatch", "This sign-in was not started here; start again.")
+            )
         flow = await sessions.take_flow(state)
         if flow is None:
-            return signin_error(request, SignInError(400, "signin_expired",
-                                                     "This sign-in expired or was already used; start again."))
+            return signin_error(
+                request, SignInError(400, "signin_expired", "This sign-in expired or was already used; start again.")
+            )
         if params.get("error") or not params.get("code"):
-            return signin_error(request, SignInError(400, "signin_refused",
-                                                     "The identity provider did not sign you in."))
+            return signin_error(
+                request, SignInError(400, "signin_refused", "The identity provider did not sign you in.")
+            )
         try:
             signed_in = await oidc.finish(params["code"], flow.code_verifier, flow.nonce)
         except SignInError as exc:
@@ -150,8 +157,9 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         return response
 
     def signin_error(request: Request, exc: SignInError) -> Response:
-        response = page(request, "error.html", status=exc.status, title="Sign-in failed",
-                        message=exc.message, code=exc.code)
+        response = page(
+            request, "error.html", status=exc.status, title="Sign-in failed", message=exc.message, code=exc.code
+        )
         session.clear_cookies(response, settings)
         return response
 
@@ -194,7 +202,8 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         *standard_routes("console", [], {"mongo": lambda: mongo_ready(mongo), "kafka": kafka_check}),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan,
+        routes=routes,
+        lifespan=lifespan,
         # Outermost first: refuse cross-site writes before anything else runs, then
         # the body cap every service has, then the session.
         middleware=[
@@ -219,11 +228,17 @@ def _demo_signer(settings: ConsoleSettings) -> DemoSigner | None:
     if not settings.demo_signin:
         return None
     if not settings.demo_signing_key_file or not settings.oidc_issuer:
-        raise SystemExit("LIFTSTACK_DEMO_SIGNIN needs LIFTSTACK_DEMO_SIGNING_KEY_FILE and LIFTSTACK_OIDC_ISSUER "
-                         "(deploy/local/stack.py sets both for `./liftstack up`)")
-    return DemoSigner(settings.demo_signing_key_file, issuer=settings.oidc_issuer,
-                      audience=settings.oidc_audience, workspace_claim=settings.oidc_workspace_claim,
-                      role_claim=settings.oidc_role_claim)
+        raise SystemExit(
+            "LIFTSTACK_DEMO_SIGNIN needs LIFTSTACK_DEMO_SIGNING_KEY_FILE and LIFTSTACK_OIDC_ISSUER "
+            "(deploy/local/stack.py sets both for `./liftstack up`)"
+        )
+    return DemoSigner(
+        settings.demo_signing_key_file,
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        workspace_claim=settings.oidc_workspace_claim,
+        role_claim=settings.oidc_role_claim,
+    )
 
 
 __all__ = ["create_app", "console"]

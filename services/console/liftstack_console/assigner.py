@@ -65,7 +65,8 @@ def decode_sync_message(record: ConsumerRecord[Any, Any], sync_id: str) -> SyncM
     if not isinstance(data, dict):
         raise ValueError("an audience.members message must be a JSON object")
     message: SyncMessage = (
-        AudienceSyncCompleted.model_validate(data) if data.get("kind") == "completed"
+        AudienceSyncCompleted.model_validate(data)
+        if data.get("kind") == "completed"
         else AudienceMembersBatch.model_validate(data)
     )
     if message.sync_id != sync_id:
@@ -74,8 +75,11 @@ def decode_sync_message(record: ConsumerRecord[Any, Any], sync_id: str) -> SyncM
 
 
 async def read_sync_members(
-    settings: CommonSettings, sync_id: str, since: datetime | None = None,
-    timeout_s: float = 120.0, policy: RetryPolicy = RetryPolicy(),
+    settings: CommonSettings,
+    sync_id: str,
+    since: datetime | None = None,
+    timeout_s: float = 120.0,
+    policy: RetryPolicy = RetryPolicy(),
 ) -> SyncMembers:
     batches: dict[int, AudienceMembersBatch] = {}
     completed: AudienceSyncCompleted | None = None
@@ -95,11 +99,17 @@ async def read_sync_members(
     # A minute of slack for clock differences between the audiences service and us.
     start: StartAt = "earliest" if since is None else since - timedelta(minutes=1)
     reader: ConsumerRuntime[SyncMessage | None] = ConsumerRuntime(
-        name=SYNC_READER, bootstrap=settings.kafka_bootstrap,
-        topics=[settings.topic(AUDIENCE_MEMBERS.name)], group_id=None, start_at=start,
-        decode=lambda record: decode_sync_message(record, sync_id), handle=collect,
-        dead_letter_topic=settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), policy=policy,
-        max_batch=1000, consumer_options={"max_partition_fetch_bytes": 8 * 1024 * 1024},
+        name=SYNC_READER,
+        bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(AUDIENCE_MEMBERS.name)],
+        group_id=None,
+        start_at=start,
+        decode=lambda record: decode_sync_message(record, sync_id),
+        handle=collect,
+        dead_letter_topic=settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name),
+        policy=policy,
+        max_batch=1000,
+        consumer_options={"max_partition_fetch_bytes": 8 * 1024 * 1024},
     )
     reader.start()
     try:
@@ -146,8 +156,14 @@ class AssignmentPlan:
 
 
 def plan_assignments(
-    *, job_id: str, workspace_id: str, connection_id: str, campaign_key: str,
-    variants: list[str], weights: list[float], members: list[AudienceMember],
+    *,
+    job_id: str,
+    workspace_id: str,
+    connection_id: str,
+    campaign_key: str,
+    variants: list[str],
+    weights: list[float],
+    members: list[AudienceMember],
 ) -> AssignmentPlan:
     assignments: list[Assignment] = []
     seen: set[str] = set()
@@ -165,28 +181,32 @@ def plan_assignments(
     chunks = chunks or [[]]  # an empty audience is still a (complete) job
     batches = [
         AssignmentBatch(
-            job_id=job_id, workspace_id=workspace_id, connection_id=connection_id,
-            campaign_key=campaign_key, batch_seq=seq, batch_count=len(chunks),
-            total_recipients=len(assignments), assignments=chunk,
+            job_id=job_id,
+            workspace_id=workspace_id,
+            connection_id=connection_id,
+            campaign_key=campaign_key,
+            batch_seq=seq,
+            batch_count=len(chunks),
+            total_recipients=len(assignments),
+            assignments=chunk,
         )
         for seq, chunk in enumerate(chunks)
     ]
-    return AssignmentPlan(
-        job_id, batches, {v: counts.get(v, 0) for v in variants}, len(assignments), identity
-    )
+    return AssignmentPlan(job_id, batches, {v: counts.get(v, 0) for v in variants}, len(assignments), identity)
 
 
 async def publish_plan(settings: CommonSettings, plan: AssignmentPlan) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
         max_request_size=8 * 1024 * 1024,
     )
     await producer.start()
     try:
         topic = settings.topic(CAMPAIGN_ASSIGNMENTS.name)
         sends = [
-            await producer.send(topic, batch.to_bytes(), key=batch.connection_id.encode())
-            for batch in plan.batches
+            await producer.send(topic, batch.to_bytes(), key=batch.connection_id.encode()) for batch in plan.batches
         ]
         await asyncio.gather(*sends)  # every batch acknowledged by all replicas
     finally:

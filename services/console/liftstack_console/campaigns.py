@@ -128,9 +128,7 @@ class CampaignStore:
 
     async def set(self, campaign_id: str, **sections: Any) -> None:
         """Replace whole sections (`sync=...`, `assignment=...`) of one campaign."""
-        await self._col.update_one(
-            {"_id": campaign_id}, {"$set": {**sections, "updated_at": utcnow()}}
-        )
+        await self._col.update_one({"_id": campaign_id}, {"$set": {**sections, "updated_at": utcnow()}})
 
     async def set_if(self, campaign_id: str, condition: Doc, **sections: Any) -> bool:
         """Conditional write: only when `condition` still holds (no lost updates)."""
@@ -143,16 +141,12 @@ class CampaignStore:
         result = await self._col.delete_one({"_id": campaign_id, "workspace_id": workspace_id})
         return result.deleted_count == 1
 
-    async def by_iterable_ids(
-        self, connection_id: str, campaign_id: int | None, template_id: int | None
-    ) -> Doc | None:
+    async def by_iterable_ids(self, connection_id: str, campaign_id: int | None, template_id: int | None) -> Doc | None:
         """The liftstack campaign an Iterable event belongs to: by the Iterable campaign
         the sandbox send created, else by the template liftstack published (what a
         real Iterable campaign built on that template reports)."""
         if campaign_id is not None:
-            doc = await self._col.find_one(
-                {"connection_id": connection_id, "send.iterable_campaign_id": campaign_id}
-            )
+            doc = await self._col.find_one({"connection_id": connection_id, "send.iterable_campaign_id": campaign_id})
             if doc:
                 return doc
         if template_id is not None:

@@ -29,12 +29,20 @@ import httpx
 from liftstack_console.seed import CONNECTION_NAME, LIST_NAME
 
 DEMO_VARIANTS = [
-    {"name": "A", "subject": "Spring sale: 20% off everything", "preheader": "This weekend only",
-     "html": "<h1>Spring sale, {{firstName}}</h1><p>20% off everything this weekend.</p>"
-             '<p><a href="https://shop.example.com/sale?v=a">Shop now</a></p>'},
-    {"name": "B", "subject": "{{firstName}}, your 20% is waiting", "preheader": "Picked for you",
-     "html": "<h1>Your spring picks, {{firstName}}</h1><p>We saved 20% for you.</p>"
-             '<p><a href="https://shop.example.com/picks?v=b">See your picks</a></p>'},
+    {
+        "name": "A",
+        "subject": "Spring sale: 20% off everything",
+        "preheader": "This weekend only",
+        "html": "<h1>Spring sale, {{firstName}}</h1><p>20% off everything this weekend.</p>"
+        '<p><a href="https://shop.example.com/sale?v=a">Shop now</a></p>',
+    },
+    {
+        "name": "B",
+        "subject": "{{firstName}}, your 20% is waiting",
+        "preheader": "Picked for you",
+        "html": "<h1>Your spring picks, {{firstName}}</h1><p>We saved 20% for you.</p>"
+        '<p><a href="https://shop.example.com/picks?v=b">See your picks</a></p>',
+    },
 ]
 
 
@@ -79,8 +87,9 @@ class ConsoleClient:
     def __init__(self, base: str, timeout: float = 120.0) -> None:
         # The console refuses state-changing requests that don't name its own origin
         # (its CSRF check); this client is the console's own, so it says so.
-        self.http = httpx.Client(base_url=base.rstrip("/"), timeout=timeout, follow_redirects=False,
-                                 headers={"Origin": base.rstrip("/")})
+        self.http = httpx.Client(
+            base_url=base.rstrip("/"), timeout=timeout, follow_redirects=False, headers={"Origin": base.rstrip("/")}
+        )
 
     def sign_in(self, role: str = "owner") -> None:
         """The demo stack's sign-in (`./liftstack up`); with an identity provider, sign
@@ -108,10 +117,16 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, every: floa
         time.sleep(every)
 
 
-def run_demo(base: str, connection_name: str = CONNECTION_NAME, list_name: str = LIST_NAME,
-             timeout_s: float = 600.0, out: Any = None, settle_s: float = 5.0,
-             send_options: dict[str, Any] | None = None,
-             client: ConsoleClient | None = None) -> dict[str, Any]:
+def run_demo(
+    base: str,
+    connection_name: str = CONNECTION_NAME,
+    list_name: str = LIST_NAME,
+    timeout_s: float = 600.0,
+    out: Any = None,
+    settle_s: float = 5.0,
+    send_options: dict[str, Any] | None = None,
+    client: ConsoleClient | None = None,
+) -> dict[str, Any]:
     """`client`: an already signed-in Owner (default: the demo sign-in as Owner)."""
     out = out or sys.stdout
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
@@ -130,10 +145,17 @@ def run_demo(base: str, connection_name: str = CONNECTION_NAME, list_name: str =
         raise DemoError("the connection test failed")
 
     key = "demo_" + secrets.token_hex(3)
-    campaign = c.call("POST", "/api/campaigns", {
-        "name": f"Demo {key}", "key": key, "connection_id": conn["id"],
-        "variants": DEMO_VARIANTS, "control": "A",
-    })
+    campaign = c.call(
+        "POST",
+        "/api/campaigns",
+        {
+            "name": f"Demo {key}",
+            "key": key,
+            "connection_id": conn["id"],
+            "variants": DEMO_VARIANTS,
+            "control": "A",
+        },
+    )
     cid = campaign["id"]
     say(f"campaign      {cid} (lf_assignments.{key}), variants A (control) and B")
 
@@ -170,15 +192,21 @@ def run_demo(base: str, connection_name: str = CONNECTION_NAME, list_name: str =
 
     wait_for(assigned, timeout_s, "the assignment")
     a = state["assignment"]
-    say(f"assignment    {a['total']:,} recipients: "
-        + ", ".join(f"{k} {v:,}" for k, v in a["counts"].items()) + f" ({a['batch_count']} batches)")
+    say(
+        f"assignment    {a['total']:,} recipients: "
+        + ", ".join(f"{k} {v:,}" for k, v in a["counts"].items())
+        + f" ({a['batch_count']} batches)"
+    )
 
     bar = Bar("writeback", a["total"], out)
 
     def written() -> bool:
         wb = refresh()["writeback"] or {}
-        bar.update(wb.get("written", 0), wb.get("total") or a["total"],
-                   f"ok {wb.get('succeeded', 0):,} failed {wb.get('failed', 0):,}")
+        bar.update(
+            wb.get("written", 0),
+            wb.get("total") or a["total"],
+            f"ok {wb.get('succeeded', 0):,} failed {wb.get('failed', 0):,}",
+        )
         return wb.get("status") in ("completed", "completed_with_failures", "failed")
 
     wait_for(written, timeout_s, "the writeback")
@@ -196,8 +224,10 @@ def run_demo(base: str, connection_name: str = CONNECTION_NAME, list_name: str =
     say("ready to send in Iterable; the sandbox sends it now")
 
     send = c.call("POST", f"/api/campaigns/{cid}/send", {"seed": 7, **(send_options or {})})
-    say(f"send          {send['sent']:,} sent, events: "
-        + ", ".join(f"{k} {v:,}" for k, v in sorted(send["events"].items())))
+    say(
+        f"send          {send['sent']:,} sent, events: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(send["events"].items()))
+    )
 
     expected_sends = send["sent"]
     bar = Bar("results (sends)", expected_sends, out)
@@ -228,8 +258,13 @@ def _pct(x: float | None) -> str:
 
 
 def format_table(table: dict[str, Any]) -> str:
-    metrics = [("send", "sends"), ("open", "opens"), ("click", "clicks"),
-               ("conversion", "conversions"), ("unsubscribe", "unsubs")]
+    metrics = [
+        ("send", "sends"),
+        ("open", "opens"),
+        ("click", "clicks"),
+        ("conversion", "conversions"),
+        ("unsubscribe", "unsubs"),
+    ]
     head = f"{'variant':<10}{'assigned':>10}" + "".join(f"{label:>24}" for _, label in metrics)
     lines = [head, "-" * len(head)]
     for v in table["variants"]:
@@ -248,8 +283,9 @@ def format_table(table: dict[str, Any]) -> str:
     srm = table["srm"]
     lines.append("")
     lines.append("lift is relative to the control (c); 95% intervals are on the results page")
-    lines.append(f"sample ratio check ({srm['basis']}): p = {srm['p_value']:.3g} "
-                 + ("MISMATCH" if srm["mismatch"] else "ok"))
+    lines.append(
+        f"sample ratio check ({srm['basis']}): p = {srm['p_value']:.3g} " + ("MISMATCH" if srm["mismatch"] else "ok")
+    )
     return "\n".join(lines)
 
 

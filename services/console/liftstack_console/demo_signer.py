@@ -30,9 +30,7 @@ DEMO_USERS = {Role.OWNER: "demo-owner", Role.ADMIN: "demo-admin", Role.MEMBER: "
 def generate_key_file(path: Path) -> None:
     """A fresh 2048-bit RSA private key as PEM, readable by its owner only."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -40,8 +38,15 @@ def generate_key_file(path: Path) -> None:
 
 
 class DemoSigner:
-    def __init__(self, key_file: str | Path, *, issuer: str, audience: str,
-                 workspace_claim: str = "workspace", role_claim: str = "role") -> None:
+    def __init__(
+        self,
+        key_file: str | Path,
+        *,
+        issuer: str,
+        audience: str,
+        workspace_claim: str = "workspace",
+        role_claim: str = "role",
+    ) -> None:
         loaded = serialization.load_pem_private_key(Path(key_file).read_bytes(), password=None)
         if not isinstance(loaded, rsa.RSAPrivateKey):
             raise ValueError("the demo signing key must be an RSA private key")
@@ -55,8 +60,13 @@ class DemoSigner:
     def token(self, user_id: str, workspace_id: str, role: Role, ttl_s: int) -> str:
         now = int(time.time())
         claims = {
-            "iss": self.issuer, "aud": self.audience, "sub": user_id, "iat": now, "exp": now + ttl_s,
-            self.workspace_claim: workspace_id, self.role_claim: str(role),
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": user_id,
+            "iat": now,
+            "exp": now + ttl_s,
+            self.workspace_claim: workspace_id,
+            self.role_claim: str(role),
         }
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
 

@@ -63,14 +63,32 @@ def write_config(config_dir: Path, *, port: int, console_url: str, audience: str
     private_jwk = {**json.loads(RSAAlgorithm.to_jwk(signing_key)), "kid": kid, "alg": "RS256", "use": "sig"}
     client_secret = secrets.token_urlsafe(32)
     _write_private(config_dir / "keys.json", {"keys": [private_jwk]})
-    _write_private(config_dir / "clients.json", {"clients": [{
-        "client_id": CONSOLE_CLIENT_ID, "client_secret": client_secret,
-        "redirect_uris": [f"{console_url}/auth/callback"],
-        "post_logout_redirect_uris": [f"{console_url}/signin"],
-        "grant_types": ["authorization_code"], "response_types": ["code"],
-    }]})
-    return LocalIdp(f"http://127.0.0.1:{port}", port, audience, CONSOLE_CLIENT_ID, client_secret,
-                    console_url, signing_key, kid, config_dir)
+    _write_private(
+        config_dir / "clients.json",
+        {
+            "clients": [
+                {
+                    "client_id": CONSOLE_CLIENT_ID,
+                    "client_secret": client_secret,
+                    "redirect_uris": [f"{console_url}/auth/callback"],
+                    "post_logout_redirect_uris": [f"{console_url}/signin"],
+                    "grant_types": ["authorization_code"],
+                    "response_types": ["code"],
+                }
+            ]
+        },
+    )
+    return LocalIdp(
+        f"http://127.0.0.1:{port}",
+        port,
+        audience,
+        CONSOLE_CLIENT_ID,
+        client_secret,
+        console_url,
+        signing_key,
+        kid,
+        config_dir,
+    )
 
 
 def load_or_write_config(config_dir: Path, *, port: int, console_url: str) -> LocalIdp:
@@ -83,8 +101,17 @@ def load_or_write_config(config_dir: Path, *, port: int, console_url: str) -> Lo
     signing_key = RSAAlgorithm.from_jwk(jwk)
     assert isinstance(signing_key, rsa.RSAPrivateKey)
     client = json.loads(clients.read_text())["clients"][0]
-    return LocalIdp(f"http://127.0.0.1:{port}", port, AUDIENCE, client["client_id"], client["client_secret"],
-                    console_url, signing_key, jwk["kid"], config_dir)
+    return LocalIdp(
+        f"http://127.0.0.1:{port}",
+        port,
+        AUDIENCE,
+        client["client_id"],
+        client["client_secret"],
+        console_url,
+        signing_key,
+        jwk["kid"],
+        config_dir,
+    )
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -101,9 +128,22 @@ def command(idp: LocalIdp, users_file: Path = USERS_FILE) -> list[str]:
             "The local identity provider needs Node and its packages: run deploy/local/bootstrap "
             "(npm ci in deploy/local/idp)."
         )
-    return [node, str(IDP_DIR / "server.js"), "--port", str(idp.port), "--issuer", idp.issuer,
-            "--audience", idp.audience, "--users", str(users_file),
-            "--clients", str(idp.config_dir / "clients.json"), "--keys", str(idp.config_dir / "keys.json")]
+    return [
+        node,
+        str(IDP_DIR / "server.js"),
+        "--port",
+        str(idp.port),
+        "--issuer",
+        idp.issuer,
+        "--audience",
+        idp.audience,
+        "--users",
+        str(users_file),
+        "--clients",
+        str(idp.config_dir / "clients.json"),
+        "--keys",
+        str(idp.config_dir / "keys.json"),
+    ]
 
 
 def ready(issuer: str) -> bool:
@@ -130,19 +170,30 @@ def access_token(idp: LocalIdp, login: str, password: str) -> str:
     """A real access token from the provider for `login`: the authorization code +
     PKCE flow as the console's client, through the provider's login form, stopping
     at the redirect back to the console (which is not involved)."""
-    with httpx.Client(timeout=30) as http, OAuth2Client(
-        idp.client_id, idp.client_secret, scope=SCOPES, redirect_uri=idp.redirect_uri,
-        code_challenge_method="S256",
-    ) as oauth:
+    with (
+        httpx.Client(timeout=30) as http,
+        OAuth2Client(
+            idp.client_id,
+            idp.client_secret,
+            scope=SCOPES,
+            redirect_uri=idp.redirect_uri,
+            code_challenge_method="S256",
+        ) as oauth,
+    ):
         verifier = generate_token(64)
-        url, state = oauth.create_authorization_url(f"{idp.issuer}/auth", code_verifier=verifier,
-                                                    nonce=generate_token(16))
+        url, state = oauth.create_authorization_url(
+            f"{idp.issuer}/auth", code_verifier=verifier, nonce=generate_token(16)
+        )
         form = http.get(url, follow_redirects=True)
         r = http.post(f"{form.url}/login", data={"login": login, "password": password})
         while r.is_redirect and not str(r.headers["location"]).startswith(idp.redirect_uri):
             r = http.get(r.url.join(r.headers["location"]))
         if not r.is_redirect:
             raise RuntimeError(f"the identity provider did not sign {login} in (HTTP {r.status_code})")
-        token = oauth.fetch_token(f"{idp.issuer}/token", authorization_response=str(r.headers["location"]),
-                                  code_verifier=verifier, state=state)
+        token = oauth.fetch_token(
+            f"{idp.issuer}/token",
+            authorization_response=str(r.headers["location"]),
+            code_verifier=verifier,
+            state=state,
+        )
     return str(token["access_token"])

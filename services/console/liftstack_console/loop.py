@@ -40,21 +40,28 @@ def ws(who: User) -> str:
 
 
 async def list_audiences(ctx: Console, who: User, connection_id: str) -> list[dict[str, Any]]:
-    data = await ctx.services.call(
-        "audiences", "GET", f"{ws(who)}/connections/{connection_id}/audiences", who.token
-    )
+    data = await ctx.services.call("audiences", "GET", f"{ws(who)}/connections/{connection_id}/audiences", who.token)
     return list(data["audiences"])
 
 
 async def start_sync(ctx: Console, who: User, campaign: Doc, list_id: int, list_name: str | None) -> Doc:
     accepted = await ctx.services.call(
-        "audiences", "POST",
+        "audiences",
+        "POST",
         f"{ws(who)}/connections/{campaign['connection_id']}/audiences/{list_id}/sync",
         # No identity: the connection's project type rules how members are read.
-        who.token, json={},
+        who.token,
+        json={},
     )
-    sync = {"id": accepted["sync_id"], "status": accepted["status"], "list_id": list_id,
-            "list_name": list_name, "members": 0, "error": None, "requested_at": utcnow()}
+    sync = {
+        "id": accepted["sync_id"],
+        "status": accepted["status"],
+        "list_id": list_id,
+        "list_name": list_name,
+        "members": 0,
+        "error": None,
+        "requested_at": utcnow(),
+    }
     # A new audience invalidates what came after it.
     await ctx.campaigns.set(campaign["_id"], sync=sync, assignment=None)
     return sync
@@ -64,15 +71,16 @@ async def refresh_sync(ctx: Console, who: User, campaign: Doc) -> Doc | None:
     sync = campaign.get("sync")
     if not sync or sync["status"] in ("completed", "failed"):
         return sync
-    record = await ctx.services.call(
-        "audiences", "GET", f"{ws(who)}/audience-syncs/{sync['id']}", who.token
-    )
+    record = await ctx.services.call("audiences", "GET", f"{ws(who)}/audience-syncs/{sync['id']}", who.token)
     sync = {
-        **sync, "status": record["status"], "members": record.get("members", 0),
+        **sync,
+        "status": record["status"],
+        "members": record.get("members", 0),
         "invalid_skipped": record.get("invalid_skipped", 0),
         "duplicates_skipped": record.get("duplicates_skipped", 0),
         "error": (record.get("error") or {}).get("message"),
-        "started_at": record.get("started_at"), "list_name": record.get("list_name") or sync.get("list_name"),
+        "started_at": record.get("started_at"),
+        "list_name": record.get("list_name") or sync.get("list_name"),
     }
     await ctx.campaigns.set(campaign["_id"], sync=sync)
     campaign["sync"] = sync
@@ -94,7 +102,8 @@ async def start_assignment(ctx: Console, campaign: Doc) -> bool:
     if sync.get("status") != "completed":
         raise ServiceError(409, "audience_not_synced", "Sync the audience first.")
     claimed = await ctx.campaigns.set_if(
-        campaign["_id"], {"assignment.status": {"$nin": ["running", "completed"]}},
+        campaign["_id"],
+        {"assignment.status": {"$nin": ["running", "completed"]}},
         assignment={"status": "running", "job_id": job_id_for(campaign), "started_at": utcnow()},
     )
     if claimed:
@@ -112,8 +121,10 @@ async def run_assignment(ctx: Console, campaign_id: str) -> None:
             since = datetime.fromisoformat(since)
         members = await assigner.read_sync_members(ctx.settings, sync["id"], since)
         plan = assigner.plan_assignments(
-            job_id=job_id_for(campaign), workspace_id=campaign["workspace_id"],
-            connection_id=campaign["connection_id"], campaign_key=campaign["key"],
+            job_id=job_id_for(campaign),
+            workspace_id=campaign["workspace_id"],
+            connection_id=campaign["connection_id"],
+            campaign_key=campaign["key"],
             variants=[v["name"] for v in campaign["variants"]],
             weights=[v.get("weight", 1.0) for v in campaign["variants"]],
             members=members.members,
@@ -121,14 +132,27 @@ async def run_assignment(ctx: Console, campaign_id: str) -> None:
         await assigner.publish_plan(ctx.settings, plan)
     except Exception as exc:  # noqa: BLE001 - the wizard shows why and offers a retry
         log.exception("assignment of campaign %s failed", campaign_id)
-        await ctx.campaigns.set(campaign_id, assignment={
-            "status": "failed", "job_id": job_id_for(campaign), "error": str(exc) or type(exc).__name__,
-        })
+        await ctx.campaigns.set(
+            campaign_id,
+            assignment={
+                "status": "failed",
+                "job_id": job_id_for(campaign),
+                "error": str(exc) or type(exc).__name__,
+            },
+        )
         return
-    await ctx.campaigns.set(campaign_id, assignment={
-        "status": "completed", "job_id": plan.job_id, "total": plan.total, "counts": plan.counts,
-        "identity": plan.identity, "batch_count": len(plan.batches), "finished_at": utcnow(),
-    })
+    await ctx.campaigns.set(
+        campaign_id,
+        assignment={
+            "status": "completed",
+            "job_id": plan.job_id,
+            "total": plan.total,
+            "counts": plan.counts,
+            "identity": plan.identity,
+            "batch_count": len(plan.batches),
+            "finished_at": utcnow(),
+        },
+    )
 
 
 # ------------------------------------------------------------------------ writeback
@@ -139,15 +163,19 @@ async def writeback_progress(ctx: Console, who: User, campaign: Doc) -> dict[str
     if assignment.get("status") != "completed":
         return None
     try:
-        job = await ctx.services.call(
-            "writeback", "GET", f"{ws(who)}/writeback/jobs/{assignment['job_id']}", who.token
-        )
+        job = await ctx.services.call("writeback", "GET", f"{ws(who)}/writeback/jobs/{assignment['job_id']}", who.token)
         # The current run's numbers, plus how many runs came before (re-triggers).
         return {**job["current"], "previous_runs": job.get("previous_runs", [])}
     except ServiceError as exc:
         if exc.status == 404:  # writeback hasn't consumed the first batch yet
-            return {"status": "pending", "total": assignment.get("total", 0), "written": 0,
-                    "succeeded": 0, "failed": 0, "failed_by_reason": {}}
+            return {
+                "status": "pending",
+                "total": assignment.get("total", 0),
+                "written": 0,
+                "succeeded": 0,
+                "failed": 0,
+                "failed_by_reason": {},
+            }
         raise
 
 
@@ -158,8 +186,13 @@ async def retrigger_writeback(ctx: Console, who: User, campaign: Doc) -> Any:
     # One key per click: the retries below (or a lost response) can't start a
     # second run, writeback answers the run this key created.
     return await ctx.services.call(
-        "writeback", "POST", f"{ws(who)}/writeback/jobs/{job_id}/retrigger", who.token, json={},
-        retries=2, headers={"Idempotency-Key": uuid.uuid4().hex},
+        "writeback",
+        "POST",
+        f"{ws(who)}/writeback/jobs/{job_id}/retrigger",
+        who.token,
+        json={},
+        retries=2,
+        headers={"Idempotency-Key": uuid.uuid4().hex},
     )
 
 
@@ -172,8 +205,7 @@ def template_spec(campaign: Doc) -> dict[str, Any]:
         "control": campaign["control"],
         "name": f"liftstack · {campaign['name']}",
         "variants": [
-            {"key": v["name"], "subject": v["subject"], "preheader": v.get("preheader") or "",
-             "html": v["html"]}
+            {"key": v["name"], "subject": v["subject"], "preheader": v.get("preheader") or "", "html": v["html"]}
             for v in campaign["variants"]
         ],
     }
@@ -186,11 +218,19 @@ PREVIEW_PROFILE = {"firstName": "Ann", "email": "ann@example.com"}
 async def generate_template(ctx: Console, who: User, campaign: Doc) -> Doc:
     """Validate the variants and save the generated template (not yet in Iterable)."""
     generated = await ctx.services.call(
-        "templates", "POST", f"{ws(who)}/templates/generate", who.token,
-        json=template_spec(campaign), retries=3,
+        "templates",
+        "POST",
+        f"{ws(who)}/templates/generate",
+        who.token,
+        json=template_spec(campaign),
+        retries=3,
     )
-    template = {"status": "generated", "content_hash": generated.get("content_hash"),
-                "name": generated.get("name"), "iterable_template_id": None}
+    template = {
+        "status": "generated",
+        "content_hash": generated.get("content_hash"),
+        "name": generated.get("name"),
+        "iterable_template_id": None,
+    }
     await ctx.campaigns.set(campaign["_id"], template=template)
     return template
 
@@ -200,13 +240,20 @@ async def publish_template(ctx: Console, who: User, campaign: Doc) -> Doc:
     if not campaign.get("template"):
         raise ServiceError(409, "not_generated", "Generate the template first.")
     result = await ctx.services.call(
-        "templates", "POST", f"{ws(who)}/templates/publish", who.token,
+        "templates",
+        "POST",
+        f"{ws(who)}/templates/publish",
+        who.token,
         json={"connection_id": campaign["connection_id"], "template": template_spec(campaign)},
         retries=3,  # idempotent: publishing by templateId, unchanged content is a no-op
     )
-    template = {**campaign["template"], "status": "published",
-                "iterable_template_id": int(result["template_id"]),
-                "content_hash": result.get("content_hash"), "published_at": utcnow()}
+    template = {
+        **campaign["template"],
+        "status": "published",
+        "iterable_template_id": int(result["template_id"]),
+        "content_hash": result.get("content_hash"),
+        "published_at": utcnow(),
+    }
     await ctx.campaigns.set(campaign["_id"], template=template)
     return template
 
@@ -216,8 +263,12 @@ async def preview_template(ctx: Console, who: User, campaign: Doc, variant: str)
     if not campaign.get("template"):
         raise ServiceError(409, "not_generated", "Generate the template first.")
     result = await ctx.services.call(
-        "templates", "POST", f"{ws(who)}/templates/preview", who.token,
-        json={"campaign_key": campaign["key"], "profile": PREVIEW_PROFILE}, retries=3,
+        "templates",
+        "POST",
+        f"{ws(who)}/templates/preview",
+        who.token,
+        json={"campaign_key": campaign["key"], "profile": PREVIEW_PROFILE},
+        retries=3,
     )
     for preview in result["previews"]:
         if preview.get("variant") == variant:
@@ -245,13 +296,18 @@ async def _sandbox_project(ctx: Console, template_id: int) -> int:
         except ServiceError as exc:
             if exc.status != 404:
                 raise
-    raise ServiceError(404, "sandbox_project_not_found",
-                       "The published template is not in any sandbox project.")
+    raise ServiceError(404, "sandbox_project_not_found", "The published template is not in any sandbox project.")
 
 
-async def sandbox_send(ctx: Console, who: User, campaign: Doc,
-                       rates: dict[str, dict[str, float]] | None = None, seed: int = 0,
-                       duplicates_rate: float = 0.0, reorder: bool = False) -> dict[str, Any]:
+async def sandbox_send(
+    ctx: Console,
+    who: User,
+    campaign: Doc,
+    rates: dict[str, dict[str, float]] | None = None,
+    seed: int = 0,
+    duplicates_rate: float = 0.0,
+    reorder: bool = False,
+) -> dict[str, Any]:
     """Play Iterable's part: render the published template for every list member and
     post the engagement webhooks (duplicates and reordering as Iterable may do)."""
     if not ctx.settings.sandbox_url:
@@ -263,29 +319,43 @@ async def sandbox_send(ctx: Console, who: User, campaign: Doc,
     pid = await _sandbox_project(ctx, template["iterable_template_id"])
     cid = iterable_campaign_id(campaign)
     # Record the mapping before any event can arrive, so none goes unattributed.
-    await ctx.campaigns.set(campaign["_id"], send={"iterable_campaign_id": cid, "status": "sending",
-                                                   "sandbox_project_id": pid, "at": utcnow()})
+    await ctx.campaigns.set(
+        campaign["_id"],
+        send={"iterable_campaign_id": cid, "status": "sending", "sandbox_project_id": pid, "at": utcnow()},
+    )
     variants = [v["name"] for v in campaign["variants"]]
     rates = rates or {name: DEMO_RATES[i % len(DEMO_RATES)] for i, name in enumerate(variants)}
     body: dict[str, Any] = {
-        "templateId": template["iterable_template_id"], "listId": sync["list_id"],
-        "campaignId": cid, "campaignName": campaign["name"], "campaignKey": campaign["key"],
+        "templateId": template["iterable_template_id"],
+        "listId": sync["list_id"],
+        "campaignId": cid,
+        "campaignName": campaign["name"],
+        "campaignKey": campaign["key"],
         "engagement": {"default": rates.get(campaign["control"], DEMO_RATES[0]), "variants": rates},
-        "seed": seed, "concurrency": 16, "duplicates_rate": duplicates_rate, "reorder": reorder,
+        "seed": seed,
+        "concurrency": 16,
+        "duplicates_rate": duplicates_rate,
+        "reorder": reorder,
     }
     webhook = await _webhook_target(ctx, who, campaign["connection_id"])
     if webhook:
         body["webhook"] = webhook
     # The sandbox renders and delivers inside this request: minutes for a big list.
-    summary = await ctx.services.call(
-        "sandbox", "POST", f"/_sandbox/projects/{pid}/send", json=body, timeout=900
+    summary = await ctx.services.call("sandbox", "POST", f"/_sandbox/projects/{pid}/send", json=body, timeout=900)
+    await ctx.campaigns.set(
+        campaign["_id"],
+        send={
+            "iterable_campaign_id": cid,
+            "status": "sent",
+            "sandbox_project_id": pid,
+            "at": utcnow(),
+            "recipients": summary.get("recipients"),
+            "sent": summary.get("sent"),
+            "skipped": summary.get("skipped"),
+            "events": summary.get("events"),
+            "deliveries": summary.get("deliveries"),
+        },
     )
-    await ctx.campaigns.set(campaign["_id"], send={
-        "iterable_campaign_id": cid, "status": "sent", "sandbox_project_id": pid, "at": utcnow(),
-        "recipients": summary.get("recipients"), "sent": summary.get("sent"),
-        "skipped": summary.get("skipped"), "events": summary.get("events"),
-        "deliveries": summary.get("deliveries"),
-    })
     return summary  # type: ignore[no-any-return]
 
 
@@ -294,9 +364,7 @@ async def _webhook_target(ctx: Console, who: User, connection_id: str) -> dict[s
     whatever webhooks the sandbox project has. Members can't read the URL: then the
     project's own system webhooks are used."""
     try:
-        connection = await ctx.services.call(
-            "connections", "GET", f"{ws(who)}/connections/{connection_id}", who.token
-        )
+        connection = await ctx.services.call("connections", "GET", f"{ws(who)}/connections/{connection_id}", who.token)
     except ServiceError:
         return None
     target: dict[str, Any] = {"url": connection["webhook_url"], "authType": "NoAuth"}

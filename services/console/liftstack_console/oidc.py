@@ -55,11 +55,15 @@ class OidcClient:
                     response.raise_for_status()
                     metadata = response.json()
             except (httpx.HTTPError, ValueError):
-                raise SignInError(503, "identity_provider_unavailable",
-                                  "The identity provider did not answer.") from None
+                raise SignInError(
+                    503, "identity_provider_unavailable", "The identity provider did not answer."
+                ) from None
             if metadata.get("issuer") != self.settings.oidc_issuer:
-                raise SignInError(503, "identity_provider_misconfigured",
-                                  "The identity provider's issuer does not match LIFTSTACK_OIDC_ISSUER.")
+                raise SignInError(
+                    503,
+                    "identity_provider_misconfigured",
+                    "The identity provider's issuer does not match LIFTSTACK_OIDC_ISSUER.",
+                )
             self._metadata = metadata
         return self._metadata
 
@@ -67,8 +71,10 @@ class OidcClient:
         return AsyncOAuth2Client(
             client_id=self.settings.oidc_client_id,
             client_secret=self.settings.oidc_client_secret.get_secret_value(),
-            scope=self.settings.oidc_scopes, redirect_uri=self.redirect_uri,
-            code_challenge_method="S256", timeout=15,
+            scope=self.settings.oidc_scopes,
+            redirect_uri=self.redirect_uri,
+            code_challenge_method="S256",
+            timeout=15,
         )
 
     async def authorization_url(self, state: str, nonce: str, code_verifier: str) -> str:
@@ -78,8 +84,11 @@ class OidcClient:
             extra[self.settings.oidc_audience_param] = self.settings.oidc_audience
         async with self._client() as client:
             url, _ = client.create_authorization_url(
-                metadata["authorization_endpoint"], state=state, nonce=nonce,
-                code_verifier=code_verifier, **extra,
+                metadata["authorization_endpoint"],
+                state=state,
+                nonce=nonce,
+                code_verifier=code_verifier,
+                **extra,
             )
         return str(url)
 
@@ -88,7 +97,9 @@ class OidcClient:
         async with self._client() as client:
             try:
                 token = await client.fetch_token(
-                    metadata["token_endpoint"], grant_type="authorization_code", code=code,
+                    metadata["token_endpoint"],
+                    grant_type="authorization_code",
+                    code=code,
                     code_verifier=code_verifier,
                 )
             except Exception:  # noqa: BLE001 - Authlib raises OAuthError or httpx errors
@@ -108,8 +119,12 @@ class OidcClient:
         try:
             key = self._id_token_keys.get_signing_key_from_jwt(id_token)
             claims = jwt.decode(
-                id_token, key.key, algorithms=list(ALGORITHMS), audience=self.settings.oidc_client_id,
-                issuer=self.settings.oidc_issuer, leeway=LEEWAY_S,
+                id_token,
+                key.key,
+                algorithms=list(ALGORITHMS),
+                audience=self.settings.oidc_client_id,
+                issuer=self.settings.oidc_issuer,
+                leeway=LEEWAY_S,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "nonce"]},
             )
         except jwt.PyJWTError:

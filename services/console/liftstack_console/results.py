@@ -83,10 +83,15 @@ class ResultsStore:
         events: list[dict[str, Any]] = []
         for event, campaign in rows:
             doc: dict[str, Any] = {
-                "_id": event.event_id, "connection_id": event.connection_id,
-                "type": str(event.event_type), "email": event.email, "user_id": event.user_id,
-                "iterable_campaign_id": event.campaign_id, "occurred_at": event.occurred_at,
-                "campaign_id": None, "variant": None,
+                "_id": event.event_id,
+                "connection_id": event.connection_id,
+                "type": str(event.event_type),
+                "email": event.email,
+                "user_id": event.user_id,
+                "iterable_campaign_id": event.campaign_id,
+                "occurred_at": event.occurred_at,
+                "campaign_id": None,
+                "variant": None,
             }
             if campaign is not None:
                 recipient = recipient_for(campaign, event)
@@ -95,12 +100,16 @@ class ResultsStore:
                     doc.update(campaign_id=campaign["_id"], variant=variant)
                     # Insert-once by a natural id: the first event of a recipient and
                     # type wins, and on FerretDB an insert is far cheaper than an upsert.
-                    engaged.append({
-                        "_id": f"{campaign['_id']}|{event.event_type}|{recipient}",
-                        "campaign_id": campaign["_id"], "variant": variant,
-                        "type": str(event.event_type), "recipient": recipient,
-                        "first_at": event.occurred_at,
-                    })
+                    engaged.append(
+                        {
+                            "_id": f"{campaign['_id']}|{event.event_type}|{recipient}",
+                            "campaign_id": campaign["_id"],
+                            "variant": variant,
+                            "type": str(event.event_type),
+                            "recipient": recipient,
+                            "first_at": event.occurred_at,
+                        }
+                    )
             events.append(doc)
         # Engaged first: if we crash before the event ids are stored, the re-delivered
         # batch repeats these inserts harmlessly. A re-sent event (same event_id) finds
@@ -152,18 +161,29 @@ def decode_event(record: ConsumerRecord[Any, Any]) -> EngagementEvent:
 class ResultsConsumer:
     """Consumes `engagement.events` on the shared runtime until stopped."""
 
-    def __init__(self, settings: CommonSettings, group_id: str, store: ResultsStore,
-                 campaigns: CampaignStore, policy: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        group_id: str,
+        store: ResultsStore,
+        campaigns: CampaignStore,
+        policy: RetryPolicy = RetryPolicy(),
+    ) -> None:
         self._store = store
         self._lookup = CampaignLookup(campaigns)
         self.runtime: ConsumerRuntime[EngagementEvent] = ConsumerRuntime(
-            name=CONSUMER_NAME, bootstrap=settings.kafka_bootstrap,
-            topics=[settings.topic(ENGAGEMENT_EVENTS.name)], group_id=settings.topic(group_id),
-            decode=decode_event, handle=self._handle,
-            dead_letter_topic=settings.topic(ENGAGEMENT_DEADLETTER.name), policy=policy,
+            name=CONSUMER_NAME,
+            bootstrap=settings.kafka_bootstrap,
+            topics=[settings.topic(ENGAGEMENT_EVENTS.name)],
+            group_id=settings.topic(group_id),
+            decode=decode_event,
+            handle=self._handle,
+            dead_letter_topic=settings.topic(ENGAGEMENT_DEADLETTER.name),
+            policy=policy,
             # Small batches: FerretDB on SQLite has one writer per database, so short
             # writes keep the other services' writes from timing out (SQLITE_BUSY).
-            max_batch=100, fetch_timeout_ms=1000,
+            max_batch=100,
+            fetch_timeout_ms=1000,
         )
 
     @property
@@ -214,9 +234,7 @@ async def results_table(store: ResultsStore, campaign: Doc) -> ResultsTable:
     control = campaign["control"]
     sends_of = {v["name"]: counts.get((v["name"], EventType.SEND), 0) for v in campaign["variants"]}
     # Rates are per send; before any send event arrives, per assigned recipient.
-    base_of = sends_of if any(sends_of.values()) else {
-        name: int(assigned.get(name, 0)) for name in sends_of
-    }
+    base_of = sends_of if any(sends_of.values()) else {name: int(assigned.get(name, 0)) for name in sends_of}
     rows: list[VariantRow] = []
     for variant in campaign["variants"]:
         name = variant["name"]
@@ -228,9 +246,7 @@ async def results_table(store: ResultsStore, campaign: Doc) -> ResultsTable:
                 continue
             lift = None
             if name != control:
-                lift = lift_over_control(
-                    n, base_of[name], counts.get((control, event_type), 0), base_of[control]
-                )
+                lift = lift_over_control(n, base_of[name], counts.get((control, event_type), 0), base_of[control])
             cells[event_type] = Cell(n, rate(n, base_of[name]), lift)
         rows.append(VariantRow(name, name == control, int(assigned.get(name, 0)), cells))
     basis = "sends" if any(sends_of.values()) else "assigned"
@@ -248,11 +264,10 @@ def table_json(table: ResultsTable) -> dict[str, Any]:
         "events": table.events,
         "variants": [
             {
-                "name": row.name, "control": row.is_control, "assigned": row.assigned,
-                "metrics": {
-                    t: {"count": c.count, "rate": c.rate, "lift": lift(c.lift)}
-                    for t, c in row.cells.items()
-                },
+                "name": row.name,
+                "control": row.is_control,
+                "assigned": row.assigned,
+                "metrics": {t: {"count": c.count, "rate": c.rate, "lift": lift(c.lift)} for t, c in row.cells.items()},
             }
             for row in table.rows
         ],

@@ -43,8 +43,14 @@ def demo_members(count: int) -> list[str]:
 
 
 async def seed_demo(
-    settings: CommonSettings, *, sandbox_url: str, workspace_id: str, owner_token: str,
-    api_key: str, webhook_secret: str, members: int = 3000,
+    settings: CommonSettings,
+    *,
+    sandbox_url: str,
+    workspace_id: str,
+    owner_token: str,
+    api_key: str,
+    webhook_secret: str,
+    members: int = 3000,
 ) -> DemoSeed:
     """`owner_token`: a user access token of an Owner of `workspace_id` (from the
     identity provider; in the demo stack, from the console's demo signer)."""
@@ -52,7 +58,8 @@ async def seed_demo(
     async with (
         httpx.AsyncClient(base_url=sandbox_url.rstrip("/"), timeout=60) as sandbox,
         httpx.AsyncClient(
-            base_url=settings.connections_url.rstrip("/"), timeout=60,
+            base_url=settings.connections_url.rstrip("/"),
+            timeout=60,
             headers={"Authorization": f"Bearer {token}"},
         ) as connections,
     ):
@@ -69,9 +76,17 @@ async def _webhook(sandbox: httpx.AsyncClient, project_id: int, url: str, secret
     hooks = _ok(await sandbox.get(f"/_sandbox/projects/{project_id}/webhooks"))["webhooks"]
     if any(h["endpoint"] == url for h in hooks):
         return
-    _ok(await sandbox.post(f"/_sandbox/projects/{project_id}/webhooks", json={
-        "endpoint": url, "authType": "OAuth2", "token": secret, "tokenType": "OAuth2",
-    }))
+    _ok(
+        await sandbox.post(
+            f"/_sandbox/projects/{project_id}/webhooks",
+            json={
+                "endpoint": url,
+                "authType": "OAuth2",
+                "token": secret,
+                "tokenType": "OAuth2",
+            },
+        )
+    )
 
 
 async def _project(sandbox: httpx.AsyncClient, api_key: str) -> int:
@@ -79,10 +94,17 @@ async def _project(sandbox: httpx.AsyncClient, api_key: str) -> int:
     for project in projects:
         if project["name"] == PROJECT_NAME:
             return int(project["id"])
-    created = _ok(await sandbox.post("/_sandbox/projects", json={
-        "name": PROJECT_NAME, "region": "US", "identity": PROJECT_TYPE,
-        "keys": [{"type": "server_side", "key": api_key, "name": "liftstack demo"}],
-    }))
+    created = _ok(
+        await sandbox.post(
+            "/_sandbox/projects",
+            json={
+                "name": PROJECT_NAME,
+                "region": "US",
+                "identity": PROJECT_TYPE,
+                "keys": [{"type": "server_side", "key": api_key, "name": "liftstack demo"}],
+            },
+        )
+    )
     log.info("created sandbox project %s", created["id"])
     return int(created["id"])
 
@@ -93,14 +115,19 @@ async def _list(sandbox: httpx.AsyncClient, project_id: int, count: int) -> int:
         if lst["name"] == LIST_NAME:
             return int(lst["id"])
     emails = demo_members(count)
-    users = [{"email": e, "dataFields": {"firstName": FIRST_NAMES[i % len(FIRST_NAMES)]}}
-             for i, e in enumerate(emails)]
+    users = [{"email": e, "dataFields": {"firstName": FIRST_NAMES[i % len(FIRST_NAMES)]}} for i, e in enumerate(emails)]
     for start in range(0, len(users), 1000):
-        _ok(await sandbox.post(f"/_sandbox/projects/{project_id}/users",
-                               json={"users": users[start : start + 1000]}))
-    created = _ok(await sandbox.post(f"/_sandbox/projects/{project_id}/lists", json={
-        "name": LIST_NAME, "description": "liftstack demo audience", "members": emails,
-    }))
+        _ok(await sandbox.post(f"/_sandbox/projects/{project_id}/users", json={"users": users[start : start + 1000]}))
+    created = _ok(
+        await sandbox.post(
+            f"/_sandbox/projects/{project_id}/lists",
+            json={
+                "name": LIST_NAME,
+                "description": "liftstack demo audience",
+                "members": emails,
+            },
+        )
+    )
     return int(created["id"])
 
 
@@ -112,13 +139,21 @@ async def _connection(http: httpx.AsyncClient, workspace_id: str, api_key: str, 
             if conn.get("api_key_hint", "")[-4:] != api_key[-4:]:
                 conn = _ok(await http.patch(f"{base}/{conn['id']}", json={"api_key": api_key}))
             if conn.get("project_type", "email") != PROJECT_TYPE:
-                conn = _ok(await http.patch(f"{base}/{conn['id']}",
-                                            json={"project_type": PROJECT_TYPE}))
+                conn = _ok(await http.patch(f"{base}/{conn['id']}", json={"project_type": PROJECT_TYPE}))
             return conn
-    created = _ok(await http.post(base, json={
-        "name": CONNECTION_NAME, "api_key": api_key, "webhook_secret": secret,
-        "region": "US", "project_type": PROJECT_TYPE, "event_types": EVENT_TYPES,
-    }))
+    created = _ok(
+        await http.post(
+            base,
+            json={
+                "name": CONNECTION_NAME,
+                "api_key": api_key,
+                "webhook_secret": secret,
+                "region": "US",
+                "project_type": PROJECT_TYPE,
+                "event_types": EVENT_TYPES,
+            },
+        )
+    )
     _ok(await http.post(f"{base}/{created['id']}/test"))
     return created
 
@@ -126,6 +161,7 @@ async def _connection(http: httpx.AsyncClient, workspace_id: str, api_key: str, 
 def _ok(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         # The body is an error message, never a credential (services mask them).
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
-                           f"HTTP {response.status_code} {response.text[:300]}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: HTTP {response.status_code} {response.text[:300]}"
+        )
     return response.json() if response.content else None

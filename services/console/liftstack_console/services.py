@@ -18,15 +18,13 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 service: str = "") -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, service: str = "") -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.service = service
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field,
-                          "service": self.service}}
+        return {"error": {"code": self.code, "message": self.message, "field": self.field, "service": self.service}}
 
 
 class Services:
@@ -48,9 +46,16 @@ class Services:
         await self._http.aclose()
 
     async def call(
-        self, service: str, method: str, path: str, token: str | None = None,
-        json: Any = None, params: dict[str, Any] | None = None, raw: bool = False,
-        timeout: float | None = None, retries: int = 0,
+        self,
+        service: str,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        raw: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """`retries`: for idempotent calls, how often to retry a 5xx (a service's
@@ -58,9 +63,7 @@ class Services:
         `headers`: extra request headers (e.g. Idempotency-Key)."""
         for attempt in range(retries + 1):
             try:
-                return await self._call(
-                    service, method, path, token, json, params, raw, timeout, headers
-                )
+                return await self._call(service, method, path, token, json, params, raw, timeout, headers)
             except ServiceError as exc:
                 if exc.status < 500 or attempt == retries:
                     raise
@@ -68,8 +71,15 @@ class Services:
         raise AssertionError("unreachable")
 
     async def _call(
-        self, service: str, method: str, path: str, token: str | None, json: Any,
-        params: dict[str, Any] | None, raw: bool, timeout: float | None,
+        self,
+        service: str,
+        method: str,
+        path: str,
+        token: str | None,
+        json: Any,
+        params: dict[str, Any] | None,
+        raw: bool,
+        timeout: float | None,
         extra_headers: dict[str, str] | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -77,13 +87,19 @@ class Services:
         url = self.base[service] + path
         try:
             response = await self._http.request(
-                method, url, json=json, params=params, headers=headers,
+                method,
+                url,
+                json=json,
+                params=params,
+                headers=headers,
                 timeout=httpx.Timeout(timeout, connect=5.0) if timeout else TIMEOUT,
             )
         except httpx.HTTPError as exc:
             raise ServiceError(
-                503, "service_unavailable",
-                f"The {service} service did not answer ({type(exc).__name__}).", service=service,
+                503,
+                "service_unavailable",
+                f"The {service} service did not answer ({type(exc).__name__}).",
+                service=service,
             ) from None
         if response.status_code >= 400:
             raise _error(service, response)
@@ -101,11 +117,11 @@ def _error(service: str, response: httpx.Response) -> ServiceError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
-        return ServiceError(response.status_code, str(err.get("code", "error")),
-                            str(err.get("message", "")), err.get("field"), service)
+        return ServiceError(
+            response.status_code, str(err.get("code", "error")), str(err.get("message", "")), err.get("field"), service
+        )
     if isinstance(body, dict) and "msg" in body:  # the Iterable sandbox's error shape
-        return ServiceError(response.status_code, str(body.get("code")), str(body["msg"]),
-                            service=service)
-    return ServiceError(response.status_code, "error",
-                        f"The {service} service answered HTTP {response.status_code}.",
-                        service=service)
+        return ServiceError(response.status_code, str(body.get("code")), str(body["msg"]), service=service)
+    return ServiceError(
+        response.status_code, "error", f"The {service} service answered HTTP {response.status_code}.", service=service
+    )

@@ -70,12 +70,17 @@ class SessionStore:
         await self._sessions.delete_many({"expires_at": {"$lte": now}})
         await self._flows.delete_many({"expires_at": {"$lte": now}})
         session_id = secrets.token_urlsafe(32)
-        await self._sessions.insert_one({
-            "_id": _digest(session_id),
-            "user_id": principal.user_id, "workspace_id": principal.workspace_id,
-            "role": str(principal.role), "token": token,
-            "created_at": now, "expires_at": min(token_expires_at, now + MAX_SESSION),
-        })
+        await self._sessions.insert_one(
+            {
+                "_id": _digest(session_id),
+                "user_id": principal.user_id,
+                "workspace_id": principal.workspace_id,
+                "role": str(principal.role),
+                "token": token,
+                "created_at": now,
+                "expires_at": min(token_expires_at, now + MAX_SESSION),
+            }
+        )
         return session_id
 
     async def get(self, session_id: str) -> Session | None:
@@ -89,10 +94,15 @@ class SessionStore:
         await self._sessions.delete_one({"_id": _digest(session_id)})
 
     async def start_flow(self, state: str, flow: SignInFlow) -> None:
-        await self._flows.insert_one({
-            "_id": _digest(state), "code_verifier": flow.code_verifier, "nonce": flow.nonce,
-            "next": flow.next, "expires_at": _now() + FLOW_TTL,
-        })
+        await self._flows.insert_one(
+            {
+                "_id": _digest(state),
+                "code_verifier": flow.code_verifier,
+                "nonce": flow.nonce,
+                "next": flow.next,
+                "expires_at": _now() + FLOW_TTL,
+            }
+        )
 
     async def take_flow(self, state: str) -> SignInFlow | None:
         """The sign-in started with this state, once: a replayed callback finds nothing."""
@@ -105,22 +115,31 @@ class SessionStore:
 
 def set_session_cookie(response: Response, settings: ConsoleSettings, session_id: str) -> None:
     response.set_cookie(
-        COOKIE, session_id, max_age=int(MAX_SESSION.total_seconds()), httponly=True,
-        samesite="lax", secure=settings.cookie_secure, path="/",
+        COOKIE,
+        session_id,
+        max_age=int(MAX_SESSION.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+        path="/",
     )
 
 
 def set_flow_cookie(response: Response, settings: ConsoleSettings, state: str) -> None:
     # Lax is what lets the provider's top-level redirect back carry it.
     response.set_cookie(
-        FLOW_COOKIE, state, max_age=int(FLOW_TTL.total_seconds()), httponly=True,
-        samesite="lax", secure=settings.cookie_secure, path="/auth/",
+        FLOW_COOKIE,
+        state,
+        max_age=int(FLOW_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+        path="/auth/",
     )
 
 
 def clear_flow_cookie(response: Response, settings: ConsoleSettings) -> None:
-    response.delete_cookie(FLOW_COOKIE, path="/auth/", httponly=True, samesite="lax",
-                           secure=settings.cookie_secure)
+    response.delete_cookie(FLOW_COOKIE, path="/auth/", httponly=True, samesite="lax", secure=settings.cookie_secure)
 
 
 def clear_cookies(response: Response, settings: ConsoleSettings) -> None:
@@ -142,7 +161,5 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(NO_SESSION_PATHS):
             session_id = Request(scope).cookies.get(COOKIE)
-            scope.setdefault("state", {})["session"] = (
-                await self.store.get(session_id) if session_id else None
-            )
+            scope.setdefault("state", {})["session"] = await self.store.get(session_id) if session_id else None
         await self.app(scope, receive, send)

@@ -43,9 +43,7 @@ class SampleRatio:
     mismatch: bool  # p < threshold: the split isn't what was configured
 
 
-def sample_ratio_check(
-    observed: Sequence[int], weights: Sequence[float], threshold: float = 0.001
-) -> SampleRatio:
+def sample_ratio_check(observed: Sequence[int], weights: Sequence[float], threshold: float = 0.001) -> SampleRatio:
     """Chi-square goodness of fit of observed counts against the configured split.
     The conventional SRM alarm is p < 0.001."""
     total = sum(observed)

@@ -107,9 +107,7 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Resp
     context.setdefault("user", User(found.principal, found.token) if found else None)
     context.setdefault("demo_signin", console(request).settings.demo_signin)
     context.setdefault("status_label", STATUS_LABEL)
-    return console(request).templates.TemplateResponse(
-        request, name, context, status_code=status
-    )
+    return console(request).templates.TemplateResponse(request, name, context, status_code=status)
 
 
 def error_page(request: Request, exc: ServiceError | Exception, title: str = "Something went wrong") -> Response:

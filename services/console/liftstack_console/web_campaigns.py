@@ -54,11 +54,19 @@ async def state(ctx: Console, who: User, campaign: Doc) -> dict[str, Any]:
     else:
         step = "results"
     return {
-        "id": campaign["_id"], "name": campaign["name"], "key": campaign["key"],
-        "connection_id": campaign["connection_id"], "control": campaign["control"],
+        "id": campaign["_id"],
+        "name": campaign["name"],
+        "key": campaign["key"],
+        "connection_id": campaign["connection_id"],
+        "control": campaign["control"],
         "variants": [{"name": v["name"], "weight": v.get("weight", 1.0)} for v in campaign["variants"]],
-        "step": step, "sync": sync, "assignment": assignment, "writeback": writeback,
-        "writeback_error": writeback_error, "template": template, "send": send,
+        "step": step,
+        "sync": sync,
+        "assignment": assignment,
+        "writeback": writeback,
+        "writeback_error": writeback_error,
+        "template": template,
+        "send": send,
     }
 
 
@@ -92,8 +100,7 @@ async def new_campaign_page(request: Request) -> Response:
         connections, error = await list_connections(request), None
     except ServiceError as exc:
         connections, error = [], exc.message
-    return page(request, "campaign_new.html", section="campaigns", connections=connections,
-                error=error)
+    return page(request, "campaign_new.html", section="campaigns", connections=connections, error=error)
 
 
 async def campaign_page(request: Request) -> Response:
@@ -102,17 +109,25 @@ async def campaign_page(request: Request) -> Response:
     campaign = await ctx.campaigns.get_by_id(campaign["_id"]) or campaign
     connections = {c["id"]: c for c in await _safe_connections(request)}
     table = await results_table(ctx.results, campaign) if current["send"] else None
-    return page(request, "campaign.html", section="campaigns", campaign=campaign, s=current,
-                connection=connections.get(campaign["connection_id"]), table=table,
-                metrics=METRICS, sandbox=bool(ctx.settings.sandbox_url), rates=loop.DEMO_RATES)
+    return page(
+        request,
+        "campaign.html",
+        section="campaigns",
+        campaign=campaign,
+        s=current,
+        connection=connections.get(campaign["connection_id"]),
+        table=table,
+        metrics=METRICS,
+        sandbox=bool(ctx.settings.sandbox_url),
+        rates=loop.DEMO_RATES,
+    )
 
 
 async def results_page(request: Request) -> Response:
     ctx, _who, campaign = await _campaign(request)
     table = await results_table(ctx.results, campaign)
     name = "_results.html" if request.query_params.get("partial") else "results.html"
-    return page(request, name, section="campaigns", campaign=campaign, table=table,
-                metrics=METRICS)
+    return page(request, name, section="campaigns", campaign=campaign, table=table, metrics=METRICS)
 
 
 async def preview_page(request: Request) -> Response:
@@ -134,10 +149,14 @@ async def _safe_connections(request: Request) -> list[dict[str, Any]]:
 
 async def api_list(request: Request) -> Response:
     ctx, who = console(request), user(request)
-    return json_ok({"campaigns": [
-        {"id": c["_id"], "name": c["name"], "key": c["key"], "connection_id": c["connection_id"]}
-        for c in await ctx.campaigns.list(who.workspace_id)
-    ]})
+    return json_ok(
+        {
+            "campaigns": [
+                {"id": c["_id"], "name": c["name"], "key": c["key"], "connection_id": c["connection_id"]}
+                for c in await ctx.campaigns.list(who.workspace_id)
+            ]
+        }
+    )
 
 
 async def api_create(request: Request) -> Response:
@@ -208,9 +227,9 @@ async def api_send(request: Request) -> Response:
     ctx, who, campaign = await _campaign(request)
     raw = await json_value(request)
     body = validated(SendBody, raw) if raw is not None else SendBody()
-    return json_ok(await loop.sandbox_send(
-        ctx, who, campaign, body.rates, body.seed, body.duplicates_rate, body.reorder
-    ))
+    return json_ok(
+        await loop.sandbox_send(ctx, who, campaign, body.rates, body.seed, body.duplicates_rate, body.reorder)
+    )
 
 
 async def api_results(request: Request) -> Response:

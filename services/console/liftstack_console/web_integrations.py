@@ -45,9 +45,7 @@ def _conns(ws: str, rest: str = "") -> str:
 
 async def list_connections(request: Request) -> list[dict[str, Any]]:
     who = user(request)
-    data = await console(request).services.call(
-        "connections", "GET", _conns(who.workspace_id), who.token
-    )
+    data = await console(request).services.call("connections", "GET", _conns(who.workspace_id), who.token)
     return list(data["connections"])
 
 
@@ -57,9 +55,16 @@ async def integrations_page(request: Request) -> Response:
         connections, error = await list_connections(request), None
     except ServiceError as exc:
         connections, error = [], exc.message
-    return page(request, "integrations.html", section="settings", connections=connections,
-                manages=who.manages, error=error, project_types=PROJECT_TYPES,
-                project_type_label={value: label for value, label, _ in PROJECT_TYPES})
+    return page(
+        request,
+        "integrations.html",
+        section="settings",
+        connections=connections,
+        manages=who.manages,
+        error=error,
+        project_types=PROJECT_TYPES,
+        project_type_label={value: label for value, label, _ in PROJECT_TYPES},
+    )
 
 
 async def events_page(request: Request) -> Response:
@@ -74,9 +79,17 @@ async def events_page(request: Request) -> Response:
     summary = await services.call("ingest", "GET", f"/v1/connections/{cid}/events/summary", who.token)
     events = await services.call("ingest", "GET", f"/v1/connections/{cid}/events", who.token, params=params)
     windows = {w["window"]: w for w in summary["windows"]}
-    return page(request, "events.html", section="settings", connection=connection,
-                summary=summary, windows=windows, events=events["items"], outcome=outcome,
-                event_types=EVENT_TYPES)
+    return page(
+        request,
+        "events.html",
+        section="settings",
+        connection=connection,
+        summary=summary,
+        windows=windows,
+        events=events["items"],
+        outcome=outcome,
+        event_types=EVENT_TYPES,
+    )
 
 
 # ------------------------------------------------------------------ JSON, for the page's JS

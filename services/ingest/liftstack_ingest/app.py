@@ -32,18 +32,20 @@ log = logging.getLogger(__name__)
 
 ENDPOINTS = [
     Endpoint(
-        "POST", WEBHOOK_PATH,
+        "POST",
+        WEBHOOK_PATH,
         "Receive one Iterable system/journey webhook (secret in Authorization: "
         "Basic|OAuth2|Bearer <secret>, or X-Liftstack-Webhook-Secret).",
-        request=IterableWebhook, response=WebhookAccepted, auth="webhook", tags=["webhooks"],
+        request=IterableWebhook,
+        response=WebhookAccepted,
+        auth="webhook",
+        tags=["webhooks"],
     ),
     *EVENTS_ENDPOINTS,
 ]
 
 
-def create_app(
-    settings: IngestSettings, connections: ConnectionLookup | None = None
-) -> Starlette:
+def create_app(settings: IngestSettings, connections: ConnectionLookup | None = None) -> Starlette:
     owned_client = None
     if connections is None:
         owned_client = ConnectionsClient(settings, ttl_s=settings.connections_cache_ttl_s)
@@ -69,9 +71,9 @@ def create_app(
         for consumer in consumers:
             consumer.start()  # each waits out a Kafka outage itself
         if settings.events_consumer_enabled:
-            tasks.append(asyncio.create_task(
-                maintain(store, settings.events_prune_interval_s), name="events-maintenance"
-            ))
+            tasks.append(
+                asyncio.create_task(maintain(store, settings.events_prune_interval_s), name="events-maintenance")
+            )
         if not await publisher.wait_connected(settings.kafka_connect_wait_s):
             log.warning("Kafka not reachable yet; webhooks answer 503 until it is")
         try:
@@ -90,15 +92,15 @@ def create_app(
     routes = [
         Route(WEBHOOK_PATH, gateway.handle, methods=["POST"]),
         *page.routes(),
-        *standard_routes(
-            "ingest", ENDPOINTS, checks={"kafka": publisher.check, "mongo": mongo_check}
-        ),
+        *standard_routes("ingest", ENDPOINTS, checks={"kafka": publisher.check, "mongo": mongo_check}),
     ]
     # The webhook route applies its own (smaller) cap after the secret check, so
     # the app-wide cap must not be below it.
     body_cap = max(settings.max_body_bytes, settings.webhook_max_body_bytes)
     return Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=service_middleware(settings, body_cap),
     )
 
@@ -122,8 +124,13 @@ def connection_changes_consumer(
             connections.invalidate(delivery.message.connection_id)
 
     return ConsumerRuntime(
-        name=CONNECTION_LISTENER, bootstrap=settings.kafka_bootstrap,
-        topics=[settings.topic(CONNECTION_CHANGED.name)], group_id=None, start_at="latest",
-        decode=decode, handle=invalidate,
-        dead_letter_topic=settings.topic(CONNECTION_CHANGED_DEADLETTER.name), policy=policy,
+        name=CONNECTION_LISTENER,
+        bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(CONNECTION_CHANGED.name)],
+        group_id=None,
+        start_at="latest",
+        decode=decode,
+        handle=invalidate,
+        dead_letter_topic=settings.topic(CONNECTION_CHANGED_DEADLETTER.name),
+        policy=policy,
     )

@@ -46,7 +46,10 @@ CONSUMER_NAME = "ingest.events-page"
 
 
 def events_page_consumer(
-    settings: IngestSettings, store: ReadModel, *, group_id: str | None = None,
+    settings: IngestSettings,
+    store: ReadModel,
+    *,
+    group_id: str | None = None,
     policy: RetryPolicy = RetryPolicy(),
 ) -> ConsumerRuntime[Entry | None]:
     events_topic = settings.topic(ENGAGEMENT_EVENTS.name)
@@ -62,11 +65,16 @@ def events_page_consumer(
         metrics.READ_MODEL_EVENTS.labels("duplicate").inc(result.duplicates)
 
     return ConsumerRuntime(
-        name=CONSUMER_NAME, bootstrap=settings.kafka_bootstrap,
+        name=CONSUMER_NAME,
+        bootstrap=settings.kafka_bootstrap,
         topics=[events_topic, settings.topic(INGEST_OBSERVATIONS.name), deadletter_topic],
-        group_id=group_id or settings.topic(CONSUMER_NAME), decode=decode, handle=apply_batch,
-        dead_letter_topic=deadletter_topic, policy=policy,
-        max_batch=settings.events_consumer_batch, fetch_timeout_ms=200,
+        group_id=group_id or settings.topic(CONSUMER_NAME),
+        decode=decode,
+        handle=apply_batch,
+        dead_letter_topic=deadletter_topic,
+        policy=policy,
+        max_batch=settings.events_consumer_batch,
+        fetch_timeout_ms=200,
     )
 
 
@@ -80,14 +88,22 @@ def to_entry(record: ConsumerRecord[Any, Any], events_topic: str, deadletter_top
     if record.topic == events_topic:
         event = EngagementEvent.model_validate_json(record.value)
         return Entry(
-            doc_id=event.event_id, claim=claim, connection_id=event.connection_id,
-            workspace_id=event.workspace_id, outcome=IngestOutcome.PUBLISHED.value,
-            at=event.received_at, event_name=event.iterable_event_name,
+            doc_id=event.event_id,
+            claim=claim,
+            connection_id=event.connection_id,
+            workspace_id=event.workspace_id,
+            outcome=IngestOutcome.PUBLISHED.value,
+            at=event.received_at,
+            event_name=event.iterable_event_name,
             details={
-                "event_type": event.event_type.value, "email": event.email,
-                "user_id": event.user_id, "campaign_id": event.campaign_id,
-                "template_id": event.template_id, "message_id": event.message_id,
-                "url": event.url, "occurred_at": event.occurred_at,
+                "event_type": event.event_type.value,
+                "email": event.email,
+                "user_id": event.user_id,
+                "campaign_id": event.campaign_id,
+                "template_id": event.template_id,
+                "message_id": event.message_id,
+                "url": event.url,
+                "occurred_at": event.occurred_at,
             },
         )
     observation = IngestObservation.model_validate_json(record.value)
@@ -98,9 +114,13 @@ def to_entry(record: ConsumerRecord[Any, Any], events_topic: str, deadletter_top
     deduped = observation.event_id and observation.outcome is not IngestOutcome.REJECTED
     return Entry(
         doc_id=observation.event_id if deduped else f"obs:{claim}",  # type: ignore[arg-type]
-        claim=claim, connection_id=observation.connection_id,
-        workspace_id=observation.workspace_id, outcome=observation.outcome.value,
-        at=observation.at, event_name=observation.event_name, reason=observation.reason,
+        claim=claim,
+        connection_id=observation.connection_id,
+        workspace_id=observation.workspace_id,
+        outcome=observation.outcome.value,
+        at=observation.at,
+        event_name=observation.event_name,
+        reason=observation.reason,
     )
 
 
@@ -111,8 +131,7 @@ def _failed_downstream(record: ConsumerRecord[Any, Any], deadletter_topic: str) 
     try:
         letter = DeadLetter.model_validate_json(record.value)
     except ValueError:
-        log.warning("skipping an unreadable dead letter at %s[%d]@%d", record.topic,
-                    record.partition, record.offset)
+        log.warning("skipping an unreadable dead letter at %s[%d]@%d", record.topic, record.partition, record.offset)
         return None
     if letter.source_topic == deadletter_topic:
         return None
@@ -133,13 +152,19 @@ def _failed_downstream(record: ConsumerRecord[Any, Any], deadletter_topic: str) 
     return Entry(
         doc_id=f"dl:{letter.consumer}:{letter.source_id}",  # insert-once per consumer and message
         claim=f"{record.topic}:{record.partition}:{record.offset}",
-        connection_id=connection_id, workspace_id=text("workspace_id") or "",
-        outcome=FAILED_DOWNSTREAM, at=letter.at,
+        connection_id=connection_id,
+        workspace_id=text("workspace_id") or "",
+        outcome=FAILED_DOWNSTREAM,
+        at=letter.at,
         event_name=text("iterable_event_name") or text("event_name"),
         reason=f"{letter.consumer}: {letter.reason}"[:300],
-        details={"event_id": text("event_id"), "event_type": text("event_type"),
-                 "email": text("email"), "consumer": letter.consumer,
-                 "reason_class": letter.reason_class},
+        details={
+            "event_id": text("event_id"),
+            "event_type": text("event_type"),
+            "email": text("email"),
+            "consumer": letter.consumer,
+            "reason_class": letter.reason_class,
+        },
     )
 
 
@@ -219,16 +244,27 @@ SUMMARY_PATH = "/v1/connections/{connection_id}/events/summary"
 MAX_PAGE = 200
 
 ENDPOINTS = [
-    Endpoint("GET", EVENTS_PATH, "Recent webhook events of a connection, newest first "
-             "(query: limit<=200, cursor, outcome; failed_downstream: dead-lettered by a "
-             "consumer, with the reason).", response=EventsList, tags=["events"],
-             query={
-                 "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, False),
-                 "cursor": ({"type": "string"}, False),
-                 "outcome": ({"type": "string", "enum": [*OUTCOMES, FAILED_DOWNSTREAM]}, False),
-             }),
-    Endpoint("GET", SUMMARY_PATH, "Webhook event counts per type and outcome (last hour, "
-             "24 h, 7 d) and the last-received time.", response=EventsSummary, tags=["events"]),
+    Endpoint(
+        "GET",
+        EVENTS_PATH,
+        "Recent webhook events of a connection, newest first "
+        "(query: limit<=200, cursor, outcome; failed_downstream: dead-lettered by a "
+        "consumer, with the reason).",
+        response=EventsList,
+        tags=["events"],
+        query={
+            "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, False),
+            "cursor": ({"type": "string"}, False),
+            "outcome": ({"type": "string", "enum": [*OUTCOMES, FAILED_DOWNSTREAM]}, False),
+        },
+    ),
+    Endpoint(
+        "GET",
+        SUMMARY_PATH,
+        "Webhook event counts per type and outcome (last hour, 24 h, 7 d) and the last-received time.",
+        response=EventsSummary,
+        tags=["events"],
+    ),
 ]
 
 
@@ -255,12 +291,14 @@ class EventsPageApi:
             raise ApiError(400, "invalid_parameter", f"limit must be 1..{MAX_PAGE}.", "limit")
         outcome = params.get("outcome") or None
         if outcome is not None and outcome not in (*OUTCOMES, FAILED_DOWNSTREAM):
-            raise ApiError(400, "invalid_parameter",
-                           f"outcome must be one of {', '.join((*OUTCOMES, FAILED_DOWNSTREAM))}.", "outcome")
-        try:
-            docs, next_cursor = await self._store.recent(
-                connection_id, limit, params.get("cursor") or None, outcome
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"outcome must be one of {', '.join((*OUTCOMES, FAILED_DOWNSTREAM))}.",
+                "outcome",
             )
+        try:
+            docs, next_cursor = await self._store.recent(connection_id, limit, params.get("cursor") or None, outcome)
         except ValueError:
             raise ApiError(400, "invalid_parameter", "cursor is not valid.", "cursor") from None
         items = [_item(doc) for doc in docs]
@@ -349,5 +387,11 @@ def _window(name: str, docs: list[dict[str, Any]]) -> WindowCounts:
         if outcome == "rejected":
             reason = doc.get("reason") or "unknown"
             reasons[reason] = reasons.get(reason, 0) + n
-    return WindowCounts(window=name, totals=totals, by_event_name=by_name, rejected_by_reason=reasons,
-                        failed_downstream=sum(failed.values()), failed_downstream_by_reason=failed)
+    return WindowCounts(
+        window=name,
+        totals=totals,
+        by_event_name=by_name,
+        rejected_by_reason=reasons,
+        failed_downstream=sum(failed.values()),
+        failed_downstream_by_reason=failed,
+    )

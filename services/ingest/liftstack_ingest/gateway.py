@@ -60,9 +60,7 @@ class WebhookAccepted(BaseModel):
 
 
 class WebhookGateway:
-    def __init__(
-        self, settings: IngestSettings, connections: ConnectionLookup, publisher: EventPublisher
-    ) -> None:
+    def __init__(self, settings: IngestSettings, connections: ConnectionLookup, publisher: EventPublisher) -> None:
         self._settings = settings
         self._connections = connections
         self._publisher = publisher
@@ -90,7 +88,9 @@ class WebhookGateway:
 
         if not _json_content_type(request.headers.get("content-type")):
             return self._reject(
-                connection, 415, "unsupported_media_type",
+                connection,
+                415,
+                "unsupported_media_type",
                 "Send the webhook as JSON (Content-Type: application/json).",
             )
         try:
@@ -123,22 +123,34 @@ class WebhookGateway:
             # they disagree with it: refuse the event rather than publish a poison.
             log.error("normalised event breaks its contract: %s", exc.errors()[0]["loc"])
             return self._reject(
-                connection, 400, "invalid_payload", "The event is outside liftstack's bounds.",
+                connection,
+                400,
+                "invalid_payload",
+                "The event is outside liftstack's bounds.",
                 item.event_name,
             )
         try:
             await self._publisher.publish_event(event, item.key)
         except KafkaUnavailable:
             return self._reject(
-                connection, 503, "kafka_unavailable", "Try again later.", item.event_name,
+                connection,
+                503,
+                "kafka_unavailable",
+                "Try again later.",
+                item.event_name,
                 retry=True,
             )
         metrics.PUBLISHED.labels(item.event_type.value).inc()
         return _accepted("published", item.event_id)
 
     def _reject(
-        self, connection: InternalConnection, status: int, reason: str, message: str,
-        event_name: str | None = None, retry: bool = False,
+        self,
+        connection: InternalConnection,
+        status: int,
+        reason: str,
+        message: str,
+        event_name: str | None = None,
+        retry: bool = False,
     ) -> Response:
         metrics.REJECTED.labels(reason).inc()
         self._observe(connection, event_name, IngestOutcome.REJECTED, None, None, reason)
@@ -146,8 +158,13 @@ class WebhookGateway:
         return _error(status, code, message, retry=retry)
 
     def _observe(
-        self, connection: InternalConnection, event_name: str | None, outcome: IngestOutcome,
-        event_id: str | None, at: datetime | None, reason: str | None = None,
+        self,
+        connection: InternalConnection,
+        event_name: str | None,
+        outcome: IngestOutcome,
+        event_id: str | None,
+        at: datetime | None,
+        reason: str | None = None,
     ) -> None:
         self._publisher.observe(
             IngestObservation(

@@ -43,8 +43,7 @@ OBSERVATIONS_DROPPED = Counter(
 )
 READ_MODEL_EVENTS = Counter(
     "liftstack_ingest_read_model_events_total",
-    "Messages the Events page consumer applied, by result (counted, duplicate,"
-    " deadlettered).",
+    "Messages the Events page consumer applied, by result (counted, duplicate, deadlettered).",
     ["result"],
 )
 PUBLISH_REFUSED = Counter(

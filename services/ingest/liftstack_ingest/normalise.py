@@ -78,9 +78,7 @@ class Normalised:
     url: str | None = None
     occurred_at: datetime | None = None
 
-    def event(
-        self, payload: dict[str, Any], connection: InternalConnection, received_at: datetime
-    ) -> EngagementEvent:
+    def event(self, payload: dict[str, Any], connection: InternalConnection, received_at: datetime) -> EngagementEvent:
         assert self.event_type is not None
         # The contract enforces the same bounds as the parsing above; a failure here
         # is a bug on our side, not a bad request.
@@ -122,9 +120,7 @@ def normalise(payload: dict[str, Any], connection_id: str) -> Normalised:
         raise BadPayload("missing_event_name", "eventName is required.")
     name = name.strip()
     if len(name) > bounds.MAX_EVENT_NAME_LENGTH:
-        raise BadPayload(
-            "invalid_event_name", f"eventName is over {bounds.MAX_EVENT_NAME_LENGTH} characters."
-        )
+        raise BadPayload("invalid_event_name", f"eventName is over {bounds.MAX_EVENT_NAME_LENGTH} characters.")
     fields = _data_fields(payload)
     email = _text(payload, fields, "email", bounds.MAX_EMAIL_LENGTH)
     user_id = _text(payload, fields, "userId", bounds.MAX_USER_ID_LENGTH)
@@ -153,7 +149,9 @@ def event_id(connection_id: str, payload: dict[str, Any]) -> str:
     to the same id; 24 chars stays under the 32-hex run that log redaction scrubs."""
     stable = _without_volatile(payload)
     canonical = json.dumps(
-        {"c": connection_id, "p": stable}, sort_keys=True, separators=(",", ":"),
+        {"c": connection_id, "p": stable},
+        sort_keys=True,
+        separators=(",", ":"),
         ensure_ascii=False,
     )
     return "ev_" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
@@ -207,8 +205,7 @@ def _created_at(value: Any) -> datetime | None:
     if parsed is None:
         raise BadPayload(
             "invalid_created_at",
-            "createdAt is not a time (\"2016-12-02 18:51:45 +00:00\", ISO 8601 or epoch "
-            "seconds/milliseconds).",
+            'createdAt is not a time ("2016-12-02 18:51:45 +00:00", ISO 8601 or epoch seconds/milliseconds).',
         )
     try:
         return bounds.check_timestamp(parsed)
@@ -266,4 +263,3 @@ def _without_volatile(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_volatile(v) for v in value]
     return value
-

@@ -120,9 +120,7 @@ class EventPublisher:
             raise KafkaUnavailable(self._down_reason)
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(
-                self._broker.publish(event, self._events_topic, key=key), self._timeout
-            )
+            await asyncio.wait_for(self._broker.publish(event, self._events_topic, key=key), self._timeout)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the event isn't stored
             log.warning("publish to %s failed: %s", self._events_topic, type(exc).__name__)
             self._publish_failed = True
@@ -143,7 +141,8 @@ class EventPublisher:
         try:
             await asyncio.wait_for(
                 self._broker.publish(
-                    observation, self._observations_topic,
+                    observation,
+                    self._observations_topic,
                     key=observation.connection_id.encode(),
                 ),
                 self._timeout,
@@ -171,9 +170,7 @@ async def _reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s
-            )
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
         except (OSError, TimeoutError, ValueError):
             continue
         writer.close()

@@ -93,14 +93,10 @@ class ReadModel:
         self._retention = retention
 
     async def ensure_indexes(self) -> None:
-        await self.events.create_index(
-            [("connection_id", ASCENDING), ("received_at", DESCENDING), ("_id", DESCENDING)]
-        )
+        await self.events.create_index([("connection_id", ASCENDING), ("received_at", DESCENDING), ("_id", DESCENDING)])
         await self.events.create_index([("received_at", ASCENDING)])
         await self.counted.create_index([("received_at", ASCENDING)])
-        await self.counts.create_index(
-            [("connection_id", ASCENDING), ("granularity", ASCENDING), ("start", ASCENDING)]
-        )
+        await self.counts.create_index([("connection_id", ASCENDING), ("granularity", ASCENDING), ("start", ASCENDING)])
         await self.counts.create_index([("granularity", ASCENDING), ("start", ASCENDING)])
 
     # ------------------------------------------------------------------ writing
@@ -113,25 +109,18 @@ class ReadModel:
         duplicate_idx = await insert_once(self.events, [e.document() for e in entries])
         to_count = [e for i, e in enumerate(entries) if i not in duplicate_idx]
         if duplicate_idx:
-            to_count += await self._uncounted_own(
-                [entries[i] for i in sorted(duplicate_idx)]
-            )
+            to_count += await self._uncounted_own([entries[i] for i in sorted(duplicate_idx)])
         if to_count:
             await self._increment(to_count)
             # Inserts only: FerretDB is slow at multi-document updates.
-            await insert_once(
-                self.counted, [{"_id": e.doc_id, "received_at": e.at} for e in to_count]
-            )
+            await insert_once(self.counted, [{"_id": e.doc_id, "received_at": e.at} for e in to_count])
         return ApplyResult(len(to_count), len(entries) - len(to_count))
 
     async def _uncounted_own(self, candidates: list[Entry]) -> list[Entry]:
         """Of entries whose id already existed, those from our own earlier,
         interrupted attempt at the very same message (same claim, not counted)."""
         ids = list({e.doc_id for e in candidates})
-        claims = {
-            doc["_id"]: doc.get("claim")
-            async for doc in self.events.find({"_id": {"$in": ids}}, {"claim": 1})
-        }
+        claims = {doc["_id"]: doc.get("claim") async for doc in self.events.find({"_id": {"$in": ids}}, {"claim": 1})}
         counted = {doc["_id"] async for doc in self.counted.find({"_id": {"$in": ids}}, {"_id": 1})}
         return [e for e in candidates if e.doc_id not in counted and claims.get(e.doc_id) == e.claim]
 
@@ -140,8 +129,15 @@ class ReadModel:
         last_seen: dict[tuple[str, str], datetime] = {}
         for e in entries:
             for granularity, start in (("m", _floor(e.at, "m")), ("h", _floor(e.at, "h"))):
-                key = (e.connection_id, e.workspace_id, granularity, start,
-                       e.event_name or "", e.outcome, e.reason or "")
+                key = (
+                    e.connection_id,
+                    e.workspace_id,
+                    granularity,
+                    start,
+                    e.event_name or "",
+                    e.outcome,
+                    e.reason or "",
+                )
                 buckets[key] += 1
             conn = (e.connection_id, e.workspace_id)
             last_seen[conn] = max(e.at, last_seen.get(conn, e.at))
@@ -151,8 +147,12 @@ class ReadModel:
                 {
                     "$inc": {"count": n},
                     "$setOnInsert": {
-                        "connection_id": cid, "workspace_id": ws, "granularity": gran,
-                        "start": start, "event_name": name, "outcome": outcome,
+                        "connection_id": cid,
+                        "workspace_id": ws,
+                        "granularity": gran,
+                        "start": start,
+                        "event_name": name,
+                        "outcome": outcome,
                         "reason": reason,
                     },
                 },
@@ -181,7 +181,10 @@ class ReadModel:
     # ------------------------------------------------------------------ reading
 
     async def recent(
-        self, connection_id: str, limit: int, cursor: str | None = None,
+        self,
+        connection_id: str,
+        limit: int,
+        cursor: str | None = None,
         outcome: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; returns a page and the cursor of the next one (or None)."""
@@ -205,9 +208,7 @@ class ReadModel:
         doc = await self.connections.find_one({"_id": connection_id})
         return doc.get("last_received_at") if doc else None
 
-    async def window_counts(
-        self, connection_id: str, now: datetime | None = None
-    ) -> dict[str, list[dict[str, Any]]]:
+    async def window_counts(self, connection_id: str, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
         """Counter documents per window name (see `WINDOWS`)."""
         now = now or datetime.now(timezone.utc)
         out: dict[str, list[dict[str, Any]]] = {}
@@ -215,8 +216,7 @@ class ReadModel:
             step = timedelta(minutes=1) if granularity == "m" else timedelta(hours=1)
             since = _floor(now, granularity) - step * (buckets - 1)
             cursor = self.counts.find(
-                {"connection_id": connection_id, "granularity": granularity,
-                 "start": {"$gte": since}}
+                {"connection_id": connection_id, "granularity": granularity, "start": {"$gte": since}}
             )
             out[name] = [doc async for doc in cursor]
         return out

@@ -114,9 +114,7 @@ def _token_request(headers: Mapping[str, str]) -> bool:
     return content_type == _FORM
 
 
-def verify(
-    headers: Mapping[str, str], secrets: Sequence[SecretStr], custom_header: str | None = None
-) -> Verdict:
+def verify(headers: Mapping[str, str], secrets: Sequence[SecretStr], custom_header: str | None = None) -> Verdict:
     expected = [s.get_secret_value() for s in secrets if s.get_secret_value()]
     if not expected:
         return Verdict.OK

@@ -28,7 +28,10 @@ def main() -> None:
             # Never log key values: ids and hints only.
             log.info(
                 "seeded project %s (%s, %s) with %d key(s)",
-                project.id, project.name, project.region, len(project.keys),
+                project.id,
+                project.name,
+                project.region,
+                len(project.keys),
             )
     log.info("Iterable sandbox on http://%s:%d (US: /us/api or /api, EU: /eu/api)", settings.host, settings.port)
     # access_log off: request lines could carry a legacy `api_key` query parameter.

@@ -65,9 +65,7 @@ class AdminError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
     def response(self) -> Response:
-        return json_response(
-            {"error": {"code": self.code, "message": self.message, "field": self.field}}, self.status
-        )
+        return json_response({"error": {"code": self.code, "message": self.message, "field": self.field}}, self.status)
 
 
 class KeySpec(BaseModel):
@@ -138,9 +136,7 @@ class WebhookSpec(BaseModel):
 def create_project(state: SandboxState, spec: ProjectSpec) -> tuple[Project, list[dict[str, Any]]]:
     config = ProjectConfig().merged(spec.config)
     project = state.create_project(spec.name, spec.region, spec.identity, config)
-    keys = [
-        state.create_key(project, k.type, k.disabled, k.key, k.name).public(reveal=True) for k in spec.keys
-    ]
+    keys = [state.create_key(project, k.type, k.disabled, k.key, k.name).public(reveal=True) for k in spec.keys]
     return project, keys
 
 
@@ -208,7 +204,9 @@ def _model(model: type[BaseModel], data: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or None
-        raise AdminError(422, "validation_error", f"{where}: {first['msg']}" if where else first["msg"], where) from None
+        raise AdminError(
+            422, "validation_error", f"{where}: {first['msg']}" if where else first["msg"], where
+        ) from None
 
 
 def _project(request: Request) -> Project:
@@ -430,7 +428,11 @@ async def get_templates(request: Request) -> Response:
     project = _project(request)
     with _state(request).lock:
         return json_response(
-            {"templates": [_template_admin_view(project, t) for t in sorted(project.templates.values(), key=lambda t: t.id)]}
+            {
+                "templates": [
+                    _template_admin_view(project, t) for t in sorted(project.templates.values(), key=lambda t: t.id)
+                ]
+            }
         )
 
 

@@ -72,11 +72,7 @@ Handler = Callable[[Ctx], Awaitable[Response]]
 
 
 def api_key_of(request: Request) -> str | None:
-    return (
-        request.headers.get("api-key")
-        or request.headers.get("api_key")
-        or request.query_params.get("api_key")
-    )
+    return request.headers.get("api-key") or request.headers.get("api_key") or request.query_params.get("api_key")
 
 
 def authenticate(state: SandboxState, request: Request, access: Access) -> tuple[Project, ApiKey]:
@@ -278,9 +274,7 @@ async def get_list_users(ctx: Ctx) -> Response:
     prefer_user_id = bool_param(ctx, "preferUserId")
     lst = _list_or_400(ctx, list_id)
     config = ctx.project.config
-    chunks = lists.stream_lines(
-        ctx.project, lst, prefer_user_id, config.stream_chunk_lines, config.faults.model_copy()
-    )
+    chunks = lists.stream_lines(ctx.project, lst, prefer_user_id, config.stream_chunk_lines, config.faults.model_copy())
 
     async def body() -> AsyncIterator[bytes]:
         # Generate on the event loop, yielding control between chunks, so a huge

@@ -134,7 +134,9 @@ def message_id(seed: int, campaign_id: int, template_id: int, email: str) -> str
     return hashlib.sha256(f"{seed}:{campaign_id}:{template_id}:{email}".encode()).hexdigest()[:32]
 
 
-def render_context(data: dict[str, Any], email: str, user_id: str | None, campaign_fields: dict[str, Any]) -> dict[str, Any]:
+def render_context(
+    data: dict[str, Any], email: str, user_id: str | None, campaign_fields: dict[str, Any]
+) -> dict[str, Any]:
     """What Handlebars sees: campaign data fields, overridden by the profile (the
     spec: "overridden by user and event data fields of the same name"), plus
     `email`/`userId` and `profile` (Iterable's way to force the profile value)."""
@@ -167,10 +169,16 @@ async def run_send(state: SandboxState, project: Project, request: SendRequest) 
             user = project.find_user(email=email)
             if user is None:
                 continue
-            recipients.append(Recipient(email=user.email or email, user_id=user.user_id, data=user.profile()["dataFields"]))
+            recipients.append(
+                Recipient(email=user.email or email, user_id=user.user_id, data=user.profile()["dataFields"])
+            )
 
     campaign_key = request.campaignKey or str(request.campaignId)
-    path = request.engagement.variant_path.split(".") if request.engagement.variant_path else ["lf_assignments", campaign_key]
+    path = (
+        request.engagement.variant_path.split(".")
+        if request.engagement.variant_path
+        else ["lf_assignments", campaign_key]
+    )
     for r in recipients:
         found, value = lookup_path(r.data, path)
         r.variant = str(value) if found and value is not None else None
@@ -201,7 +209,9 @@ async def run_send(state: SandboxState, project: Project, request: SendRequest) 
     base = (request.sentAt or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     if base.tzinfo is None:
         base = base.replace(tzinfo=dt.UTC)
-    send_id = hashlib.sha256(f"{project.id}:{request.campaignId}:{request.seed}:{time.time_ns()}".encode()).hexdigest()[:12]
+    send_id = hashlib.sha256(f"{project.id}:{request.campaignId}:{request.seed}:{time.time_ns()}".encode()).hexdigest()[
+        :12
+    ]
     common = {
         "campaignId": request.campaignId,
         "templateId": request.templateId,
@@ -220,7 +230,11 @@ async def run_send(state: SandboxState, project: Project, request: SendRequest) 
     timeline: list[list[tuple[dt.datetime, dict[str, Any]]]] = []
     for r in recipients:
         mid = message_id(request.seed, request.campaignId, request.templateId, r.email)
-        rates = request.engagement.variants.get(r.variant, request.engagement.default) if r.variant else request.engagement.default
+        rates = (
+            request.engagement.variants.get(r.variant, request.engagement.default)
+            if r.variant
+            else request.engagement.default
+        )
         sends.append(
             {
                 "sendId": send_id,
@@ -336,15 +350,24 @@ def _events_for(
         url = links[href_index] if links else "https://example.com/"
         events.append(
             email_event(
-                "emailClick", t_click, url=url, hrefIndex=href_index, ip=ip,
-                userAgent="Mozilla/5.0", userAgentDevice=device,
+                "emailClick",
+                t_click,
+                url=url,
+                hrefIndex=href_index,
+                ip=ip,
+                userAgent="Mozilla/5.0",
+                userAgentDevice=device,
             )
         )
     if u_unsub < rates.unsubscribe:
         events.append(
             email_event(
-                "emailUnSubscribe", t_unsub if opened else t_send + dt.timedelta(minutes=5),
-                unsubSource="EmailLink", emailListIds=[], channelIds=[common["channelId"]], messageTypeIds=[],
+                "emailUnSubscribe",
+                t_unsub if opened else t_send + dt.timedelta(minutes=5),
+                unsubSource="EmailLink",
+                emailListIds=[],
+                channelIds=[common["channelId"]],
+                messageTypeIds=[],
             )
         )
     if u_conv < rates.conversion:
@@ -368,8 +391,14 @@ def _targets(project: Project, request: SendRequest) -> list[Webhook]:
         w = request.webhook
         return [
             Webhook(
-                id=0, endpoint=w.url, auth_type=w.authType, token=w.token, token_type=w.tokenType,
-                username=w.username, password=w.password, headers=dict(w.headers),
+                id=0,
+                endpoint=w.url,
+                auth_type=w.authType,
+                token=w.token,
+                token_type=w.tokenType,
+                username=w.username,
+                password=w.password,
+                headers=dict(w.headers),
             )
         ]
     return [w for w in project.webhooks.values() if w.enabled and w.blast_send_enabled]
@@ -397,10 +426,19 @@ def auth_headers(webhook: Webhook, journey: bool = False) -> dict[str, str]:
     return headers
 
 
-SYSTEM_EVENTS = frozenset({
-    "emailSend", "emailSendSkip", "emailOpen", "emailClick", "emailUnSubscribe",
-    "emailSubscribe", "emailBounce", "emailComplaint", "hostedUnsubscribeClick",
-})
+SYSTEM_EVENTS = frozenset(
+    {
+        "emailSend",
+        "emailSendSkip",
+        "emailOpen",
+        "emailClick",
+        "emailUnSubscribe",
+        "emailSubscribe",
+        "emailBounce",
+        "emailComplaint",
+        "hostedUnsubscribeClick",
+    }
+)
 
 
 async def _deliver(

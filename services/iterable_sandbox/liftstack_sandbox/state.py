@@ -122,9 +122,7 @@ class GeneratedMembers:
 
     def __post_init__(self) -> None:
         # Emails are lowercase (as Iterable stores them); userIds keep their case.
-        self._email_re = re.compile(
-            rf"^{re.escape(self.prefix.lower())}(\d+)@{re.escape(self.domain.lower())}$"
-        )
+        self._email_re = re.compile(rf"^{re.escape(self.prefix.lower())}(\d+)@{re.escape(self.domain.lower())}$")
         self._uid_re = re.compile(rf"^{re.escape(self.prefix)}(\d+)$")
 
     def email(self, i: int) -> str:
@@ -295,9 +293,7 @@ class Project:
         self.limiter.reset(self.config.burst_periods)
 
     def set_config(self, config: ProjectConfig) -> None:
-        if config.burst_periods != self.config.burst_periods or (
-            config.rate_limits and not self.config.rate_limits
-        ):
+        if config.burst_periods != self.config.burst_periods or (config.rate_limits and not self.config.rate_limits):
             # New capacity, or limits switched back on: start with empty buckets.
             self.limiter.reset(config.burst_periods)
         self.fault_rng.reset()

@@ -60,9 +60,9 @@ _BOOLS = {"isDefaultLocale"}
 # only object values (see email_template_view).
 _FLAGS_OR_OBJECTS = {"cacheDataFeed", "mergeDataFeedContext"}
 _OBJECTS = {"campaignDataFields"}
-CONTENT_FIELDS = _STRINGS | _STRING_LISTS | _NUMBER_LISTS | _NUMBERS | _BOOLS | _FLAGS_OR_OBJECTS | _OBJECTS | {
-    "linkParams"
-}
+CONTENT_FIELDS = (
+    _STRINGS | _STRING_LISTS | _NUMBER_LISTS | _NUMBERS | _BOOLS | _FLAGS_OR_OBJECTS | _OBJECTS | {"linkParams"}
+)
 # Always present in GET email/get, as Iterable fills them with defaults.
 _DEFAULTS: dict[str, Any] = {
     "name": "",
@@ -97,13 +97,9 @@ def parse_template_fields(body: Any, endpoint: str, require: str) -> dict[str, A
             continue
         if name in _STRINGS and not isinstance(value, str):
             _err(params, name, "error.expected.jsstring")
-        elif name in _STRING_LISTS and not (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        ):
+        elif name in _STRING_LISTS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             _err(params, name, "error.expected.jsarray")
-        elif name in _NUMBER_LISTS and not (
-            isinstance(value, list) and all(_is_number(v) for v in value)
-        ):
+        elif name in _NUMBER_LISTS and not (isinstance(value, list) and all(_is_number(v) for v in value)):
             _err(params, name, "error.expected.jsarray")
         elif name in _NUMBERS and not _is_number(value):
             _err(params, name, "error.expected.jsnumber")
@@ -116,8 +112,7 @@ def parse_template_fields(body: Any, endpoint: str, require: str) -> dict[str, A
         elif name == "linkParams" and not (
             isinstance(value, list)
             and all(
-                isinstance(p, dict) and isinstance(p.get("key"), str) and isinstance(p.get("value"), str)
-                for p in value
+                isinstance(p, dict) and isinstance(p.get("key"), str) and isinstance(p.get("value"), str) for p in value
             )
         ):
             _err(params, name, "error.expected.jsarray")

@@ -51,9 +51,7 @@ _EMAIL_RE = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
-_DATE_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)?$"
-)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)?$")
 MAX_USER_ID_LENGTH = 512  # Iterable only says "too long"; 512 is our documented cap.
 SYSTEM_FIELDS = {"email": "string", "userId": "string", "signupDate": "date", "profileUpdatedAt": "date"}
 
@@ -64,12 +62,7 @@ def is_valid_email(value: str) -> bool:
 
 def is_valid_user_id(value: str) -> bool:
     """The spec: not empty, not too long, printable ASCII, no trailing space."""
-    return (
-        0 < len(value) <= MAX_USER_ID_LENGTH
-        and value.isascii()
-        and value.isprintable()
-        and not value.endswith(" ")
-    )
+    return 0 < len(value) <= MAX_USER_ID_LENGTH and value.isascii() and value.isprintable() and not value.endswith(" ")
 
 
 # -- field types ---------------------------------------------------------------------
@@ -425,7 +418,10 @@ def _same_user(a: User, b: User) -> bool:
 
 
 def _prune_unknown(
-    types: dict[str, str], data: dict[str, Any], prefix: str, dropped: set[str],
+    types: dict[str, str],
+    data: dict[str, Any],
+    prefix: str,
+    dropped: set[str],
     room: list[int] | None,
 ) -> dict[str, Any]:
     """`data` without the fields the project lacks, each dropped path added to

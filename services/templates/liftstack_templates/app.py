@@ -105,15 +105,38 @@ class PreviewResponse(BaseModel):
 
 
 ENDPOINTS = [
-    Endpoint("POST", BASE + "/generate", "Validate a campaign's variants and generate its "
-             "template (Owner/Admin)", request=TemplateSpec, response=GeneratedTemplate, tags=TAGS),
-    Endpoint("POST", BASE + "/publish", "Generate and create/update the campaign's Iterable "
-             "template (Owner/Admin)", request=PublishRequest, response=PublishResult, tags=TAGS),
-    Endpoint("POST", BASE + "/preview", "Render the generated template for a sample profile, "
-             "once per variant and once unassigned", request=PreviewRequest,
-             response=PreviewResponse, tags=TAGS),
-    Endpoint("GET", BASE, "The saved template of ?campaign_key=", response=TemplateRecord,
-             tags=TAGS, query={"campaign_key": ({"type": "string"}, True)}),
+    Endpoint(
+        "POST",
+        BASE + "/generate",
+        "Validate a campaign's variants and generate its template (Owner/Admin)",
+        request=TemplateSpec,
+        response=GeneratedTemplate,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        BASE + "/publish",
+        "Generate and create/update the campaign's Iterable template (Owner/Admin)",
+        request=PublishRequest,
+        response=PublishResult,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        BASE + "/preview",
+        "Render the generated template for a sample profile, once per variant and once unassigned",
+        request=PreviewRequest,
+        response=PreviewResponse,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "GET",
+        BASE,
+        "The saved template of ?campaign_key=",
+        response=TemplateRecord,
+        tags=TAGS,
+        query={"campaign_key": ({"type": "string"}, True)},
+    ),
 ]
 
 
@@ -177,19 +200,23 @@ def create_app(
             return await generate(spec, renderer)
         except ContentError as exc:
             raise ApiError(
-                422, "invalid_template", str(exc),
-                extra={"problems": [
-                    {"variant": p.variant, "part": p.part, "message": p.message}
-                    for p in exc.problems
-                ]},
+                422,
+                "invalid_template",
+                str(exc),
+                extra={
+                    "problems": [{"variant": p.variant, "part": p.part, "message": p.message} for p in exc.problems]
+                },
             ) from None
 
     async def save(who: Principal, spec: TemplateSpec) -> TemplateRecord:
         _, store, _ = ready()
         generated = await generated_for(spec)
         return await store.save_generated(
-            who.workspace_id, spec, generated,
-            client_template_id(who.workspace_id, spec.campaign_key), who.user_id,
+            who.workspace_id,
+            spec,
+            generated,
+            client_template_id(who.workspace_id, spec.campaign_key),
+            who.user_id,
         )
 
     async def generate_route(request: Request) -> Response:
@@ -209,7 +236,8 @@ def create_app(
             # The key may have been replaced since it was cached: ask again next time.
             creds_source.invalidate(req.connection_id)
             raise ApiError(
-                422, "iterable_auth",
+                422,
+                "iterable_auth",
                 f"Iterable rejected the connection's API key: {exc.message}. Check the "
                 "connection (a server-side key is needed to write templates).",
             ) from None
@@ -219,7 +247,10 @@ def create_app(
             raise ApiError(502, "iterable_error", f"Iterable refused the template: {exc}") from None
         log.info(
             "campaign %r of workspace %s published to template %s (%s)",
-            record.campaign_key, who.workspace_id, result.template_id, result.status,
+            record.campaign_key,
+            who.workspace_id,
+            result.template_id,
+            result.status,
         )
         return json_response(result)
 
@@ -228,11 +259,11 @@ def create_app(
             return await creds_source.get(who.workspace_id, connection_id)
         except ConnectionNotFound:
             # Also another workspace's connection: the same answer, no probing.
-            raise ApiError(404, "connection_not_found", "No such connection.",
-                           field="connection_id") from None
+            raise ApiError(404, "connection_not_found", "No such connection.", field="connection_id") from None
         except CredentialsUnavailable:
-            raise ApiError(503, "connections_unavailable",
-                           "The connections service did not answer; try again.") from None
+            raise ApiError(
+                503, "connections_unavailable", "The connections service did not answer; try again."
+            ) from None
 
     async def preview_route(request: Request) -> Response:
         who = caller(request, manage=False)
@@ -244,26 +275,25 @@ def create_app(
             assert req.campaign_key is not None
             record = await store.get(who.workspace_id, req.campaign_key)
             if record is None:
-                raise ApiError(404, "not_found", "No template saved for this campaign.",
-                               field="campaign_key")
+                raise ApiError(404, "not_found", "No template saved for this campaign.", field="campaign_key")
             spec, generated = record.spec, record.generated
         assignments: list[str | None] = [spec.control]
         assignments += sorted(v.key for v in spec.variants if v.key != spec.control)
         assignments.append(None)
-        previews = [
-            await _preview(renderer, generated, req.profile, variant) for variant in assignments
-        ]
-        return json_response(PreviewResponse(
-            campaign_key=spec.campaign_key, content_hash=generated.content_hash,
-            previews=previews,
-        ))
+        previews = [await _preview(renderer, generated, req.profile, variant) for variant in assignments]
+        return json_response(
+            PreviewResponse(
+                campaign_key=spec.campaign_key,
+                content_hash=generated.content_hash,
+                previews=previews,
+            )
+        )
 
     async def get_route(request: Request) -> Response:
         who = caller(request, manage=False)
         campaign_key = request.query_params.get("campaign_key")
         if not campaign_key:
-            raise ApiError(400, "missing_parameter", "campaign_key is required.",
-                           field="campaign_key")
+            raise ApiError(400, "missing_parameter", "campaign_key is required.", field="campaign_key")
         _, store, _ = ready()
         record = await store.get(who.workspace_id, campaign_key)
         if record is None:
@@ -275,7 +305,8 @@ def create_app(
         await renderer.parse("{{ok}}")
 
     checks: dict[str, Callable[[], Awaitable[None]]] = {
-        "mongo": lambda: mongo_ready(mongo_client), "handlebars": renderer_check,
+        "mongo": lambda: mongo_ready(mongo_client),
+        "handlebars": renderer_check,
     }
     routes = [
         Route(BASE + "/generate", generate_route, methods=["POST"]),
@@ -284,12 +315,15 @@ def create_app(
         Route(BASE, get_route, methods=["GET"]),
         *standard_routes("templates", ENDPOINTS, checks),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=service_middleware(settings),
-                     exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=service_middleware(settings), exception_handlers=EXCEPTION_HANDLERS
+    )  # type: ignore[arg-type]
 
 
 async def _preview(
-    renderer: HandlebarsRenderer, generated: GeneratedTemplate, profile: dict[str, Any],
+    renderer: HandlebarsRenderer,
+    generated: GeneratedTemplate,
+    profile: dict[str, Any],
     variant: str | None,
 ) -> VariantPreview:
     context = copy.deepcopy(profile)

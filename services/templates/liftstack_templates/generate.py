@@ -62,9 +62,7 @@ class Variant(BaseModel):
     subject: str | None = None
     preheader: str | None = None
     html: str | None = Field(default=None, description="Whole email body (no layout)")
-    blocks: dict[str, str] = Field(
-        default_factory=dict, description="Named blocks filling the layout's slots"
-    )
+    blocks: dict[str, str] = Field(default_factory=dict, description="Named blocks filling the layout's slots")
 
 
 class TemplateSpec(BaseModel):
@@ -73,8 +71,8 @@ class TemplateSpec(BaseModel):
     variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     layout: str | None = Field(
         default=None,
-        description='Shared HTML with slots written as <!-- lf_block:name -->; variants '
-                    'then give `blocks` instead of `html`',
+        description="Shared HTML with slots written as <!-- lf_block:name -->; variants "
+        "then give `blocks` instead of `html`",
     )
     name: str | None = Field(default=None, description="Iterable template name")
 
@@ -199,9 +197,7 @@ def resolve(spec: TemplateSpec) -> Resolved:
         problems.append(Problem(control.key, "subject", "the control needs a subject"))
     for v in spec.variants:
         out.subject[v.key] = v.subject if v.subject is not None else (control.subject or "")
-        out.preheader[v.key] = (
-            v.preheader if v.preheader is not None else (control.preheader or "")
-        )
+        out.preheader[v.key] = v.preheader if v.preheader is not None else (control.preheader or "")
 
     if spec.layout is None:
         if control.html is None:
@@ -215,9 +211,7 @@ def resolve(spec: TemplateSpec) -> Resolved:
         slots = parts[1::2]
         out.layout_parts = parts
         if not slots:
-            problems.append(Problem(
-                None, "layout", "has no slot; mark each with <!-- lf_block:name -->"
-            ))
+            problems.append(Problem(None, "layout", "has no slot; mark each with <!-- lf_block:name -->"))
         for v in spec.variants:
             if v.html is not None:
                 problems.append(Problem(v.key, "html", "with a layout, give blocks instead"))
@@ -226,9 +220,7 @@ def resolve(spec: TemplateSpec) -> Resolved:
         for name in dict.fromkeys(slots):
             if name not in control.blocks:
                 problems.append(Problem(control.key, f"block {name}", "the control must fill it"))
-            out.blocks[name] = {
-                v.key: v.blocks.get(name, control.blocks.get(name, "")) for v in spec.variants
-            }
+            out.blocks[name] = {v.key: v.blocks.get(name, control.blocks.get(name, "")) for v in spec.variants}
     if problems:
         raise ContentError(problems)
     return out
@@ -281,7 +273,7 @@ def _as_alone(text: str, parsed: ParseResult) -> str:
     first, last = parsed.first, parsed.last
     if first is not None and _edge_stripped(first.original, first.value):
         if text.startswith(first.original):
-            text = first.value + text[len(first.original):]
+            text = first.value + text[len(first.original) :]
     if last is not None and last is not first and _edge_stripped(last.original, last.value):
         if text.endswith(last.original):
             text = text[: len(text) - len(last.original)] + last.value
@@ -408,15 +400,21 @@ def build(resolved: Resolved, embedded: dict[str, str]) -> GeneratedTemplate:
     subject = whole(resolved.subject)
     preheader = whole(resolved.preheader)
     return GeneratedTemplate(
-        campaign_key=spec.campaign_key, name=name, subject=subject, preheader=preheader,
-        html=html, content_hash=content_hash(name, subject, preheader, html),
+        campaign_key=spec.campaign_key,
+        name=name,
+        subject=subject,
+        preheader=preheader,
+        html=html,
+        content_hash=content_hash(name, subject, preheader, html),
     )
 
 
 def content_hash(name: str, subject: str, preheader: str, html: str) -> str:
     canonical = json.dumps(
         {"name": name, "subject": subject, "preheader": preheader, "html": html},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -434,9 +432,14 @@ async def generate(spec: TemplateSpec, parser: Parser) -> GeneratedTemplate:
             # Each piece parsed alone, so only a slot marker inside a Handlebars tag or
             # comment of the layout can get here.
             where = "layout" if part_name == "html" and spec.layout is not None else part_name
-            raise ContentError([Problem(
-                None, where,
-                "the generated template does not parse (is a slot marker inside a "
-                f"Handlebars tag or comment?): {_one_line(str(exc))}",
-            )]) from None
+            raise ContentError(
+                [
+                    Problem(
+                        None,
+                        where,
+                        "the generated template does not parse (is a slot marker inside a "
+                        f"Handlebars tag or comment?): {_one_line(str(exc))}",
+                    )
+                ]
+            ) from None
     return generated

@@ -66,9 +66,7 @@ class TemplateCreationFailed(Exception):
 
 
 class Publisher:
-    def __init__(
-        self, store: TemplateStore, clients: ClientFactory, sleep: Sleep = asyncio.sleep
-    ) -> None:
+    def __init__(self, store: TemplateStore, clients: ClientFactory, sleep: Sleep = asyncio.sleep) -> None:
         self._store = store
         self._clients = clients
         self._sleep = sleep
@@ -88,16 +86,22 @@ class Publisher:
             return await self._publish(current, record.generated, credentials, force)
 
     async def _publish(
-        self, record: TemplateRecord, generated: GeneratedTemplate, creds: IterableCredentials,
+        self,
+        record: TemplateRecord,
+        generated: GeneratedTemplate,
+        creds: IterableCredentials,
         force: bool,
     ) -> PublishResult:
         ours = record.template_id if record.connection_id == creds.connection_id else None
 
         def result(template_id: int, status: PublishStatus) -> PublishResult:
             return PublishResult(
-                campaign_key=record.campaign_key, connection_id=creds.connection_id,
-                template_id=template_id, client_template_id=record.client_template_id,
-                status=status, content_hash=generated.content_hash,
+                campaign_key=record.campaign_key,
+                connection_id=creds.connection_id,
+                template_id=template_id,
+                client_template_id=record.client_template_id,
+                status=status,
+                content_hash=generated.content_hash,
             )
 
         if ours is not None and record.published_hash == generated.content_hash and not force:
@@ -108,27 +112,27 @@ class Publisher:
             if ours is not None and not await self._update(client, ours, record, generated):
                 log.warning(
                     "template %s of campaign %r is gone from Iterable; creating it again",
-                    ours, record.campaign_key,
+                    ours,
+                    record.campaign_key,
                 )
                 ours = None
             if ours is None:
                 ours, created = await self._find_or_create(client, record.client_template_id)
-                await self._store.set_target(
-                    record.workspace_id, record.campaign_key, creds.connection_id, ours
-                )
+                await self._store.set_target(record.workspace_id, record.campaign_key, creds.connection_id, ours)
                 status = PublishStatus.CREATED if created else PublishStatus.UPDATED
                 if not await self._update_when_visible(client, ours, record, generated):
                     raise TemplateCreationFailed(
                         f"Iterable template {ours} was listed by getByClientTemplateId but"
                         f" could not be read or updated within {sum(LOOKUP_DELAYS_S):.0f}s"
                     )
-        await self._store.mark_published(
-            record.workspace_id, record.campaign_key, generated.content_hash
-        )
+        await self._store.mark_published(record.workspace_id, record.campaign_key, generated.content_hash)
         return result(ours, status)
 
     async def _update(
-        self, client: IterableClient, template_id: int, record: TemplateRecord,
+        self,
+        client: IterableClient,
+        template_id: int,
+        record: TemplateRecord,
         generated: GeneratedTemplate,
     ) -> bool:
         """False when the template no longer exists (deleted in Iterable)."""
@@ -151,7 +155,10 @@ class Publisher:
             return False
 
     async def _update_when_visible(
-        self, client: IterableClient, template_id: int, record: TemplateRecord,
+        self,
+        client: IterableClient,
+        template_id: int,
+        record: TemplateRecord,
         generated: GeneratedTemplate,
     ) -> bool:
         """`_update` of a template just created or found, retried (bounded) while
@@ -161,9 +168,7 @@ class Publisher:
                 await self._sleep(delay)
             if await self._update(client, template_id, record, generated):
                 if attempt:
-                    log.info(
-                        "template %s became readable after %d retries", template_id, attempt
-                    )
+                    log.info("template %s became readable after %d retries", template_id, attempt)
                 return True
         return False
 
@@ -175,9 +180,7 @@ class Publisher:
         except (IterableBadRequest, IterableNotFound):
             return False
 
-    async def _find_or_create(
-        self, client: IterableClient, client_template_id: str
-    ) -> tuple[int, bool]:
+    async def _find_or_create(self, client: IterableClient, client_template_id: str) -> tuple[int, bool]:
         """Our template's id, and whether it was created now. One may already exist
         when an earlier publish created it but stopped before remembering its id."""
         entries = await client.get_templates_by_client_template_id(client_template_id)

@@ -63,7 +63,8 @@ class TemplateStore:
 
     async def ensure_indexes(self) -> None:
         await self._col.create_index(
-            [("workspace_id", ASCENDING), ("campaign_key", ASCENDING)], unique=True,
+            [("workspace_id", ASCENDING), ("campaign_key", ASCENDING)],
+            unique=True,
             name="workspace_campaign_unique",
         )
 
@@ -72,8 +73,12 @@ class TemplateStore:
         return _record(doc) if doc else None
 
     async def save_generated(
-        self, workspace_id: str, spec: TemplateSpec, generated: GeneratedTemplate,
-        client_template_id: str, user_id: str | None,
+        self,
+        workspace_id: str,
+        spec: TemplateSpec,
+        generated: GeneratedTemplate,
+        client_template_id: str,
+        user_id: str | None,
     ) -> TemplateRecord:
         """Keep the spec and its generated source; where it is published is untouched."""
         changes: dict[str, Any] = {
@@ -92,22 +97,29 @@ class TemplateStore:
         assert record is not None
         return record
 
-    async def set_target(
-        self, workspace_id: str, campaign_key: str, connection_id: str, template_id: int
-    ) -> None:
+    async def set_target(self, workspace_id: str, campaign_key: str, connection_id: str, template_id: int) -> None:
         """The Iterable template this campaign owns from now on. What it last received
         is unknown until `mark_published`."""
-        await self._update(workspace_id, campaign_key, {
-            "connection_id": connection_id, "template_id": template_id,
-            "published_hash": None, "published_at": None,
-        })
+        await self._update(
+            workspace_id,
+            campaign_key,
+            {
+                "connection_id": connection_id,
+                "template_id": template_id,
+                "published_hash": None,
+                "published_at": None,
+            },
+        )
 
-    async def mark_published(
-        self, workspace_id: str, campaign_key: str, content_hash: str
-    ) -> None:
-        await self._update(workspace_id, campaign_key, {
-            "published_hash": content_hash, "published_at": _now(),
-        })
+    async def mark_published(self, workspace_id: str, campaign_key: str, content_hash: str) -> None:
+        await self._update(
+            workspace_id,
+            campaign_key,
+            {
+                "published_hash": content_hash,
+                "published_at": _now(),
+            },
+        )
 
     async def _upsert(self, workspace_id: str, campaign_key: str, changes: dict[str, Any]) -> None:
         key = {"workspace_id": workspace_id, "campaign_key": campaign_key}
@@ -125,9 +137,12 @@ class TemplateStore:
 
     async def _update(self, workspace_id: str, campaign_key: str, changes: dict[str, Any]) -> None:
         # Only after save_generated: a document without a spec must never appear.
-        result = await self._writer.run((workspace_id, campaign_key), lambda: self._col.update_one(
-            {"workspace_id": workspace_id, "campaign_key": campaign_key}, {"$set": changes}
-        ))
+        result = await self._writer.run(
+            (workspace_id, campaign_key),
+            lambda: self._col.update_one(
+                {"workspace_id": workspace_id, "campaign_key": campaign_key}, {"$set": changes}
+            ),
+        )
         if result.matched_count != 1:
             raise LookupError(f"no template saved for campaign {campaign_key!r}")
 
@@ -138,8 +153,12 @@ def _record(doc: dict[str, Any]) -> TemplateRecord:
         campaign_key=doc["campaign_key"],
         spec=TemplateSpec.model_validate_json(doc["spec_json"]),
         generated=GeneratedTemplate(
-            campaign_key=doc["campaign_key"], name=doc["name"], subject=doc["subject"],
-            preheader=doc["preheader"], html=doc["html"], content_hash=doc["content_hash"],
+            campaign_key=doc["campaign_key"],
+            name=doc["name"],
+            subject=doc["subject"],
+            preheader=doc["preheader"],
+            html=doc["html"],
+            content_hash=doc["content_hash"],
         ),
         generated_at=doc["generated_at"],
         generated_by=doc.get("generated_by"),

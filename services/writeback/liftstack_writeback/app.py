@@ -51,12 +51,20 @@ class RunView(BaseModel):
     @classmethod
     def of(cls, s: RunSummary) -> RunView:
         return cls(
-            run=s.run, triggered_by=s.created_by, status=s.status, total=s.header.total,
-            written=s.written, succeeded=s.succeeded, failed=s.failed,
-            failed_by_reason=s.failed_by_reason, batches_done=s.batches_done,
+            run=s.run,
+            triggered_by=s.created_by,
+            status=s.status,
+            total=s.header.total,
+            written=s.written,
+            succeeded=s.succeeded,
+            failed=s.failed,
+            failed_by_reason=s.failed_by_reason,
+            batches_done=s.batches_done,
             unattributed_failures=s.unattributed_failures,
-            batch_count=s.header.batch_count, started_at=s.started_at,
-            finished_at=s.finished_at, profiles_per_second=s.profiles_per_second,
+            batch_count=s.header.batch_count,
+            started_at=s.started_at,
+            finished_at=s.finished_at,
+            profiles_per_second=s.profiles_per_second,
         )
 
 
@@ -98,9 +106,12 @@ def create_app(
         if not runs:
             raise ApiError(404, "not_found", "No such writeback job in this workspace.")
         return JobView(
-            job_id=header.job_id, workspace_id=header.workspace_id,
-            connection_id=header.connection_id, campaign_key=header.campaign_key,
-            total=header.total, current=RunView.of(runs[-1]),
+            job_id=header.job_id,
+            workspace_id=header.workspace_id,
+            connection_id=header.connection_id,
+            campaign_key=header.campaign_key,
+            total=header.total,
+            current=RunView.of(runs[-1]),
             previous_runs=[RunView.of(s) for s in reversed(runs[:-1])],
         )
 
@@ -113,8 +124,9 @@ def create_app(
         require_manager(principal)
         key = request.headers.get("idempotency-key")
         if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-            raise ApiError(400, "invalid_idempotency_key",
-                           "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ . : -.")
+            raise ApiError(
+                400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ . : -."
+            )
         service = service_of(request)
         try:
             result = await service.retrigger(header, key)
@@ -122,9 +134,7 @@ def create_app(
             raise ApiError(409, exc.code, exc.message) from None
         except KafkaError:
             # The run exists but isn't fully published: re-triggering again resumes it.
-            raise ApiError(
-                503, "unavailable", "Could not publish the re-run; re-trigger again in a minute."
-            ) from None
+            raise ApiError(503, "unavailable", "Could not publish the re-run; re-trigger again in a minute.") from None
         response = json_response(await view(service, header), status=202)
         if not result.created:
             # Same answer as the first time; the header says nothing new started.
@@ -132,13 +142,19 @@ def create_app(
         return response
 
     endpoints = [
-        Endpoint("GET", JOB_PATH, "A writeback job's progress, with its previous runs.",
-                 response=JobView, tags=["writeback"]),
-        Endpoint("POST", JOB_PATH + "/retrigger",
-                 "Re-run a finished job from the beginning (Owners and Admins). With an "
-                 "Idempotency-Key header, repeating the request answers the run it "
-                 "created (Idempotent-Replayed: true) instead of starting another.",
-                 response=JobView, status=202, tags=["writeback"]),
+        Endpoint(
+            "GET", JOB_PATH, "A writeback job's progress, with its previous runs.", response=JobView, tags=["writeback"]
+        ),
+        Endpoint(
+            "POST",
+            JOB_PATH + "/retrigger",
+            "Re-run a finished job from the beginning (Owners and Admins). With an "
+            "Idempotency-Key header, repeating the request answers the run it "
+            "created (Idempotent-Replayed: true) instead of starting another.",
+            response=JobView,
+            status=202,
+            tags=["writeback"],
+        ),
     ]
 
     @contextlib.asynccontextmanager
@@ -165,7 +181,8 @@ def create_app(
             Route(JOB_PATH, get_job, methods=["GET"]),
             Route(JOB_PATH + "/retrigger", retrigger, methods=["POST"]),
             *standard_routes(
-                "writeback", endpoints,
+                "writeback",
+                endpoints,
                 {"kafka": check_kafka, "mongo": check_mongo},
             ),
         ],

@@ -59,7 +59,10 @@ class _Entry:
 
 class IterableClients:
     def __init__(
-        self, settings: WritebackSettings, credentials: CredentialsSource, pacer: MongoPacer,
+        self,
+        settings: WritebackSettings,
+        credentials: CredentialsSource,
+        pacer: MongoPacer,
     ) -> None:
         self._settings = settings
         self.credentials = credentials
@@ -82,8 +85,12 @@ class IterableClients:
             self._retire(entry.client)
         pkey = project_key(key)
         client = IterableClient.from_settings(
-            self._settings, creds.api_key, creds.region,
-            rate_limits=self._limits, project_key=pkey, retry=self._retry,
+            self._settings,
+            creds.api_key,
+            creds.region,
+            rate_limits=self._limits,
+            project_key=pkey,
+            retry=self._retry,
             max_connections=max(4, self._settings.writeback_window),
             event_hooks={"response": [self._on_response_hook(pkey)]},
         )

@@ -61,22 +61,33 @@ class JobHeader:
     @classmethod
     def of(cls, batch: AssignmentBatch) -> JobHeader:
         return cls(
-            batch.job_id, batch.workspace_id, batch.connection_id, batch.campaign_key,
-            batch.batch_count, batch.total_recipients,
+            batch.job_id,
+            batch.workspace_id,
+            batch.connection_id,
+            batch.campaign_key,
+            batch.batch_count,
+            batch.total_recipients,
         )
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> JobHeader:
         return cls(
-            doc["_id"], doc["workspace_id"], doc["connection_id"], doc["campaign_key"],
-            int(doc["batch_count"]), int(doc["total"]),
+            doc["_id"],
+            doc["workspace_id"],
+            doc["connection_id"],
+            doc["campaign_key"],
+            int(doc["batch_count"]),
+            int(doc["total"]),
         )
 
     def doc(self) -> dict[str, Any]:
         return {
-            "_id": self.job_id, "workspace_id": self.workspace_id,
-            "connection_id": self.connection_id, "campaign_key": self.campaign_key,
-            "batch_count": self.batch_count, "total": self.total,
+            "_id": self.job_id,
+            "workspace_id": self.workspace_id,
+            "connection_id": self.connection_id,
+            "campaign_key": self.campaign_key,
+            "batch_count": self.batch_count,
+            "total": self.total,
         }
 
 
@@ -139,17 +150,27 @@ class RunSummary:
     def progress(self) -> WritebackProgress:
         h = self.header
         return WritebackProgress(
-            job_id=h.job_id, run=self.run, workspace_id=h.workspace_id,
-            connection_id=h.connection_id, campaign_key=h.campaign_key, status=self.status,
-            total=h.total, written=self.written, succeeded=self.succeeded, failed=self.failed,
-            failed_by_reason=dict(self.failed_by_reason), started_at=self.started_at,
-            finished_at=self.finished_at, profiles_per_second=self.profiles_per_second,
+            job_id=h.job_id,
+            run=self.run,
+            workspace_id=h.workspace_id,
+            connection_id=h.connection_id,
+            campaign_key=h.campaign_key,
+            status=self.status,
+            total=h.total,
+            written=self.written,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            failed_by_reason=dict(self.failed_by_reason),
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            profiles_per_second=self.profiles_per_second,
             unattributed_failures=self.unattributed_failures,
         )
 
 
-def _status(header: JobHeader, batches_done: int, succeeded: int, failed: int,
-            created_by: str, unattributed: int = 0) -> WritebackStatus:
+def _status(
+    header: JobHeader, batches_done: int, succeeded: int, failed: int, created_by: str, unattributed: int = 0
+) -> WritebackStatus:
     if batches_done < header.batch_count:
         if batches_done == 0 and created_by == RETRIGGER:
             return WritebackStatus.PENDING
@@ -214,25 +235,34 @@ class JobStore:
     async def ensure_run(self, job_id: str, run: int) -> None:
         """A run starts when its first batch is picked up (or when re-triggered)."""
         try:
-            await self.runs.insert_one({
-                "_id": _run_id(job_id, run), "job_id": job_id, "run": run,
-                "created_by": ENGINE, "created_at": utcnow(),
-            })
+            await self.runs.insert_one(
+                {
+                    "_id": _run_id(job_id, run),
+                    "job_id": job_id,
+                    "run": run,
+                    "created_by": ENGINE,
+                    "created_at": utcnow(),
+                }
+            )
         except DuplicateKeyError:
             pass
 
-    async def create_retrigger_run(
-        self, job_id: str, run: int, idempotency_key: str | None = None
-    ) -> bool:
+    async def create_retrigger_run(self, job_id: str, run: int, idempotency_key: str | None = None) -> bool:
         """Claim run `run` for a re-trigger; False if it exists (someone else won).
         The client's idempotency key is stored in the run document itself, so the
         claim and the key are one insert."""
         try:
-            await self.runs.insert_one({
-                "_id": _run_id(job_id, run), "job_id": job_id, "run": run,
-                "created_by": RETRIGGER, "created_at": utcnow(), "published_at": None,
-                "idempotency_key": idempotency_key,
-            })
+            await self.runs.insert_one(
+                {
+                    "_id": _run_id(job_id, run),
+                    "job_id": job_id,
+                    "run": run,
+                    "created_by": RETRIGGER,
+                    "created_at": utcnow(),
+                    "published_at": None,
+                    "idempotency_key": idempotency_key,
+                }
+            )
             return True
         except DuplicateKeyError:
             return False
@@ -243,9 +273,7 @@ class JobStore:
     async def mark_published(self, job_id: str, run: int) -> None:
         # The only update ever made to a run document, by the one re-trigger that
         # created it, so there is no concurrent writer to lose it to.
-        await self.runs.update_one(
-            {"_id": _run_id(job_id, run)}, {"$set": {"published_at": utcnow()}}
-        )
+        await self.runs.update_one({"_id": _run_id(job_id, run)}, {"$set": {"published_at": utcnow()}})
 
     async def run_docs(self, job_id: str) -> list[dict[str, Any]]:
         """Every run of a job, oldest first. Runs are numbered from 1 without gaps, so
@@ -261,14 +289,16 @@ class JobStore:
 
     async def store_batch(self, batch: AssignmentBatch) -> None:
         """Keep the assignments for re-runs (first copy wins)."""
-        raw = json.dumps(
-            [a.model_dump(exclude_none=True) for a in batch.assignments], separators=(",", ":")
-        ).encode()
+        raw = json.dumps([a.model_dump(exclude_none=True) for a in batch.assignments], separators=(",", ":")).encode()
         try:
-            await self.batches.insert_one({
-                "_id": f"{batch.job_id}|{batch.batch_seq}", "job_id": batch.job_id,
-                "seq": batch.batch_seq, "assignments": Binary(zlib.compress(raw, 1)),
-            })
+            await self.batches.insert_one(
+                {
+                    "_id": f"{batch.job_id}|{batch.batch_seq}",
+                    "job_id": batch.job_id,
+                    "seq": batch.batch_seq,
+                    "assignments": Binary(zlib.compress(raw, 1)),
+                }
+            )
         except DuplicateKeyError:
             pass
 
@@ -283,34 +313,43 @@ class JobStore:
         return [found[seq] for seq in range(header.batch_count)]
 
     async def outcome_recorded(self, job_id: str, run: int, seq: int) -> bool:
-        return await self.outcomes.find_one(
-            {"_id": _outcome_id(job_id, run, seq)}, {"_id": 1}
-        ) is not None
+        return await self.outcomes.find_one({"_id": _outcome_id(job_id, run, seq)}, {"_id": 1}) is not None
 
-    async def record_outcome(
-        self, job_id: str, run: int, seq: int, outcome: BatchOutcome, instance: str = ""
-    ) -> bool:
+    async def record_outcome(self, job_id: str, run: int, seq: int, outcome: BatchOutcome, instance: str = "") -> bool:
         """Record a batch's outcome once. False if it was already recorded (a
         redelivery or a concurrent owner): the first recorded outcome counts."""
         oid = _outcome_id(job_id, run, seq)
         if outcome.failures:
             # Before the outcome, so a recorded outcome always has its details.
             try:
-                await self.failures.insert_one({
-                    "_id": oid, "job_id": job_id, "run": run, "seq": seq,
-                    # Objects, not pairs: FerretDB does not store nested arrays.
-                    "failures": [{"recipient": r, "reason": why} for r, why in outcome.failures],
-                })
+                await self.failures.insert_one(
+                    {
+                        "_id": oid,
+                        "job_id": job_id,
+                        "run": run,
+                        "seq": seq,
+                        # Objects, not pairs: FerretDB does not store nested arrays.
+                        "failures": [{"recipient": r, "reason": why} for r, why in outcome.failures],
+                    }
+                )
             except DuplicateKeyError:
                 pass
         try:
-            await self.outcomes.insert_one({
-                "_id": oid, "job_id": job_id, "run": run, "seq": seq,
-                "users": outcome.users, "succeeded": outcome.succeeded, "failed": outcome.failed,
-                "failed_by_reason": outcome.failed_by_reason(),
-                "unattributed_failures": outcome.unattributed_failures, "recorded_at": utcnow(),
-                "recorded_by": instance,
-            })
+            await self.outcomes.insert_one(
+                {
+                    "_id": oid,
+                    "job_id": job_id,
+                    "run": run,
+                    "seq": seq,
+                    "users": outcome.users,
+                    "succeeded": outcome.succeeded,
+                    "failed": outcome.failed,
+                    "failed_by_reason": outcome.failed_by_reason(),
+                    "unattributed_failures": outcome.unattributed_failures,
+                    "recorded_at": utcnow(),
+                    "recorded_by": instance,
+                }
+            )
             return True
         except DuplicateKeyError:
             return False
@@ -330,8 +369,15 @@ class JobStore:
         seen: set[int] = set()
         cursor = self.outcomes.find(
             {"job_id": header.job_id, "run": run},
-            {"seq": 1, "users": 1, "succeeded": 1, "failed": 1, "failed_by_reason": 1,
-             "unattributed_failures": 1, "recorded_at": 1},
+            {
+                "seq": 1,
+                "users": 1,
+                "succeeded": 1,
+                "failed": 1,
+                "failed_by_reason": 1,
+                "unattributed_failures": 1,
+                "recorded_at": 1,
+            },
         )
         async for doc in cursor:
             if doc["seq"] in seen or doc["seq"] >= header.batch_count:
@@ -349,9 +395,16 @@ class JobStore:
         created_by = run_doc.get("created_by", ENGINE)
         status = _status(header, batches, succeeded, failed, created_by, unattributed)
         return RunSummary(
-            header=header, run=run, created_by=created_by, status=status,
-            batches_done=batches, written=written, succeeded=succeeded, failed=failed,
-            failed_by_reason=by_reason, started_at=run_doc.get("created_at"),
+            header=header,
+            run=run,
+            created_by=created_by,
+            status=status,
+            batches_done=batches,
+            written=written,
+            succeeded=succeeded,
+            failed=failed,
+            failed_by_reason=by_reason,
+            started_at=run_doc.get("created_at"),
             finished_at=last if status in FINAL else None,
             unattributed_failures=unattributed,
         )
@@ -368,9 +421,15 @@ class JobStore:
         p = summary.progress()
         await self.stats.update_one(
             {"_id": _run_id(summary.header.job_id, summary.run)},
-            {"$set": {**p.model_dump(exclude={"schema_version", "at"}),
-                      "status": str(p.status), "batches_done": summary.batches_done,
-                      "created_by": summary.created_by, "updated_at": utcnow()}},
+            {
+                "$set": {
+                    **p.model_dump(exclude={"schema_version", "at"}),
+                    "status": str(p.status),
+                    "batches_done": summary.batches_done,
+                    "created_by": summary.created_by,
+                    "updated_at": utcnow(),
+                }
+            },
             upsert=True,
         )
 
@@ -381,13 +440,17 @@ class JobStore:
             cached = await self.stats.find_one({"_id": run_doc["_id"]})
             if cached and cached.get("status") in {str(s) for s in FINAL}:
                 summary = RunSummary(
-                    header=header, run=int(run_doc["run"]),
+                    header=header,
+                    run=int(run_doc["run"]),
                     created_by=run_doc.get("created_by", ENGINE),
                     status=WritebackStatus(cached["status"]),
-                    batches_done=int(cached["batches_done"]), written=int(cached["written"]),
-                    succeeded=int(cached["succeeded"]), failed=int(cached["failed"]),
+                    batches_done=int(cached["batches_done"]),
+                    written=int(cached["written"]),
+                    succeeded=int(cached["succeeded"]),
+                    failed=int(cached["failed"]),
                     failed_by_reason=dict(cached["failed_by_reason"]),
-                    started_at=cached.get("started_at"), finished_at=cached.get("finished_at"),
+                    started_at=cached.get("started_at"),
+                    finished_at=cached.get("finished_at"),
                     unattributed_failures=int(cached.get("unattributed_failures") or 0),
                 )
             else:

@@ -103,9 +103,7 @@ class MongoPacer:
             )
             while True:
                 try:
-                    await self._coll.insert_one(
-                        {"_id": f"{bucket}|{slot}", "b": bucket, "at": slot * interval}
-                    )
+                    await self._coll.insert_one({"_id": f"{bucket}|{slot}", "b": bucket, "at": slot * interval})
                     break
                 except DuplicateKeyError:
                     slot += 1  # another instance has it
@@ -129,8 +127,6 @@ class MongoPacer:
 
     async def _raise_hint(self, bucket: str, slot: int) -> None:
         try:
-            await self._coll.update_one(
-                {"_id": f"{bucket}|next"}, {"$max": {"k": slot}}, upsert=True
-            )
+            await self._coll.update_one({"_id": f"{bucket}|next"}, {"$max": {"k": slot}}, upsert=True)
         except DuplicateKeyError:
             pass  # two first-ever upserts raced; the hint exists now, good enough

@@ -114,9 +114,7 @@ class BatchProcessor:
             outcome = await self._writer.write(client, batch)
             if any(reason == UNAUTHORIZED for _, reason in outcome.failures):
                 self._clients.credentials.invalidate(batch.connection_id)
-            if await self._store.record_outcome(
-                batch.job_id, batch.run, batch.batch_seq, outcome, self._instance
-            ):
+            if await self._store.record_outcome(batch.job_id, batch.run, batch.batch_seq, outcome, self._instance):
                 BATCHES.labels("written").inc()
                 USERS.labels("ok").inc(outcome.succeeded)
                 for reason, n in outcome.failed_by_reason().items():

@@ -78,10 +78,15 @@ class ProgressTracker:
                 continue
             if summary.finished:
                 log.info(
-                    "writeback job %s run %d %s: %d/%d written, %d succeeded, %d failed %s,"
-                    " %.0f profiles/s",
-                    key[0], key[1], summary.status, summary.written, summary.header.total,
-                    summary.succeeded, summary.failed, summary.failed_by_reason,
+                    "writeback job %s run %d %s: %d/%d written, %d succeeded, %d failed %s, %.0f profiles/s",
+                    key[0],
+                    key[1],
+                    summary.status,
+                    summary.written,
+                    summary.header.total,
+                    summary.succeeded,
+                    summary.failed,
+                    summary.failed_by_reason,
                     summary.profiles_per_second,
                 )
             for w in waiters:

@@ -62,28 +62,37 @@ class WritebackService:
         db = database(self.mongo, settings)
         self.store = JobStore(db)
         self.pacer = MongoPacer(
-            db["writeback_pacer"], headroom=settings.iterable_rate_headroom,
+            db["writeback_pacer"],
+            headroom=settings.iterable_rate_headroom,
             limits={Endpoint.BULK_UPDATE: Limit(settings.writeback_bulk_update_rate, 1)},
             retention_s=settings.writeback_pacer_retention_s,
         )
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, client_id="liftstack-writeback",
-            acks="all", enable_idempotence=True, request_timeout_ms=15_000,
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="liftstack-writeback",
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=15_000,
         )
         self.clients = IterableClients(settings, credentials, self.pacer)
-        self.progress = ProgressTracker(
-            self.store, self._publish_progress, settings.writeback_progress_interval
+        self.progress = ProgressTracker(self.store, self._publish_progress, settings.writeback_progress_interval)
+        writer = BatchWriter(
+            WriterPolicy(
+                rate_limit_base_delay=settings.writeback_rate_limit_base_delay,
+                rate_limit_max_delay=settings.writeback_rate_limit_max_delay,
+            )
         )
-        writer = BatchWriter(WriterPolicy(
-            rate_limit_base_delay=settings.writeback_rate_limit_base_delay,
-            rate_limit_max_delay=settings.writeback_rate_limit_max_delay,
-        ))
         self.processor = BatchProcessor(
-            store=self.store, clients=self.clients, writer=writer, progress=self.progress,
+            store=self.store,
+            clients=self.clients,
+            writer=writer,
+            progress=self.progress,
             instance=self.instance,
         )
         self.guard = MessageGuard(
-            consumer="writeback", dead_letters=self._publish_dead_letter, classifier=CLASSIFIER,
+            consumer="writeback",
+            dead_letters=self._publish_dead_letter,
+            classifier=CLASSIFIER,
             policy=RetryPolicy(attempts=settings.writeback_record_attempts),
         )
         self.consumer = OrderedConsumer(
@@ -100,9 +109,7 @@ class WritebackService:
 
     async def start(self, consume: bool = True) -> None:
         await self.store.setup()
-        await ensure_topics(
-            self.settings, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER)
-        )
+        await ensure_topics(self.settings, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER))
         await self.producer.start()
         if consume:
             await self.consumer.start()
@@ -131,13 +138,15 @@ class WritebackService:
 
     async def _publish_progress(self, progress: WritebackProgress) -> None:
         await self.producer.send_and_wait(
-            self.settings.topic(WRITEBACK_PROGRESS.name), progress.to_bytes(),
+            self.settings.topic(WRITEBACK_PROGRESS.name),
+            progress.to_bytes(),
             key=progress.job_id.encode(),
         )
 
     async def _publish_dead_letter(self, letter: DeadLetter) -> None:
         await self.producer.send_and_wait(
-            self.settings.topic(WRITEBACK_DEADLETTER.name), letter.to_bytes(),
+            self.settings.topic(WRITEBACK_DEADLETTER.name),
+            letter.to_bytes(),
             key=letter.key.encode() if letter.key else None,
         )
         BATCHES.labels("dead_letter").inc()
@@ -155,9 +164,7 @@ class WritebackService:
 
     # --- re-trigger ----------------------------------------------------------------
 
-    async def retrigger(
-        self, header: JobHeader, idempotency_key: str | None = None
-    ) -> RetriggerResult:
+    async def retrigger(self, header: JobHeader, idempotency_key: str | None = None) -> RetriggerResult:
         """Re-run a finished job from the beginning: its stored assignments are
         published again as run N+1, through the same topic, partition, pacer and
         counting as the first run. Writing a value a profile already has is harmless.
@@ -179,20 +186,15 @@ class WritebackService:
         if last.finished:
             run = last.run + 1
         elif (
-            last.created_by == RETRIGGER and last_doc.get("published_at") is None
-            and _age_s(last_doc) > RESUME_AFTER_S
+            last.created_by == RETRIGGER and last_doc.get("published_at") is None and _age_s(last_doc) > RESUME_AFTER_S
         ):
             run, resume = last.run, True
         else:
-            raise RetriggerRefused(
-                "job_running", f"Run {last.run} is still {last.status}; re-trigger it once it ends."
-            )
+            raise RetriggerRefused("job_running", f"Run {last.run} is still {last.status}; re-trigger it once it ends.")
         batches = await self.store.stored_batches(header)
         if batches is None:
             raise RetriggerRefused("assignments_unavailable", "The job's assignments are not all stored.")
-        if not resume and not await self.store.create_retrigger_run(
-            header.job_id, run, idempotency_key
-        ):
+        if not resume and not await self.store.create_retrigger_run(header.job_id, run, idempotency_key):
             winner = await self.store.run_doc(header.job_id, run)
             same_request = winner is not None and idempotency_key is not None
             if same_request and winner.get("idempotency_key") == idempotency_key:
@@ -203,9 +205,7 @@ class WritebackService:
             raise RetriggerRefused("retrigger_in_progress", "The job is being re-triggered already.")
         return RetriggerResult(await self._publish_run(header, run, batches), created=True)
 
-    async def _replay(
-        self, header: JobHeader, run_doc: dict[str, Any], summary: RunSummary
-    ) -> RetriggerResult:
+    async def _replay(self, header: JobHeader, run_doc: dict[str, Any], summary: RunSummary) -> RetriggerResult:
         """The answer to a repeated re-trigger: the run it created, whose publishing
         is finished here if the first attempt was interrupted long enough ago."""
         if run_doc.get("published_at") is None and _age_s(run_doc) > RESUME_AFTER_S:
@@ -214,18 +214,21 @@ class WritebackService:
                 summary = await self._publish_run(header, summary.run, batches)
         return RetriggerResult(summary, created=False)
 
-    async def _publish_run(
-        self, header: JobHeader, run: int, batches: list[list[Assignment]]
-    ) -> RunSummary:
+    async def _publish_run(self, header: JobHeader, run: int, batches: list[list[Assignment]]) -> RunSummary:
         topic = self.settings.topic(CAMPAIGN_ASSIGNMENTS.name)
         key = header.connection_id.encode()
         sends = []
         for seq, assignments in enumerate(batches):
             message = AssignmentBatch(
-                job_id=header.job_id, workspace_id=header.workspace_id,
-                connection_id=header.connection_id, campaign_key=header.campaign_key,
-                batch_seq=seq, batch_count=header.batch_count,
-                total_recipients=header.total, run=run, assignments=assignments,
+                job_id=header.job_id,
+                workspace_id=header.workspace_id,
+                connection_id=header.connection_id,
+                campaign_key=header.campaign_key,
+                batch_seq=seq,
+                batch_count=header.batch_count,
+                total_recipients=header.total,
+                run=run,
+                assignments=assignments,
             )
             sends.append(await self.producer.send(topic, message.to_bytes(), key=key))
         await asyncio.gather(*sends)

@@ -71,7 +71,7 @@ def _upper_bound_bytes(users: list[BulkUpdateUser]) -> int:
     each user to measure it as `pack_users` must."""
     total = 64
     for u in users:
-        (key, value), = u.dataFields[ASSIGNMENTS_FIELD].items()
+        ((key, value),) = u.dataFields[ASSIGNMENTS_FIELD].items()
         total += 6 * (len(u.email or u.userId or "") + len(key) + len(value)) + 128
     return total
 
@@ -85,7 +85,8 @@ class WriterPolicy:
 
 class BatchWriter:
     def __init__(
-        self, policy: WriterPolicy | None = None,
+        self,
+        policy: WriterPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.policy = policy or WriterPolicy()
@@ -110,12 +111,12 @@ class BatchWriter:
         failures = [(recipients[i], r) for i, r in enumerate(reasons) if r is not None]
         if unattributed:
             log.warning(
-                "writeback job %s batch %d: Iterable counted %d failures it named no user"
-                " for", batch.job_id, batch.batch_seq, unattributed,
+                "writeback job %s batch %d: Iterable counted %d failures it named no user for",
+                batch.job_id,
+                batch.batch_seq,
+                unattributed,
             )
-        return BatchOutcome(
-            users=len(recipients), failures=failures, unattributed_failures=unattributed
-        )
+        return BatchOutcome(users=len(recipients), failures=failures, unattributed_failures=unattributed)
 
     async def _send_all(
         self, client: IterableClient, indexed: list[tuple[int, BulkUpdateUser]]
@@ -129,7 +130,7 @@ class BatchWriter:
         else:
             start = 0
             for packed in pack_users(users):
-                chunks.append(indexed[start:start + len(packed)])
+                chunks.append(indexed[start : start + len(packed)])
                 start += len(packed)
         results = await asyncio.gather(*(self._send(client, chunk) for chunk in chunks))
         merged: dict[int, str | None] = {}
@@ -153,7 +154,8 @@ class BatchWriter:
                 gave_up += 1
                 log.warning(
                     "bulkUpdate still rate limited after the client's retries; sending "
-                    "again in %.1fs (a 429 never fails users)", delay,
+                    "again in %.1fs (a 429 never fails users)",
+                    delay,
                 )
                 await self._sleep(delay)
                 continue
@@ -169,10 +171,7 @@ class BatchWriter:
             except IterableError as exc:
                 log.error("bulkUpdate of %d users failed: %s", len(users), exc)
                 return dict.fromkeys(indexes, ERROR), 0
-            reasons = {
-                i: (str(o.reason) if o.reason is not None else None)
-                for i, o in zip(indexes, result.outcomes)
-            }
+            reasons = {i: (str(o.reason) if o.reason is not None else None) for i, o in zip(indexes, result.outcomes)}
             return reasons, result.unattributed_fail_count
 
     def _backoff(self, attempt: int) -> float:

@@ -148,9 +148,7 @@ class BulkUpdateResult:
     unmatched: dict[str, FailureReason] = field(default_factory=dict)
 
     @classmethod
-    def from_response(
-        cls, users: list[BulkUpdateUser], response: BulkUpdateResponse
-    ) -> BulkUpdateResult:
+    def from_response(cls, users: list[BulkUpdateUser], response: BulkUpdateResponse) -> BulkUpdateResult:
         by_email: dict[str, list[int]] = {}
         by_user_id: dict[str, list[int]] = {}
         # Secondary: Iterable also lists malformed emails/userIds found in dataFields.
@@ -172,9 +170,7 @@ class BulkUpdateResult:
 
         def mark(identifier: str, is_email: bool, reason: FailureReason) -> None:
             key = _email_key(identifier) if is_email else identifier
-            primary, secondary = (
-                (by_email, by_data_email) if is_email else (by_user_id, by_data_user_id)
-            )
+            primary, secondary = (by_email, by_data_email) if is_email else (by_user_id, by_data_user_id)
             hits = primary.get(key) or secondary.get(key)
             if not hits:
                 unmatched.setdefault(identifier, reason)
@@ -236,9 +232,7 @@ class BulkUpdateResult:
         named = sum(1 for o in self.outcomes if o.reason not in (None, FailureReason.FIELD_DROPPED))
         return max(0, self.failCount - named)
 
-    def retryable(
-        self, reasons: Iterable[FailureReason] = DEFAULT_RETRYABLE
-    ) -> list[BulkUpdateUser]:
+    def retryable(self, reasons: Iterable[FailureReason] = DEFAULT_RETRYABLE) -> list[BulkUpdateUser]:
         """Users worth resubmitting unchanged. Forgotten users are never included, even
         if asked for."""
         wanted = set(reasons) - {FailureReason.FORGOTTEN}

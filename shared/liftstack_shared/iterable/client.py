@@ -138,18 +138,14 @@ class IterableClient:
         self.rate_limits: RateLimits = rate_limits or default_registry(headroom)
         self.retry = retry or RetryPolicy()
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._stream_timeout = httpx.Timeout(
-            **(self._timeout.as_dict() | {"read": stream_read_timeout})
-        )
+        self._stream_timeout = httpx.Timeout(**(self._timeout.as_dict() | {"read": stream_read_timeout}))
         self._sleep = sleep
         self._rng = random.Random()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=_ApiKeyAuth(self._key),
             timeout=self._timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"User-Agent": "liftstack-iterable/0.1"},
             # A redirect to another host must never receive the key.
             follow_redirects=False,
@@ -159,7 +155,10 @@ class IterableClient:
 
     @classmethod
     def from_settings(
-        cls, settings: CommonSettings, api_key: str | SecretStr, region: Region | str = Region.US,
+        cls,
+        settings: CommonSettings,
+        api_key: str | SecretStr,
+        region: Region | str = Region.US,
         **kwargs: Any,
     ) -> IterableClient:
         """Build from `CommonSettings` (iterable_base_url, iterable_rate_headroom)."""
@@ -169,8 +168,7 @@ class IterableClient:
 
     def __repr__(self) -> str:
         return (
-            f"IterableClient(region={self.region.value}, base_url={self.base_url!r},"
-            f" project_key={self.project_key!r})"
+            f"IterableClient(region={self.region.value}, base_url={self.base_url!r}, project_key={self.project_key!r})"
         )
 
     async def __aenter__(self) -> IterableClient:
@@ -184,9 +182,7 @@ class IterableClient:
 
     # --- users ---------------------------------------------------------------------
 
-    async def bulk_update(
-        self, users: list[BulkUpdateUser], create_new_fields: bool = True
-    ) -> BulkUpdateResult:
+    async def bulk_update(self, users: list[BulkUpdateUser], create_new_fields: bool = True) -> BulkUpdateResult:
         """POST /api/users/bulkUpdate. Partial failures are per-user outcomes in the
         result, not exceptions. Pack large audiences with `pack_users` first."""
         if not users:
@@ -205,20 +201,22 @@ class IterableClient:
             metrics.BULK_USERS.labels(outcome.reason or "ok").inc()
         if result.filteredOutFields:
             log.warning(
-                "iterable users/bulkUpdate dropped fields %s (filteredOutFields): %d users"
-                " failed with field_dropped", result.filteredOutFields,
+                "iterable users/bulkUpdate dropped fields %s (filteredOutFields): %d users failed with field_dropped",
+                result.filteredOutFields,
                 result.failed_by_reason.get(FailureReason.FIELD_DROPPED, 0),
             )
         if result.unattributed_fail_count:
             log.warning(
-                "iterable users/bulkUpdate: failCount %d but only %d users named; %d"
-                " failures are unattributed", result.failCount,
-                result.failCount - result.unattributed_fail_count, result.unattributed_fail_count,
+                "iterable users/bulkUpdate: failCount %d but only %d users named; %d failures are unattributed",
+                result.failCount,
+                result.failCount - result.unattributed_fail_count,
+                result.unattributed_fail_count,
             )
         if result.failCount:
             log.info(
                 "iterable users/bulkUpdate: %d ok, %d failed %s",
-                result.successCount, result.failCount,
+                result.successCount,
+                result.failCount,
                 {str(k): v for k, v in result.failed_by_reason.items()},
             )
         return result
@@ -235,9 +233,7 @@ class IterableClient:
         response = await self._send(Endpoint.GET_LISTS, "GET", "/api/lists")
         return self._parse(_Lists, response, Endpoint.GET_LISTS).lists
 
-    async def iter_list_users(
-        self, list_id: int, prefer_user_id: bool = False
-    ) -> AsyncIterator[str]:
+    async def iter_list_users(self, list_id: int, prefer_user_id: bool = False) -> AsyncIterator[str]:
         """GET /api/lists/getUsers, streamed: yields one identifier per line as it
         arrives, never holding the whole list. Errors before the first line are
         retried like any request (503 included); a stream that breaks later raises
@@ -245,8 +241,11 @@ class IterableClient:
         Use `contextlib.aclosing` when you may stop early, to free the connection."""
         endpoint = Endpoint.GET_LIST_USERS
         response = await self._send(
-            endpoint, "GET", "/api/lists/getUsers",
-            params={"listId": list_id, "preferUserId": prefer_user_id}, stream=True,
+            endpoint,
+            "GET",
+            "/api/lists/getUsers",
+            params={"listId": list_id, "preferUserId": prefer_user_id},
+            stream=True,
         )
         count = 0
         try:
@@ -259,11 +258,12 @@ class IterableClient:
             detail = self._scrub(f"{type(exc).__name__}: {exc}")
             log.warning(
                 "iterable %s: stream of list %s broke after %d lines: %s",
-                endpoint, list_id, count, detail,
+                endpoint,
+                list_id,
+                count,
+                detail,
             )
-            raise IterableUnavailable(
-                f"stream broke after {count} lines ({detail})", endpoint=endpoint
-            ) from None
+            raise IterableUnavailable(f"stream broke after {count} lines ({detail})", endpoint=endpoint) from None
         finally:
             await response.aclose()
 
@@ -277,7 +277,8 @@ class IterableClient:
             return int(value)
         except (ValueError, TypeError):
             raise IterableError(
-                f"expected a number, got {text[:80]!r}", endpoint=endpoint,
+                f"expected a number, got {text[:80]!r}",
+                endpoint=endpoint,
                 status=response.status_code,
             ) from None
 
@@ -306,14 +307,10 @@ class IterableClient:
         params: dict[str, Any] = {"templateId": template_id}
         if locale is not None:
             params["locale"] = locale
-        response = await self._send(
-            Endpoint.GET_EMAIL_TEMPLATE, "GET", "/api/templates/email/get", params=params
-        )
+        response = await self._send(Endpoint.GET_EMAIL_TEMPLATE, "GET", "/api/templates/email/get", params=params)
         return self._parse(EmailTemplate, response, Endpoint.GET_EMAIL_TEMPLATE)
 
-    async def get_templates_by_client_template_id(
-        self, client_template_id: str
-    ) -> list[TemplateEntry]:
+    async def get_templates_by_client_template_id(self, client_template_id: str) -> list[TemplateEntry]:
         """GET /api/templates/getByClientTemplateId; [] when none match.
 
         "None match" arrives three ways (the spec lists 200, 400 and 401): 200 with an
@@ -322,7 +319,9 @@ class IterableClient:
         endpoint = Endpoint.GET_TEMPLATES_BY_CLIENT_ID
         try:
             response = await self._send(
-                endpoint, "GET", "/api/templates/getByClientTemplateId",
+                endpoint,
+                "GET",
+                "/api/templates/getByClientTemplateId",
                 params={"clientTemplateId": client_template_id},
             )
         except IterableNotFound:
@@ -339,7 +338,9 @@ class IterableClient:
         clientTemplateId; new ids only appear in `msg` (see `ApiResponse.ids_in_msg`).
         Prefer: upsert once, `get_templates_by_client_template_id`, then update."""
         response = await self._send(
-            Endpoint.UPSERT_EMAIL_TEMPLATE, "POST", "/api/templates/email/upsert",
+            Endpoint.UPSERT_EMAIL_TEMPLATE,
+            "POST",
+            "/api/templates/email/upsert",
             body=dumps(template.to_body()),
         )
         return self._parse(ApiResponse, response, Endpoint.UPSERT_EMAIL_TEMPLATE)
@@ -347,7 +348,9 @@ class IterableClient:
     async def update_email_template(self, template: EmailTemplateUpdate) -> ApiResponse:
         """POST /api/templates/email/update: changes only the fields set."""
         response = await self._send(
-            Endpoint.UPDATE_EMAIL_TEMPLATE, "POST", "/api/templates/email/update",
+            Endpoint.UPDATE_EMAIL_TEMPLATE,
+            "POST",
+            "/api/templates/email/update",
             body=dumps(template.to_body()),
         )
         return self._parse(ApiResponse, response, Endpoint.UPDATE_EMAIL_TEMPLATE)
@@ -379,7 +382,11 @@ class IterableClient:
         while True:
             await self._acquire(endpoint)
             request = self._http.build_request(
-                method, path, params=params, content=body, headers=headers,
+                method,
+                path,
+                params=params,
+                content=body,
+                headers=headers,
                 timeout=self._stream_timeout if stream else httpx.USE_CLIENT_DEFAULT,
             )
             started = time.monotonic()
@@ -410,21 +417,29 @@ class IterableClient:
                         raise IterableRateLimited(
                             f"{error.message} (Retry-After {retry_after:.0f}s exceeds the"
                             f" {policy.max_retry_after:.0f}s the client will wait)",
-                            retry_after=retry_after, endpoint=endpoint, status=status,
-                            code=error.code, params=error.params,
+                            retry_after=retry_after,
+                            endpoint=endpoint,
+                            status=status,
+                            code=error.code,
+                            params=error.params,
                         )
                     if rate_retries >= policy.max_rate_limit_retries:
                         raise IterableRateLimited(
                             f"{error.message} (still rate limited after {rate_retries} retries)",
-                            retry_after=retry_after, endpoint=endpoint, status=status,
-                            code=error.code, params=error.params,
+                            retry_after=retry_after,
+                            endpoint=endpoint,
+                            status=status,
+                            code=error.code,
+                            params=error.params,
                         )
                     if retry_after is not None:
                         delay, source = retry_after, "retry_after"
                     else:
                         delay = policy.delay(
-                            rate_retries, policy.rate_limit_base_delay,
-                            policy.rate_limit_max_delay, self._rng,
+                            rate_retries,
+                            policy.rate_limit_base_delay,
+                            policy.rate_limit_max_delay,
+                            self._rng,
                         )
                         source = "backoff"
                     rate_retries += 1
@@ -432,8 +447,12 @@ class IterableClient:
                     metrics.RATE_LIMIT_WAIT_SECONDS.labels(endpoint, source).observe(delay)
                     log.warning(
                         "iterable %s: HTTP 429 %r; retry %d/%d in %.2fs (%s)",
-                        endpoint, error.message, rate_retries, policy.max_rate_limit_retries,
-                        delay, "Retry-After" if source == "retry_after" else "backoff",
+                        endpoint,
+                        error.message,
+                        rate_retries,
+                        policy.max_rate_limit_retries,
+                        delay,
+                        "Retry-After" if source == "retry_after" else "backoff",
                     )
                     await self._sleep(delay)
                     continue
@@ -445,14 +464,19 @@ class IterableClient:
             if transient_retries >= policy.max_transient_retries:
                 log.error(
                     "iterable %s: giving up after %d retries: %s",
-                    endpoint, transient_retries, detail,
+                    endpoint,
+                    transient_retries,
+                    detail,
                 )
                 raise IterableUnavailable(
-                    f"{detail} (after {transient_retries} retries)", endpoint=endpoint,
+                    f"{detail} (after {transient_retries} retries)",
+                    endpoint=endpoint,
                     status=status,
                 )
             delay = policy.delay(
-                transient_retries, policy.transient_base_delay, policy.transient_max_delay,
+                transient_retries,
+                policy.transient_base_delay,
+                policy.transient_max_delay,
                 self._rng,
             )
             if retry_after is not None:  # a 503 may say when to come back
@@ -462,7 +486,11 @@ class IterableClient:
             metrics.BACKOFF_SECONDS.labels(endpoint, reason).observe(delay)
             log.warning(
                 "iterable %s: %s; retry %d/%d in %.2fs",
-                endpoint, detail, transient_retries, policy.max_transient_retries, delay,
+                endpoint,
+                detail,
+                transient_retries,
+                policy.max_transient_retries,
+                delay,
             )
             await self._sleep(delay)
 
@@ -476,7 +504,9 @@ class IterableClient:
             log.log(
                 logging.INFO if waited >= 1.0 else logging.DEBUG,
                 "iterable %s: waited %.3fs for rate-limit budget (project %s)",
-                endpoint, waited, self.project_key,
+                endpoint,
+                waited,
+                self.project_key,
             )
 
     def _scrub(self, text: str) -> str:
@@ -527,9 +557,9 @@ class IterableClient:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise IterableError(
-                f"unexpected response body ({exc.error_count()} problems; first: {where}:"
-                f" {first['msg']})",
-                endpoint=endpoint, status=response.status_code,
+                f"unexpected response body ({exc.error_count()} problems; first: {where}: {first['msg']})",
+                endpoint=endpoint,
+                status=response.status_code,
             ) from None
 
 

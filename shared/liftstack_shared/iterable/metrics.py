@@ -18,8 +18,7 @@ REQUEST_SECONDS = Histogram(
 )
 RETRIES = Counter(
     "liftstack_iterable_retries_total",
-    "Iterable API attempts retried, by reason"
-    " (rate_limited, server_error, timeout, connection_error).",
+    "Iterable API attempts retried, by reason (rate_limited, server_error, timeout, connection_error).",
     ["endpoint", "reason"],
 )
 RATE_LIMIT_WAIT_SECONDS = Histogram(

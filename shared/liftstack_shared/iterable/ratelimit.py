@@ -86,18 +86,16 @@ class RateLimiterRegistry:
     the project's budget. Share one registry among all clients of a process.
     """
 
-    def __init__(
-        self, headroom: float = 0.9, limits: Mapping[str, Limit] = PUBLISHED_LIMITS
-    ) -> None:
+    def __init__(self, headroom: float = 0.9, limits: Mapping[str, Limit] = PUBLISHED_LIMITS) -> None:
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
         self.headroom = headroom
         self.limits = dict(limits)
         # aiolimiter buckets belong to one event loop, so buckets are kept per loop
         # (a process-wide registry may outlive a loop, as in tests).
-        self._buckets: WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, str], AsyncLimiter]
-        ] = WeakKeyDictionary()
+        self._buckets: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], AsyncLimiter]] = (
+            WeakKeyDictionary()
+        )
 
     def _bucket(self, project_key: str, endpoint: str) -> AsyncLimiter | None:
         limit = self.limits.get(endpoint)
