@@ -42,11 +42,10 @@ def free_port() -> int:
 
 def serve() -> None:
     """The audiences service with the bench key in memory (child process)."""
-    from liftstack_shared.credentials import StaticCredentials
-    from liftstack_shared.http import serve as serve_app
-
     from liftstack_audiences.app import create_app
     from liftstack_audiences.settings import AudiencesSettings
+    from liftstack_shared.credentials import StaticCredentials
+    from liftstack_shared.http import serve as serve_app
 
     settings = AudiencesSettings()
     credentials = StaticCredentials()

@@ -21,8 +21,8 @@ import asyncio
 import json
 import pickle
 import secrets
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 

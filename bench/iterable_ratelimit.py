@@ -170,8 +170,13 @@ async def run(args: argparse.Namespace) -> None:
     limit = 5.0
     print()
     print(f"sandbox limit        : {limit:g} bulkUpdate req/s per project (published), burst 5")
+    limiter = (
+        "no client-side limiter"
+        if args.no_limiter
+        else f"RateLimiterRegistry headroom {args.headroom:g} -> {limit * args.headroom:g} req/s"
+    )
     print(
-        f"client               : {'no client-side limiter' if args.no_limiter else f'RateLimiterRegistry headroom {args.headroom:g} -> {limit * args.headroom:g} req/s'}"
+        f"client               : {limiter}"
         f", {args.concurrency} workers, {args.users_per_request} users/request,"
         f" Retry-After {'on' if args.retry_after else 'off'}"
     )

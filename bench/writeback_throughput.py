@@ -52,8 +52,8 @@ def free_port() -> int:
 
 
 async def worker() -> None:
-    from liftstack_shared.logging import setup_logging
     from liftstack_shared.credentials import StaticCredentials
+    from liftstack_shared.logging import setup_logging
     from liftstack_writeback.service import WritebackService
     from liftstack_writeback.settings import WritebackSettings
 

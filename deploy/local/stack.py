@@ -69,16 +69,17 @@ def spawn(name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Pa
     """Start a detached process (own session, so a Ctrl-C here doesn't kill it)."""
     PIDS.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = open(LOGS / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # The child keeps its own copy of the log's descriptor; ours closes right away.
+    with open(LOGS / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pid_file(name).write_text(str(proc.pid))
     return proc.pid
 
@@ -267,7 +268,7 @@ async def _wait_infra(timeout_s: float) -> None:
                 return
             except Exception:  # noqa: BLE001 - not up yet
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"FerretDB did not answer a ping:\n{_tail('ferretdb')}")
+                    raise TimeoutError(f"FerretDB did not answer a ping:\n{_tail('ferretdb')}") from None
                 await asyncio.sleep(0.5)
             finally:
                 await client.close()
@@ -494,10 +495,10 @@ def demo_secrets() -> dict[str, str]:
 def seed_demo() -> None:
     """The demo workspace: a sandbox project + key + demo list, and a connection to it
     made through the connections API. Idempotent (safe on every `up`)."""
-    from liftstack_shared.auth import Role
     from liftstack_console.demo_signer import DemoSigner
     from liftstack_console.seed import seed_demo as seed
     from liftstack_console.settings import ConsoleSettings
+    from liftstack_shared.auth import Role
 
     env = services_env()
     demo = demo_secrets()
@@ -541,7 +542,7 @@ def status() -> int:
     code = 0
     for name in ["kafka", "ferretdb", "identity-provider", *(s.name for s in SERVICES)]:
         pid = running_pid(name)
-        print(f"{name:<18} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:<18} {f'running (pid {pid})' if pid else 'stopped'}")
         if pid is None and name in ("kafka", "ferretdb"):
             code = 1
     return code

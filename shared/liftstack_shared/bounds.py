@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -37,8 +37,8 @@ MAX_DEPTH = 32
 MAX_STRING_LENGTH = 16_384
 MAX_KEY_LENGTH = 256
 MAX_NODES = 10_000
-TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
-TIMESTAMP_MAX = datetime(2100, 1, 1, tzinfo=timezone.utc)
+TIMESTAMP_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+TIMESTAMP_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
 # Lengths of the fields liftstack extracts and stores.
 MAX_EMAIL_LENGTH = 320  # RFC 5321: 64 local + @ + 255 domain
@@ -88,7 +88,7 @@ def check_int64(value: int) -> int:
 def check_timestamp(value: datetime) -> datetime:
     """Aware (naive means UTC) and within TIMESTAMP_MIN..TIMESTAMP_MAX."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     if not TIMESTAMP_MIN <= value < TIMESTAMP_MAX:
         raise OutOfBounds(
             "timestamp_out_of_range",

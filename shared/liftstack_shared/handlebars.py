@@ -119,7 +119,7 @@ class HandlebarsRenderer:
             proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), timeout=5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
         if self._reader is not None:

@@ -16,18 +16,17 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from liftstack_audiences.app import create_app
+from liftstack_audiences.settings import AudiencesSettings
 from liftstack_shared.auth import Role
 from liftstack_shared.connections_client import ProjectType
 from liftstack_shared.credentials import IterableCredentials, StaticCredentials
 from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_PROGRESS
-
-from liftstack_audiences.app import create_app
-from liftstack_audiences.settings import AudiencesSettings
 from tests.fixtures.asgi import serve_asgi
-from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.identity import user_token
+from tests.fixtures.sandbox import SandboxHandle
 
 FAST_RETRIES = RetryPolicy(
     max_transient_retries=2,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from liftstack_sandbox import admin
 
+from liftstack_sandbox import admin
 from liftstack_shared.auth import Role
 
 

@@ -6,7 +6,7 @@ internal endpoint), the sandbox plays Iterable, members come off real Kafka."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,17 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from liftstack_shared.auth import Role
-from liftstack_shared.settings import CommonSettings
-
 from liftstack_audiences.app import create_app as create_audiences
 from liftstack_audiences.settings import AudiencesSettings
 from liftstack_connections.app import create_app as create_connections
 from liftstack_connections.settings import ConnectionsSettings
+from liftstack_shared.auth import Role
+from liftstack_shared.settings import CommonSettings
 from tests.audiences.conftest import Service, read_sync
 from tests.fixtures.asgi import serve_asgi
-from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.identity import user_token
+from tests.fixtures.sandbox import SandboxHandle
 
 
 @dataclass

@@ -7,7 +7,6 @@ import asyncio
 from datetime import timedelta
 
 from liftstack_shared.messages import utcnow
-
 from tests.audiences.conftest import members_of, read_sync
 
 

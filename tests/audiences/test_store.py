@@ -11,12 +11,11 @@ from datetime import timedelta
 import pytest
 from pymongo import AsyncMongoClient
 
-from liftstack_shared.mongo import database
-from liftstack_shared.settings import CommonSettings
-
 from liftstack_audiences.models import SyncError, SyncRecord
 from liftstack_audiences.state import Counts
 from liftstack_audiences.store import SizeCache, SyncStore, now
+from liftstack_shared.mongo import database
+from liftstack_shared.settings import CommonSettings
 
 ROUNDS = 25
 

@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 
 from liftstack_sandbox import lists as sandbox_lists
-
 from tests.audiences.conftest import members_of, read_progress, read_sync
 
 

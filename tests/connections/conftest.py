@@ -17,7 +17,6 @@ from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.secrets import record_text
 
-
 OUR_LOGGERS = ("liftstack", "liftstack_connections", "liftstack_shared")
 
 

@@ -3,7 +3,7 @@ tokens, and webhook secret rotation with a grace period."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -112,7 +112,7 @@ async def test_replaced_webhook_secret_stays_valid_for_the_grace_period(
 
         doc = await mongo_client[conn_settings.mongo_db]["connections"].find_one({"_id": card["id"]})
         until = doc["previous_webhook_secret_until"]
-        expected = datetime.now(timezone.utc) + timedelta(seconds=conn_settings.webhook_secret_grace_s)
+        expected = datetime.now(UTC) + timedelta(seconds=conn_settings.webhook_secret_grace_s)
         assert abs((until - expected).total_seconds()) < 60
 
         # Setting the same secret again changes nothing (the grace is not restarted).
@@ -122,7 +122,7 @@ async def test_replaced_webhook_secret_stays_valid_for_the_grace_period(
         # Once the grace period is over only the current one is valid.
         await mongo_client[conn_settings.mongo_db]["connections"].update_one(
             {"_id": card["id"]},
-            {"$set": {"previous_webhook_secret_until": datetime.now(timezone.utc) - timedelta(seconds=1)}},
+            {"$set": {"previous_webhook_secret_until": datetime.now(UTC) - timedelta(seconds=1)}},
         )
         assert await secrets_now() == [second]
 

@@ -20,13 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
-import httpx
-
+from liftstack_console.seed import DemoSeed, seed_demo
 from liftstack_shared.auth import Role
 from liftstack_shared.settings import CommonSettings
-from liftstack_console.seed import DemoSeed, seed_demo
 from tests.fixtures.asgi import free_port
 from tests.fixtures.identity import IdentityProvider
 
@@ -173,7 +172,6 @@ def live_stack(
     try:
         for name, module in SERVICES.items():
             port_var = "LIFTSTACK_SANDBOX_PORT" if name == "iterable-sandbox" else "LIFTSTACK_PORT"
-            log = open(LOGS / f"{name}.log", "wb")
             # Only the console is the provider's client (and knows its secret).
             own = (
                 {
@@ -184,14 +182,16 @@ def live_stack(
                 if name == "console"
                 else {}
             )
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=REPO,
-                env={**env, **own, port_var: str(ports[name])},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            # The child keeps its own copy of the log's descriptor.
+            with open(LOGS / f"{name}.log", "wb") as log:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", module],
+                    cwd=REPO,
+                    env={**env, **own, port_var: str(ports[name])},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
         deadline = time.monotonic() + 90
         for name in procs:
             while not _healthy(urls[name]):

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from liftstack_console.assigner import SYNC_READER, SyncNotFound, read_sync_members
 from liftstack_shared.consumer import RetryPolicy
 from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_MEMBERS_DEADLETTER
-from liftstack_console.assigner import SYNC_READER, SyncNotFound, read_sync_members
 from tests.fixtures.kafka_tools import dead_letters, produce
 
 
@@ -44,7 +44,7 @@ def _sync(sync_id: str, n: int) -> list[tuple[bytes, bytes]]:
 async def test_a_poison_batch_fails_its_sync_fast_and_the_next_sync_is_read(kafka_topics: CommonSettings) -> None:
     settings = kafka_topics
     topic = settings.topic(AUDIENCE_MEMBERS.name)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     poisoned, normal = uuid.uuid4().hex, uuid.uuid4().hex
     await produce(
         settings,
@@ -69,11 +69,11 @@ async def test_a_poison_batch_fails_its_sync_fast_and_the_next_sync_is_read(kafk
     assert [m.email for m in read.members] == [f"m{i}@example.com" for i in range(4)]
 
     letters = [
-        l
-        for l in await dead_letters(settings, settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), SYNC_READER)
-        if l.key in {poisoned, "some-other-sync"}
+        item
+        for item in await dead_letters(settings, settings.topic(AUDIENCE_MEMBERS_DEADLETTER.name), SYNC_READER)
+        if item.key in {poisoned, "some-other-sync"}
     ]
-    assert len(letters) == 1, [l.reason for l in letters]  # only our own sync's poison
+    assert len(letters) == 1, [item.reason for item in letters]  # only our own sync's poison
     [letter] = letters
     assert letter.key == poisoned and letter.reason_class == "validation"
     assert letter.reason.startswith("invalid message: ") and "Field required" in letter.reason

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
+from liftstack_console.assign import assign_variant
+from liftstack_console.assigner import plan_assignments, publish_plan, read_sync_members
+from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
+from liftstack_console.results import ResultsConsumer, ResultsStore, results_table
 from liftstack_shared.messages import (
     AssignmentBatch,
     AudienceMember,
@@ -27,10 +31,6 @@ from liftstack_shared.topics import (
     ENGAGEMENT_DEADLETTER,
     ENGAGEMENT_EVENTS,
 )
-from liftstack_console.assign import assign_variant
-from liftstack_console.assigner import plan_assignments, publish_plan, read_sync_members
-from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
-from liftstack_console.results import ResultsConsumer, ResultsStore, results_table
 
 
 async def _produce(settings: CommonSettings, topic: str, items: list[tuple[str, bytes]]) -> None:
@@ -45,7 +45,7 @@ async def _produce(settings: CommonSettings, topic: str, items: list[tuple[str, 
 
 async def test_assignment_reads_one_sync_and_publishes_batches(kafka_topics: CommonSettings) -> None:
     settings = kafka_topics
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     ours, other = uuid.uuid4().hex, uuid.uuid4().hex
     members = [AudienceMember(email=f"m{i}@example.com") for i in range(2500)]
     members.append(AudienceMember(user_id="only-a-user-id"))
@@ -160,7 +160,7 @@ async def test_results_dedupe_attribute_and_dead_letter(
     campaign = await campaigns.get_by_id(campaign["_id"])
     assert campaign is not None
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     events: list[EngagementEvent] = []
     people = [f"p{i}@example.com" for i in range(40)]
     for i, email in enumerate(people):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from playwright.async_api import Page, expect
@@ -33,7 +33,7 @@ async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted
         iterable_event_name="emailOpen",
         email="poison@example.com",
         campaign_id=1,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=datetime.now(UTC),
     ).model_dump(mode="json")
     poison["campaign_id"] = 10**40  # as the webhook carried it
     await produce(

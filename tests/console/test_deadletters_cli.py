@@ -89,7 +89,7 @@ async def test_list_then_replay_after_a_fix_once(kafka_topics: CommonSettings, m
         code, out = await _cli(settings, "list")
         assert code == 0, out
         dlt = settings.topic(ENGAGEMENT_DEADLETTER.name)
-        assert f"1 dead letter(s)" in out and f"{dlt}:0:0" in out
+        assert "1 dead letter(s)" in out and f"{dlt}:0:0" in out
         assert "test.replayable" in out and f"source {source}[0]@0" in out
         assert "KeyError: 'campaign'" in out and "not replayed" in out
 

@@ -11,12 +11,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from liftstack_shared.auth import Principal, Role, verify_user_token
-from liftstack_shared.errors import ApiError
-from liftstack_shared.settings import CommonSettings
 from liftstack_console.app import create_app
 from liftstack_console.demo_signer import DemoSigner, generate_key_file
 from liftstack_console.settings import ConsoleSettings
+from liftstack_shared.auth import Principal, Role, verify_user_token
+from liftstack_shared.errors import ApiError
+from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import free_port, serve_asgi
 
 

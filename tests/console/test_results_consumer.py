@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiokafka import TopicPartition
 from pymongo import AsyncMongoClient
 
-from liftstack_shared.kafka import ensure_topics
-
+from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
+from liftstack_console.results import CONSUMER_NAME, ResultsConsumer, ResultsStore
 from liftstack_shared.consumer import RetryPolicy
+from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
-from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
-from liftstack_console.results import CONSUMER_NAME, ResultsConsumer, ResultsStore
 from tests.fixtures.kafka_tools import assert_idle, dead_letters, produce, rewind_group, wait_for
 
 FAST = RetryPolicy(attempts=3, retry_initial_s=0.05, retry_max_s=0.2)
@@ -65,7 +64,7 @@ def _event(conn: str, email: str, event_id: str, campaign_id: int, kind: EventTy
         iterable_event_name="emailOpen",
         email=email,
         campaign_id=campaign_id,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=datetime.now(UTC),
     )
 
 
@@ -112,10 +111,10 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
             return found if len(found) >= 3 else None
 
         found, _ = await wait_for(letters, 10.0, "three dead letters")
-        assert len(found) == 3 and all(l.consumer == CONSUMER_NAME for l in found)
-        assert {l.offset for l in found} == poison_offsets
-        assert all(l.source_topic == topic and l.partition == 0 for l in found)
-        by_offset = {l.offset: l for l in found}
+        assert len(found) == 3 and all(item.consumer == CONSUMER_NAME for item in found)
+        assert {item.offset for item in found} == poison_offsets
+        assert all(item.source_topic == topic and item.partition == 0 for item in found)
+        by_offset = {item.offset: item for item in found}
         bad_json, bad_schema, too_big = (by_offset[m.offset] for m in landed[:3])
         assert bad_json.reason_class == "validation" and marker in bad_json.payload
         assert bad_schema.reason_class == "validation" and "invalid message" in bad_schema.reason
@@ -123,7 +122,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
         assert too_big.reason_class in {"validation", "overflow"}, too_big.reason
         if too_big.reason_class == "overflow":
             assert too_big.attempts == FAST.attempts and "8-byte ints" in too_big.reason
-        assert all(l.key == key.decode() for l in found)
+        assert all(item.key == key.decode() for item in found)
         await assert_idle(consumer.runtime, settings, [topic])
         assert len(await dead_letters(settings, settings.topic(ENGAGEMENT_DEADLETTER.name))) == 3
     finally:

@@ -6,8 +6,8 @@ import pytest
 
 from liftstack_console.assign import assign_variant
 from liftstack_console.assigner import plan_assignments
-from liftstack_shared.messages import AudienceMember
 from liftstack_console.stats import chi2_survival, lift_over_control, sample_ratio_check
+from liftstack_shared.messages import AudienceMember
 
 
 def test_assignment_is_deterministic_and_follows_weights():

@@ -3,7 +3,7 @@ message contracts too, so a producer bug can't publish what a consumer can't sto
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from liftstack_shared import bounds
 from liftstack_shared.messages import AudienceSyncProgress, EngagementEvent, EventType, IngestObservation
 
-AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _event(**overrides):
@@ -38,8 +38,8 @@ def _event(**overrides):
         {"user_id": ""},
         {"url": "u" * 8193},
         {"iterable_event_name": "e" * 129},
-        {"occurred_at": datetime(2200, 1, 1, tzinfo=timezone.utc)},
-        {"received_at": datetime(1969, 12, 31, tzinfo=timezone.utc)},
+        {"occurred_at": datetime(2200, 1, 1, tzinfo=UTC)},
+        {"received_at": datetime(1969, 12, 31, tzinfo=UTC)},
         {"raw": {"x": 2**64}},
         {"raw": {"x": float("inf")}},
         {"raw": {"\x00": 1}},
@@ -57,7 +57,7 @@ def test_the_contract_keeps_every_value_inside_the_bounds():
         campaign_id=2**63 - 1,
         template_id=-(2**63),
         raw={"a": [1.5, None, True, "é"]},
-        occurred_at=datetime(1970, 1, 1, tzinfo=timezone.utc),
+        occurred_at=datetime(1970, 1, 1, tzinfo=UTC),
     )
     assert EngagementEvent.model_validate_json(event.to_bytes()) == event
 

@@ -132,7 +132,7 @@ async def test_poison_is_dead_lettered_after_n_tries_and_the_next_message_is_pro
                 break
             await asyncio.sleep(0.2)
         by_class = {letter.reason_class: letter for letter in letters}
-        assert set(by_class) == {"overflow", "validation"}, [l.reason for l in letters]
+        assert set(by_class) == {"overflow", "validation"}, [item.reason for item in letters]
         overflow = by_class["overflow"]
         assert overflow.attempts == FAST.attempts and overflow.error_type == "OverflowError"
         assert "8-byte ints" in overflow.reason

@@ -6,7 +6,7 @@ is stored by both consumers' real write code in real MongoDB (FerretDB locally).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +20,7 @@ from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.messages import EngagementEvent
 from tests.fuzz.webhook_payloads import webhook_bodies
 
-NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 CONN = InternalConnection(
     connection_id="conn_fuzz",
     workspace_id="ws_fuzz",

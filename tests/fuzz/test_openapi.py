@@ -17,8 +17,8 @@ from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import serve_asgi
-from tests.fuzz.openapi_run import fuzz_openapi
 from tests.fixtures.identity import demo_console_values, user_token
+from tests.fuzz.openapi_run import fuzz_openapi
 
 pytestmark = pytest.mark.integration
 

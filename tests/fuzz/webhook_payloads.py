@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
@@ -58,7 +58,7 @@ json_values = st.recursive(
 _moments = st.datetimes(
     min_value=datetime(1, 1, 2),
     max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-14)), timezone(timedelta(hours=5, minutes=30))]),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-14)), timezone(timedelta(hours=5, minutes=30))]),
 )
 created_at = st.one_of(
     _moments.map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S %z")[:-2] + ":" + d.strftime("%z")[-2:]),
@@ -133,7 +133,7 @@ def realistic_payloads(draw: st.DrawFn) -> dict[str, Any]:
     fields = payload.setdefault("dataFields", {})
     legal_ids = st.one_of(st.integers(0, INT64_MAX), st.integers(0, INT64_MAX).map(str))
     legal_times = st.one_of(
-        st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(timezone.utc)).map(
+        st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(UTC)).map(
             lambda d: d.strftime("%Y-%m-%d %H:%M:%S +00:00")
         ),
         st.integers(31_536_000, 4_000_000_000),

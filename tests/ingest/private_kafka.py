@@ -10,9 +10,9 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 from types import ModuleType
 
 from tests.fixtures.asgi import free_port

@@ -71,7 +71,7 @@ async def test_a_poison_change_is_dead_lettered_and_the_next_change_still_invali
             return found if len(found) >= 2 else None
 
         found, _ = await wait_for(letters, 10.0, "two dead letters")
-        assert [(l.offset, l.reason_class, l.consumer) for l in found] == [
+        assert [(item.offset, item.reason_class, item.consumer) for item in found] == [
             (0, "validation", CONNECTION_LISTENER),
             (1, "validation", CONNECTION_LISTENER),
         ]

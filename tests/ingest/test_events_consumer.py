@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import TopicPartition
@@ -49,7 +49,7 @@ def _event(conn: str, event_id: str, email: str = "a@example.com") -> Engagement
         iterable_event_name="emailOpen",
         email=email,
         campaign_id=1,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=datetime.now(UTC),
     )
 
 
@@ -102,7 +102,7 @@ async def test_poison_messages_are_dead_lettered_shown_and_the_next_event_counte
 
         letters, _ = await wait_for(three_letters, 10.0, "three dead letters")
         assert len(letters) == 3
-        by_offset = {(l.source_topic, l.offset): l for l in letters}
+        by_offset = {(item.source_topic, item.offset): item for item in letters}
         assert by_offset[(events_topic, 0)].reason_class == "validation"
         big = by_offset[(events_topic, 1)]
         assert big.reason_class in {"validation", "overflow"}, big.reason

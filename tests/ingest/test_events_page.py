@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -158,7 +158,7 @@ async def test_read_model_counts_retries_once_and_recounts_its_own_redelivery(mo
     model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     await model.ensure_indexes()
     cid = f"c_{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = await model.apply([_entry("ev_a", "t:0:1", now, cid=cid), _entry("ev_a", "t:0:2", now, cid=cid)])
     assert (first.counted, first.duplicates) == (1, 1)
     # An interrupted earlier attempt at the same message: inserted, never counted.
@@ -173,7 +173,7 @@ async def test_read_model_counts_retries_once_and_recounts_its_own_redelivery(mo
 async def test_read_model_windows_and_pruning(mongo_client, settings):
     model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     cid = f"c_{uuid.uuid4().hex[:8]}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     await model.apply(
         [
             _entry("ev_now", "t:1:1", now, cid=cid),
@@ -208,7 +208,7 @@ async def test_concurrent_first_counter_upserts_do_not_fail_the_batch(mongo_clie
     which PyMongo turns into a KeyError (seen as a retried, double-counted batch): the
     read model upserts counters one by one and redoes only a lost race."""
     model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for round_ in range(5):
         cid = f"c_{uuid.uuid4().hex[:8]}"
         results = await asyncio.gather(

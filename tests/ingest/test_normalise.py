@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -21,7 +21,7 @@ CONN = InternalConnection(
     api_key=SecretStr("k"),
     status="active",
 )
-NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 EXPECTED_TYPES = {
     "emailSend": EventType.SEND,
@@ -56,7 +56,7 @@ def test_click_fields_are_extracted():
     assert event.campaign_id == 59667 and event.template_id == 93849
     assert event.message_id == "d0aa7801f91f4824997a631f3ed583c3"
     assert event.url == "https://www.iterable.com"
-    assert event.occurred_at == datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)
 
 
 def test_journey_webhook_fields_are_coerced_and_user_id_is_an_identity():
@@ -65,20 +65,20 @@ def test_journey_webhook_fields_are_coerced_and_user_id_is_an_identity():
     event = item.event(payload, CONN, NOW)
     assert event.email is None and event.user_id == "user-43"
     assert event.campaign_id == 59667  # "59667" in the body
-    assert event.occurred_at == datetime(2016, 12, 3, 9, 15, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2016, 12, 3, 9, 15, tzinfo=UTC)
     assert item.key == b"conn_1:userId:user-43"
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("2016-12-02 18:51:45 +00:00", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        ("2016-12-02 20:51:45 +02:00", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        ("2016-12-02 18:51:45.250 +00:00", datetime(2016, 12, 2, 18, 51, 45, 250000, tzinfo=timezone.utc)),
-        ("2016-12-02T18:51:45Z", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        ("2016-12-02T18:51:45", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        (1480704705000, datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        (1480704705, datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
+        ("2016-12-02 18:51:45 +00:00", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        ("2016-12-02 20:51:45 +02:00", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        ("2016-12-02 18:51:45.250 +00:00", datetime(2016, 12, 2, 18, 51, 45, 250000, tzinfo=UTC)),
+        ("2016-12-02T18:51:45Z", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        ("2016-12-02T18:51:45", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        (1480704705000, datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        (1480704705, datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
         ("yesterday", None),
         (None, None),
         (True, None),
@@ -234,10 +234,10 @@ def test_a_long_event_name_is_refused():
 @pytest.mark.parametrize(
     "created_at, expected",
     [
-        ("1480704705", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        ("1480704705000", datetime(2016, 12, 2, 18, 51, 45, tzinfo=timezone.utc)),
-        (1480704705.5, datetime(2016, 12, 2, 18, 51, 45, 500000, tzinfo=timezone.utc)),
-        ("2016-12-02T18:51:45.123+00:00", datetime(2016, 12, 2, 18, 51, 45, 123000, tzinfo=timezone.utc)),
+        ("1480704705", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        ("1480704705000", datetime(2016, 12, 2, 18, 51, 45, tzinfo=UTC)),
+        (1480704705.5, datetime(2016, 12, 2, 18, 51, 45, 500000, tzinfo=UTC)),
+        ("2016-12-02T18:51:45.123+00:00", datetime(2016, 12, 2, 18, 51, 45, 123000, tzinfo=UTC)),
         ("", None),
     ],
 )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -99,7 +99,7 @@ async def test_429_honours_retry_after_seconds(make_client, caplog) -> None:
 
 
 async def test_429_honours_retry_after_http_date(make_client) -> None:
-    when = datetime.now(timezone.utc) + timedelta(seconds=3)
+    when = datetime.now(UTC) + timedelta(seconds=3)
     limited = httpx.Response(
         429,
         json={"msg": "slow down", "code": "RateLimitExceeded"},

@@ -113,9 +113,8 @@ async def test_stopping_early_closes_the_response(make_client) -> None:
         responses.append(text_response(body()))
         return responses[-1]
 
-    async with make_client(handler) as client:
-        async with aclosing(client.iter_list_users(1)) as identifiers:
-            async for identifier in identifiers:
-                if identifier == "3":
-                    break
+    async with make_client(handler) as client, aclosing(client.iter_list_users(1)) as identifiers:
+        async for identifier in identifiers:
+            if identifier == "3":
+                break
     assert responses[0].is_closed

@@ -9,8 +9,8 @@ import pytest
 
 from liftstack_shared.auth import Role
 from tests.fixtures.asgi import serve_asgi
-from tests.resilience.test_outages import SERVICES, _base
 from tests.fixtures.identity import user_token
+from tests.resilience.test_outages import SERVICES, _base
 
 pytestmark = pytest.mark.integration
 

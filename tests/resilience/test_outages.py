@@ -19,8 +19,8 @@ from liftstack_shared.auth import Role
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.settings import CommonSettings
 from tests.fixtures.asgi import free_port, serve_asgi
-from tests.fixtures.tcp_proxy import tcp_proxy
 from tests.fixtures.identity import demo_console_values, user_token
+from tests.fixtures.tcp_proxy import tcp_proxy
 
 pytestmark = pytest.mark.integration
 

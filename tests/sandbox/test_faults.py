@@ -85,11 +85,13 @@ def test_get_users_stream_cut_mid_way(sandbox: SandboxHandle, api: Api) -> None:
     list_id = sandbox.create_list(api.project, "gen", generate=10_000)
     sandbox.configure(api.project, stream_chunk_lines=100, faults={"stream_cut_after_lines": 2_500})
     received: list[str] = []
-    with pytest.raises(httpx.RemoteProtocolError):
-        with api.client.stream("GET", "/api/lists/getUsers", params={"listId": list_id}) as response:
-            assert response.status_code == 200
-            for line in response.iter_lines():
-                received.append(line)
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        api.client.stream("GET", "/api/lists/getUsers", params={"listId": list_id}) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            received.append(line)
     assert len(received) == 2_500
     assert received[-1] == "user2499@example.com"
     # Without the fault, the whole list arrives.

@@ -24,7 +24,10 @@ if not (handlebars_dir() / "node_modules" / "handlebars").is_dir():  # pragma: n
     pytest.fail("shared/handlebars is not installed: npm ci --prefix shared/handlebars", pytrace=False)
 
 CREATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \+00:00$")
-SUBJECT = '{{#ifEq lf_assignments.[cmp-7] "B"}}Big sale, {{firstName}}!{{else}}Hello {{defaultIfEmpty firstName "friend"}}{{/ifEq}}'
+SUBJECT = (
+    '{{#ifEq lf_assignments.[cmp-7] "B"}}Big sale, {{firstName}}!'
+    '{{else}}Hello {{defaultIfEmpty firstName "friend"}}{{/ifEq}}'
+)
 HTML = (
     '{{#ifEq lf_assignments.[cmp-7] "B"}}<a href="https://shop.example.com/b?u={{email}}">Buy</a>'
     '{{else}}<a href="https://shop.example.com/a">Look</a>{{/ifEq}}'

@@ -18,9 +18,9 @@ from liftstack_shared.settings import CommonSettings
 from liftstack_templates.app import create_app
 from liftstack_templates.settings import TemplatesSettings
 from tests.fixtures.asgi import serve_asgi
+from tests.fixtures.identity import user_token
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.secrets import WatchedSecrets
-from tests.fixtures.identity import user_token
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import httpx
 from liftstack_shared.auth import Role
 from liftstack_writeback.app import create_app
 from tests.fixtures.asgi import serve_asgi
-from tests.writeback.conftest import Env, emails, make_batches
 from tests.fixtures.identity import user_token
+from tests.writeback.conftest import Env, emails, make_batches
 
 
 async def _wait_status(

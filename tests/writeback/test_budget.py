@@ -9,7 +9,6 @@ from collections import Counter
 from liftstack_shared.iterable import Endpoint
 from liftstack_shared.mongo import make_mongo_client
 from liftstack_writeback.pacer import MongoPacer
-
 from tests.writeback.conftest import Env, emails, make_batches
 
 

@@ -12,7 +12,6 @@ from liftstack_shared.credentials import (
 )
 from liftstack_shared.messages import DeadLetter
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
-
 from tests.writeback.conftest import Env, emails, make_batches
 
 

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from liftstack_shared.messages import DeadLetter
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
 from liftstack_writeback.processor import BATCHES
-
 from tests.writeback.conftest import Env, emails, make_batches
 
 
@@ -49,14 +48,16 @@ async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_1
 
     letters = [DeadLetter.model_validate_json(v) for v in await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=2)]
     by_class = {letter.reason_class: letter for letter in letters}
-    assert len(letters) == 2 and set(by_class) <= {"overflow", "validation"}, [l.reason for l in letters]
-    not_json = next(l for l in letters if l.payload_base64)
+    assert len(letters) == 2 and set(by_class) <= {"overflow", "validation"}, [item.reason for item in letters]
+    not_json = next(item for item in letters if item.payload_base64)
     assert not_json.original_bytes() == b"\xff not json" and not_json.attempts == 1
-    too_big = next(l for l in letters if l is not not_json)
+    too_big = next(item for item in letters if item is not not_json)
     if too_big.reason_class == "overflow":  # storage refused it, after the bounded tries
         assert too_big.attempts == 3 and "8-byte ints" in too_big.reason
         assert too_big.first_failed_at and too_big.last_failed_at and too_big.first_failed_at < too_big.last_failed_at
-    assert all(l.consumer == "writeback" and l.source_topic == env.topic(CAMPAIGN_ASSIGNMENTS.name) for l in letters)
+    assert all(
+        item.consumer == "writeback" and item.source_topic == env.topic(CAMPAIGN_ASSIGNMENTS.name) for item in letters
+    )
 
     # Idle: no batch in flight, no more batches handled, every offset committed past.
     handled = sum(BATCHES.labels(r)._value.get() for r in ("written", "duplicate", "dead_letter"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from liftstack_shared.messages import Assignment, WritebackProgress
 from liftstack_shared.topics import WRITEBACK_PROGRESS
-
 from tests.writeback.conftest import Env, emails, make_batches
 
 

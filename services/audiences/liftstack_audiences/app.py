@@ -20,6 +20,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from liftstack_audiences.audiences import audience_size, audience_type, find_audience, list_audiences
+from liftstack_audiences.failures import KNOWN_FAILURES, audience_not_found, to_api_error
+from liftstack_audiences.identifiers import PROJECT_TYPE_NAMES, ProjectIdentity
+from liftstack_audiences.models import (
+    AudienceList,
+    AudienceSize,
+    SyncAccepted,
+    SyncRecord,
+    SyncRequest,
+)
+from liftstack_audiences.publisher import AudiencePublisher
+from liftstack_audiences.runner import ClientFactory, SyncRunner
+from liftstack_audiences.settings import AudiencesSettings
+from liftstack_audiences.state import remove_expired
+from liftstack_audiences.store import SizeCache, SyncStore, now
 from liftstack_shared.auth import Principal, principal_from_request
 from liftstack_shared.bounds import INT64_MAX
 from liftstack_shared.connections_client import ConnectionsClient
@@ -42,22 +57,6 @@ from liftstack_shared.http import (
 from liftstack_shared.iterable import IterableAuthError, IterableClient
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
-
-from liftstack_audiences.audiences import audience_size, audience_type, find_audience, list_audiences
-from liftstack_audiences.failures import KNOWN_FAILURES, audience_not_found, to_api_error
-from liftstack_audiences.identifiers import PROJECT_TYPE_NAMES, ProjectIdentity
-from liftstack_audiences.models import (
-    AudienceList,
-    AudienceSize,
-    SyncAccepted,
-    SyncRecord,
-    SyncRequest,
-)
-from liftstack_audiences.publisher import AudiencePublisher
-from liftstack_audiences.runner import ClientFactory, SyncRunner
-from liftstack_audiences.settings import AudiencesSettings
-from liftstack_audiences.state import remove_expired
-from liftstack_audiences.store import SizeCache, SyncStore, now
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,13 @@ e.g. when the user selects it in the wizard.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
-
-from liftstack_shared.errors import ApiError
-from liftstack_shared.iterable import IterableClient, IterableList, IterableRateLimited, ListType
+from datetime import UTC, datetime
 
 from liftstack_audiences.failures import audience_not_found
 from liftstack_audiences.models import Audience, AudienceSize, AudienceType
 from liftstack_audiences.store import SizeCache, is_fresh
+from liftstack_shared.errors import ApiError
+from liftstack_shared.iterable import IterableClient, IterableList, IterableRateLimited, ListType
 
 # Suppression and Internal lists are not audiences one sends a campaign to.
 AUDIENCE_TYPES: dict[str, AudienceType] = {ListType.STANDARD: "list", ListType.DYNAMIC: "segment"}
@@ -40,9 +39,7 @@ async def list_audiences(client: IterableClient, sizes: SizeCache, connection_id
                 name=lst.name,
                 type=audience_type(lst) or "list",
                 iterable_type=str(lst.listType),
-                created_at=(
-                    datetime.fromtimestamp(lst.createdAt / 1000, timezone.utc) if lst.createdAt is not None else None
-                ),
+                created_at=(datetime.fromtimestamp(lst.createdAt / 1000, UTC) if lst.createdAt is not None else None),
                 size=size.size if size else None,
                 size_source=size.size_source if size else None,
                 size_as_of=size.size_as_of if size else None,

@@ -9,15 +9,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from liftstack_shared.credentials import CredentialsSource, IterableCredentials
-from liftstack_shared.iterable import (
-    IterableAuthError,
-    IterableBadRequest,
-    IterableClient,
-    IterableNotFound,
-)
-from liftstack_shared.messages import AudienceSyncProgress
-
 from liftstack_audiences import metrics
 from liftstack_audiences.audiences import find_audience
 from liftstack_audiences.failures import is_known_failure, to_api_error
@@ -27,6 +18,14 @@ from liftstack_audiences.settings import AudiencesSettings
 from liftstack_audiences.state import Counts, SyncState
 from liftstack_audiences.store import SizeCache, SyncStore
 from liftstack_audiences.sync import AudienceSync, SyncTarget
+from liftstack_shared.credentials import CredentialsSource, IterableCredentials
+from liftstack_shared.iterable import (
+    IterableAuthError,
+    IterableBadRequest,
+    IterableClient,
+    IterableNotFound,
+)
+from liftstack_shared.messages import AudienceSyncProgress
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,10 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from liftstack_shared.messages import utcnow
-from liftstack_shared.mongo import SingleWriter, is_duplicate_key
-
 from liftstack_audiences.models import AudienceSize, SizeSource, SyncError, SyncRecord, SyncStatus
 from liftstack_audiences.state import Counts
+from liftstack_shared.messages import utcnow
+from liftstack_shared.mongo import SingleWriter, is_duplicate_key
 
 T = TypeVar("T")
 ACTIVE: tuple[SyncStatus, ...] = ("pending", "running")

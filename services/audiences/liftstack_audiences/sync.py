@@ -22,13 +22,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
 
-from liftstack_shared.iterable import IterableUnavailable
-from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
-
 from liftstack_audiences import metrics
 from liftstack_audiences.identifiers import ProjectIdentity, parse_identifier
 from liftstack_audiences.publisher import AudiencePublisher
 from liftstack_audiences.state import Counts, SyncState
+from liftstack_shared.iterable import IterableUnavailable
+from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ import argparse
 import asyncio
 import sys
 
+from liftstack_connections.settings import ConnectionsSettings
 from liftstack_shared.http import serve
 from liftstack_shared.logging import setup_logging
-
-from liftstack_connections.settings import ConnectionsSettings
 
 
 def main(argv: list[str] | None = None) -> int:

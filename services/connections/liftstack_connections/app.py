@@ -19,20 +19,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from liftstack_shared.auth import Principal, principal_from_request, require_manager, require_service
-from liftstack_shared.connections_client import InternalConnection
-from liftstack_shared.http import (
-    EXCEPTION_HANDLERS,
-    Endpoint,
-    json_response,
-    parse_body,
-    service_middleware,
-    standard_routes,
-)
-from liftstack_shared.kafka import ensure_topics, make_broker
-from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
-from liftstack_shared.topics import CONNECTION_CHANGED
-
 from liftstack_connections.crypto import CredentialCipher
 from liftstack_connections.events import EventPublisher
 from liftstack_connections.iterable_probe import EventHooks, IterableProbe
@@ -46,6 +32,19 @@ from liftstack_connections.models import (
 from liftstack_connections.service import ConnectionService, not_found
 from liftstack_connections.settings import ConnectionsSettings
 from liftstack_connections.store import ConnectionStore
+from liftstack_shared.auth import Principal, principal_from_request, require_manager, require_service
+from liftstack_shared.connections_client import InternalConnection
+from liftstack_shared.http import (
+    EXCEPTION_HANDLERS,
+    Endpoint,
+    json_response,
+    parse_body,
+    service_middleware,
+    standard_routes,
+)
+from liftstack_shared.kafka import ensure_topics, make_broker
+from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
+from liftstack_shared.topics import CONNECTION_CHANGED
 
 BASE = "/v1/workspaces/{workspace_id}/connections"
 ONE = BASE + "/{connection_id}"

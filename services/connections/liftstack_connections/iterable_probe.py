@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from liftstack_connections.models import PermissionCheck
 from liftstack_shared.connections_client import Region
 from liftstack_shared.iterable import (
     IterableAuthError,
@@ -26,8 +27,6 @@ from liftstack_shared.iterable import (
     IterableUnavailable,
     RetryPolicy,
 )
-
-from liftstack_connections.models import PermissionCheck
 
 # A test is interactive: fail fast rather than wait out a long backoff.
 PROBE_RETRY = RetryPolicy(

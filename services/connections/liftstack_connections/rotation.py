@@ -24,11 +24,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from liftstack_shared.mongo import database, make_mongo_client
-
 from liftstack_connections.crypto import CredentialCipher, InvalidToken
 from liftstack_connections.settings import ConnectionsSettings
 from liftstack_connections.store import ENCRYPTED_FIELDS, ConnectionStore, Doc
+from liftstack_shared.mongo import database, make_mongo_client
 
 log = logging.getLogger("liftstack.connections.rotation")
 _ATTEMPTS = 5

@@ -11,13 +11,8 @@ import hashlib
 import logging
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from liftstack_shared.auth import Principal
-from liftstack_shared.connections_client import ProjectType, Region
-from liftstack_shared.errors import ApiError
-from liftstack_shared.messages.connections import ConnectionChanged
 
 from liftstack_connections.crypto import CredentialCipher
 from liftstack_connections.events import EventPublisher
@@ -35,6 +30,10 @@ from liftstack_connections.models import (
 )
 from liftstack_connections.settings import ConnectionsSettings
 from liftstack_connections.store import ConnectionStore, Doc, NameTaken
+from liftstack_shared.auth import Principal
+from liftstack_shared.connections_client import ProjectType, Region
+from liftstack_shared.errors import ApiError
+from liftstack_shared.messages.connections import ConnectionChanged
 
 log = logging.getLogger("liftstack.connections")
 _UPDATE_ATTEMPTS = 5
@@ -42,7 +41,7 @@ _UPDATE_ATTEMPTS = 5
 
 def now() -> datetime:
     # Millisecond precision: what BSON stores, so values read back compare equal.
-    t = datetime.now(timezone.utc)
+    t = datetime.now(UTC)
     return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 

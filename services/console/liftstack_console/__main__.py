@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from liftstack_shared.http import serve
-
 from liftstack_console.app import create_app
 from liftstack_console.settings import ConsoleSettings
+from liftstack_shared.http import serve
 
 
 def main() -> None:

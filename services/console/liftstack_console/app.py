@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from pymongo.errors import PyMongoError
@@ -17,12 +17,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from liftstack_shared.auth import Principal, Role
-from liftstack_shared.errors import ApiError
-from liftstack_shared.http import EXCEPTION_HANDLERS, read_body, service_middleware, standard_routes
-from liftstack_shared.kafka import ensure_topics
-from liftstack_shared.mongo import make_mongo_client, mongo_ready
-from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
 from liftstack_console import session, web_campaigns, web_integrations
 from liftstack_console.campaigns import CampaignStore
 from liftstack_console.csrf import CsrfMiddleware
@@ -42,6 +36,12 @@ from liftstack_console.web import (
     on_signin_required,
     page,
 )
+from liftstack_shared.auth import Principal, Role
+from liftstack_shared.errors import ApiError
+from liftstack_shared.http import EXCEPTION_HANDLERS, read_body, service_middleware, standard_routes
+from liftstack_shared.kafka import ensure_topics
+from liftstack_shared.mongo import make_mongo_client, mongo_ready
+from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
 
 
 def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlette:
@@ -110,7 +110,7 @@ def create_app(settings: ConsoleSettings, run_consumer: bool = True) -> Starlett
         ttl_s = int(session.MAX_SESSION.total_seconds())
         token = demo.token(DEMO_USERS[role], settings.demo_workspace, role, ttl_s=ttl_s)
         principal = Principal(DEMO_USERS[role], settings.demo_workspace, role)
-        await start_session(response, principal, token, datetime.now(timezone.utc) + session.MAX_SESSION)
+        await start_session(response, principal, token, datetime.now(UTC) + session.MAX_SESSION)
         return response
 
     async def signin_oidc(request: Request) -> Response:

@@ -27,6 +27,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from liftstack_console.assign import assign_variant
+from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy, StartAt
 from liftstack_shared.messages import (
     Assignment,
     AssignmentBatch,
@@ -34,10 +36,8 @@ from liftstack_shared.messages import (
     AudienceMembersBatch,
     AudienceSyncCompleted,
 )
-from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy, StartAt
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_MEMBERS_DEADLETTER, CAMPAIGN_ASSIGNMENTS
-from liftstack_console.assign import assign_variant
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 1000

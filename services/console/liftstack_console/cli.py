@@ -307,13 +307,13 @@ def deadletters_command(args: argparse.Namespace, out: Any = None) -> int:
                 replays = await dl.replay_records(db)
                 out.write(f"{len(letters)} dead letter(s) on {', '.join(topics)}\n")
                 for s in letters:
-                    l = s.letter
-                    done = replays.get(l.source_id)
+                    item = s.letter
+                    done = replays.get(item.source_id)
                     out.write(
-                        f"{s.id}  {dl.when(l.at)}  {l.consumer}  {l.reason_class or '-'}  "
-                        f"source {l.source_topic}[{l.partition}]@{l.offset}  attempts {l.attempts}  "
+                        f"{s.id}  {dl.when(item.at)}  {item.consumer}  {item.reason_class or '-'}  "
+                        f"source {item.source_topic}[{item.partition}]@{item.offset}  attempts {item.attempts}  "
                         f"{'replayed ' + dl.when(done['replayed_at']) if done else 'not replayed'}\n"
-                        f"    {l.reason}\n"
+                        f"    {item.reason}\n"
                     )
                 return 0
             chosen = letters if args.all else [s for s in letters if s.id in set(args.id)]

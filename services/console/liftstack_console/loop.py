@@ -14,11 +14,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_console import assigner
 from liftstack_console.campaigns import Doc, utcnow
 from liftstack_console.services import ServiceError
 from liftstack_console.web import Console, User
+from liftstack_shared.connections_client import ConnectionsClient
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,8 +20,8 @@ import jwt
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-from liftstack_shared.auth import ALGORITHMS, LEEWAY_S, Principal, verify_user_token
 from liftstack_console.settings import ConsoleSettings
+from liftstack_shared.auth import ALGORITHMS, LEEWAY_S, Principal, verify_user_token
 
 CALLBACK_PATH = "/auth/callback"
 
@@ -111,7 +111,7 @@ class OidcClient:
         # The shared verifier raises ApiError (401/403/503) for a token services would refuse.
         principal = await asyncio.to_thread(verify_user_token, str(access_token), self.settings)
         exp = jwt.decode(str(access_token), options={"verify_signature": False}).get("exp", 0)
-        return SignedIn(principal, str(access_token), datetime.fromtimestamp(int(exp), tz=timezone.utc))
+        return SignedIn(principal, str(access_token), datetime.fromtimestamp(int(exp), tz=UTC))
 
     def _check_id_token(self, id_token: str, nonce: str, jwks_uri: str) -> None:
         if self._id_token_keys is None:

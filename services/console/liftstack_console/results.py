@@ -30,14 +30,14 @@ from aiokafka import ConsumerRecord
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from liftstack_console.assign import assign_variant
+from liftstack_console.campaigns import CampaignStore, Doc
+from liftstack_console.stats import Lift, lift_over_control, rate, sample_ratio_check
 from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.mongo import insert_once
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
-from liftstack_console.assign import assign_variant
-from liftstack_console.campaigns import CampaignStore, Doc
-from liftstack_console.stats import Lift, lift_over_control, rate, sample_ratio_check
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,8 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from liftstack_shared.auth import Principal, Role
 from liftstack_console.settings import ConsoleSettings
+from liftstack_shared.auth import Principal, Role
 
 COOKIE = "lf_session"
 FLOW_COOKIE = "lf_signin"
@@ -56,7 +56,7 @@ def _digest(value: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SessionStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from liftstack_shared.auth import Principal
-from liftstack_shared import bounds
-from liftstack_shared.http import read_body, validation_error
 from liftstack_console import session
 from liftstack_console.campaigns import CampaignStore
 from liftstack_console.results import ResultsStore
 from liftstack_console.services import ServiceError, Services
 from liftstack_console.settings import ConsoleSettings
+from liftstack_shared import bounds
+from liftstack_shared.auth import Principal
+from liftstack_shared.http import read_body, validation_error
 
 HERE = Path(__file__).parent
 STATUS_LABEL = {"active": "Active", "connected": "Connected", "error": "Error"}
@@ -97,8 +97,8 @@ def _when(value: Any) -> str:
             return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)
 
 

@@ -30,8 +30,8 @@ from liftstack_ingest import metrics
 from liftstack_ingest.lookup import ConnectionLookup, ConnectionNotFound
 from liftstack_ingest.read_model import FAILED_DOWNSTREAM, OUTCOMES, WINDOWS, Entry, ReadModel
 from liftstack_ingest.settings import IngestSettings
-from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.auth import principal_from_request, require_manager
+from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
 from liftstack_shared.errors import ApiError
 from liftstack_shared.http import Endpoint, json_response

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -98,7 +98,7 @@ class WebhookGateway:
         except BodyTooLarge as exc:
             return self._reject(connection, 413, exc.code, exc.message)
 
-        received_at = datetime.now(timezone.utc)
+        received_at = datetime.now(UTC)
         event_name: str | None = None
         try:
             payload = parse_body(body)
@@ -174,7 +174,7 @@ class WebhookGateway:
                 outcome=outcome,
                 reason=reason,
                 event_id=event_id,
-                at=at or datetime.now(timezone.utc),
+                at=at or datetime.now(UTC),
             )
         )
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from liftstack_shared import bounds
@@ -182,9 +182,9 @@ def parse_iterable_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:  # year 1 or 9999 shifted by its offset
         return None
 
@@ -192,7 +192,7 @@ def parse_iterable_time(value: Any) -> datetime | None:
 def _from_epoch(value: float) -> datetime | None:
     seconds = value / 1000 if abs(value) > _MILLIS_FROM else value
     try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 

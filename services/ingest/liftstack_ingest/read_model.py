@@ -31,7 +31,7 @@ import base64
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -172,7 +172,7 @@ class ReadModel:
         )
 
     async def prune(self, now: datetime | None = None) -> None:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         await self.events.delete_many({"received_at": {"$lt": now - self._retention}})
         await self.counted.delete_many({"received_at": {"$lt": now - self._retention}})
         await self.counts.delete_many({"granularity": "m", "start": {"$lt": now - MINUTE_RETENTION}})
@@ -210,7 +210,7 @@ class ReadModel:
 
     async def window_counts(self, connection_id: str, now: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
         """Counter documents per window name (see `WINDOWS`)."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         out: dict[str, list[dict[str, Any]]] = {}
         for name, granularity, buckets in WINDOWS:
             step = timedelta(minutes=1) if granularity == "m" else timedelta(hours=1)
@@ -243,7 +243,7 @@ async def _bulk_upsert(collection: Any, ops: list[Upsert]) -> None:
 
 
 def _floor(at: datetime, granularity: str) -> datetime:
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     if granularity == "m":
         return at.replace(second=0, microsecond=0)
     return at.replace(minute=0, second=0, microsecond=0)
@@ -251,8 +251,8 @@ def _floor(at: datetime, granularity: str) -> datetime:
 
 def _millis(at: datetime) -> datetime:
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).replace(microsecond=at.microsecond // 1000 * 1000)
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def encode_cursor(at: datetime, doc_id: str) -> str:

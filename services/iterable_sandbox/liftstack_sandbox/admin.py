@@ -7,7 +7,8 @@ Errors use liftstack's own shape, `{"error": {"code", "message", "field"}}`.
     GET    /healthz
     POST   /_sandbox/reset
     GET    /_sandbox/projects
-    POST   /_sandbox/projects                      {name?, region?, identity?, config?, keys?: [{type, disabled?, key?}]}
+    POST   /_sandbox/projects                      {name?, region?, identity?, config?,
+                                                    keys?: [{type, disabled?, key?}]}
     GET    /_sandbox/projects/{pid}
     POST   /_sandbox/projects/{pid}/keys           {type, disabled?, key?, name?} -> includes the key value
     POST   /_sandbox/projects/{pid}/keys/{kid}/disable | /enable
@@ -23,7 +24,8 @@ Errors use liftstack's own shape, `{"error": {"code", "message", "field"}}`.
     GET    /_sandbox/projects/{pid}/templates[/{tid}]
     POST   /_sandbox/projects/{pid}/templates      template fields (creates)
     GET    /_sandbox/projects/{pid}/webhooks
-    POST   /_sandbox/projects/{pid}/webhooks       {endpoint, authType?, token?, tokenType?, username?, password?, headers?, enabled?, ...}
+    POST   /_sandbox/projects/{pid}/webhooks       {endpoint, authType?, token?, tokenType?, username?,
+                                                    password?, headers?, enabled?, ...}
     POST   /_sandbox/projects/{pid}/send           send.SendRequest
     GET    /_sandbox/projects/{pid}/sends?campaignId=&email=
     GET    /_sandbox/projects/{pid}/events?campaignId=&email=&eventName=

@@ -174,9 +174,7 @@ def stream_lines(
         sent += 1
         return cut_after is None or sent < cut_after
 
-    members = 0
-    for ident in iter_identifiers(project, lst, prefer_user_id):
-        members += 1
+    for members, ident in enumerate(iter_identifiers(project, lst, prefer_user_id), start=1):
         keep_going = emit(ident)
         # Faults are placed by member count, so they don't shift each other.
         if keep_going and duplicate_every and members % duplicate_every == 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from liftstack_shared.http import serve
-
 from liftstack_templates.app import create_app
 from liftstack_templates.settings import TemplatesSettings
 

@@ -53,7 +53,6 @@ from liftstack_shared.iterable import (
     IterableUnavailable,
 )
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
-
 from liftstack_templates.generate import (
     ASSIGNMENTS_FIELD,
     ContentError,

@@ -271,12 +271,15 @@ def _as_alone(text: str, parsed: ParseResult) -> str:
     the rule sees no edge there. (With a newline in those spaces the rule treats them
     the same inside a block, so they are kept.)"""
     first, last = parsed.first, parsed.last
-    if first is not None and _edge_stripped(first.original, first.value):
-        if text.startswith(first.original):
-            text = first.value + text[len(first.original) :]
-    if last is not None and last is not first and _edge_stripped(last.original, last.value):
-        if text.endswith(last.original):
-            text = text[: len(text) - len(last.original)] + last.value
+    if first is not None and _edge_stripped(first.original, first.value) and text.startswith(first.original):
+        text = first.value + text[len(first.original) :]
+    if (
+        last is not None
+        and last is not first
+        and _edge_stripped(last.original, last.value)
+        and text.endswith(last.original)
+    ):
+        text = text[: len(text) - len(last.original)] + last.value
     return text
 
 

@@ -32,7 +32,6 @@ from liftstack_shared.iterable import (
     IterableClient,
     IterableNotFound,
 )
-
 from liftstack_templates.generate import GeneratedTemplate
 from liftstack_templates.store import TemplateRecord, TemplateStore
 

@@ -22,7 +22,7 @@ Document fields:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -32,7 +32,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from liftstack_shared.mongo import SingleWriter, is_duplicate_key
-
 from liftstack_templates.generate import GeneratedTemplate, TemplateSpec
 
 COLLECTION = "templates"
@@ -53,7 +52,7 @@ class TemplateRecord(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TemplateStore:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from liftstack_shared.http import serve
-
 from liftstack_writeback.app import create_app
 from liftstack_writeback.settings import WritebackSettings
 

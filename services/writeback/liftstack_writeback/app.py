@@ -21,7 +21,6 @@ from liftstack_shared.credentials import ConnectionsServiceCredentials, Credenti
 from liftstack_shared.errors import ApiError
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, service_middleware, standard_routes
 from liftstack_shared.messages.writeback import WritebackStatus
-
 from liftstack_writeback.jobs import JobHeader, RunSummary
 from liftstack_writeback.service import RetriggerRefused, WritebackService
 from liftstack_writeback.settings import WritebackSettings

@@ -23,7 +23,6 @@ from liftstack_shared.iterable import (
     RoutedRateLimits,
 )
 from liftstack_shared.iterable.client import parse_retry_after
-
 from liftstack_writeback.pacer import MongoPacer
 from liftstack_writeback.settings import WritebackSettings
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 import httpx
 from aiokafka.structs import ConsumerRecord
@@ -36,7 +36,6 @@ from liftstack_shared.credentials import (
     CredentialsUnavailable,
 )
 from liftstack_shared.messages import AssignmentBatch
-
 from liftstack_writeback.clients import IterableClients
 from liftstack_writeback.jobs import JobHeader, JobStore
 from liftstack_writeback.progress import ProgressTracker

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from liftstack_shared.messages import WritebackProgress
-
 from liftstack_writeback.jobs import JobStore, RunSummary
 
 log = logging.getLogger(__name__)

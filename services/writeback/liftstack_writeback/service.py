@@ -21,7 +21,6 @@ from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import Assignment, AssignmentBatch, DeadLetter, WritebackProgress, utcnow
 from liftstack_shared.mongo import database, make_mongo_client
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
-
 from liftstack_writeback.clients import IterableClients
 from liftstack_writeback.consumer import OrderedConsumer
 from liftstack_writeback.jobs import RETRIGGER, JobHeader, JobStore, RunSummary

@@ -43,7 +43,6 @@ from liftstack_shared.iterable import (
     pack_users,
 )
 from liftstack_shared.messages import Assignment, AssignmentBatch
-
 from liftstack_writeback.jobs import BatchOutcome
 
 log = logging.getLogger(__name__)

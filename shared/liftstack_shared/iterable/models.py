@@ -21,7 +21,7 @@ models accept both: template dates (spec: date-time strings; live: epoch ms),
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -89,7 +89,7 @@ def epoch_ms(value: Any) -> Any:
             except ValueError:
                 continue
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
+                moment = moment.replace(tzinfo=UTC)
             return int(moment.timestamp() * 1000)
     return None
 

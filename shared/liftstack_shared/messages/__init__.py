@@ -5,19 +5,19 @@ to that consumer's dead-letter topic with the reason. Adding optional fields is 
 compatible change; anything else bumps `schema_version`.
 """
 
-from liftstack_shared.messages.base import Message, utcnow
 from liftstack_shared.messages.assignments import Assignment, AssignmentBatch
-from liftstack_shared.messages.writeback import WritebackProgress, WritebackStatus
-from liftstack_shared.messages.engagement import EngagementEvent, EventType
-from liftstack_shared.messages.connections import ConnectionChanged
 from liftstack_shared.messages.audience import (
     AudienceMember,
     AudienceMembersBatch,
     AudienceSyncCompleted,
     AudienceSyncProgress,
 )
-from liftstack_shared.messages.ingest import IngestObservation, IngestOutcome
+from liftstack_shared.messages.base import Message, utcnow
+from liftstack_shared.messages.connections import ConnectionChanged
 from liftstack_shared.messages.deadletter import DeadLetter
+from liftstack_shared.messages.engagement import EngagementEvent, EventType
+from liftstack_shared.messages.ingest import IngestObservation, IngestOutcome
+from liftstack_shared.messages.writeback import WritebackProgress, WritebackStatus
 
 __all__ = [
     "Assignment",

@@ -17,7 +17,7 @@ class Assignment(BaseModel):
     variant: str = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
-    def _one_identity(self) -> "Assignment":
+    def _one_identity(self) -> Assignment:
         if bool(self.email) == bool(self.user_id):
             raise ValueError("exactly one of email or user_id is required")
         return self
@@ -47,7 +47,7 @@ class AssignmentBatch(Message):
     assignments: list[Assignment]
 
     @model_validator(mode="after")
-    def _seq_in_range(self) -> "AssignmentBatch":
+    def _seq_in_range(self) -> AssignmentBatch:
         if self.batch_seq >= self.batch_count:
             raise ValueError("batch_seq must be < batch_count")
         return self
