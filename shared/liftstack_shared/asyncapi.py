@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -51,8 +52,9 @@ def specification() -> AsyncAPI:
     )
 
 
-def document() -> dict:
-    return json.loads(specification().to_specification().to_json())
+def document() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(specification().to_specification().to_json())
+    return doc
 
 
 if __name__ == "__main__":

@@ -681,7 +681,7 @@ def _tp_order(tp: TopicPartition) -> tuple[str, int]:
 
 
 async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
+    partitions: set[int] | None = consumer.partitions_for_topic(topic)
     if not partitions:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
         partitions = consumer.partitions_for_topic(topic)

@@ -40,7 +40,7 @@ from liftstack_shared.settings import CommonSettings
 T = TypeVar("T")
 
 
-def make_mongo_client(settings: CommonSettings) -> AsyncMongoClient:
+def make_mongo_client(settings: CommonSettings) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         settings.mongo_url,
         serverSelectionTimeoutMS=settings.mongo_server_selection_timeout_ms,
@@ -50,11 +50,11 @@ def make_mongo_client(settings: CommonSettings) -> AsyncMongoClient:
     )
 
 
-def database(client: AsyncMongoClient, settings: CommonSettings) -> AsyncDatabase:
+def database(client: AsyncMongoClient[dict[str, Any]], settings: CommonSettings) -> AsyncDatabase[dict[str, Any]]:
     return client[settings.mongo_db]
 
 
-async def mongo_ready(client: AsyncMongoClient, timeout_s: float = 1.0) -> None:
+async def mongo_ready(client: AsyncMongoClient[Any], timeout_s: float = 1.0) -> None:
     """Raise unless the server answers a ping within `timeout_s` (health checks)."""
     await asyncio.wait_for(client.admin.command("ping"), timeout_s)
 

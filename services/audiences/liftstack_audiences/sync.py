@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class MemberSource(Protocol):
     """What the sync needs from the Iterable client."""
 
-    def iter_list_users(self, list_id: int, prefer_user_id: bool = False) -> AsyncIterator[str]: ...
+    def iter_list_users(self, list_id: int, prefer_user_id: bool = False) -> AsyncGenerator[str, None]: ...
 
 
 @dataclass(frozen=True)

@@ -203,4 +203,4 @@ def create_app(settings: ConnectionsSettings, probe_hooks: EventHooks | None = N
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, middleware=service_middleware(settings), exception_handlers=EXCEPTION_HANDLERS
-    )  # type: ignore[arg-type]
+    )

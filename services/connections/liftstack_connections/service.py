@@ -7,6 +7,7 @@ comparison) and never logged or returned to users.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
 import secrets
@@ -235,7 +236,7 @@ class ConnectionService:
             "status": doc["status"],
         }
 
-    def webhook_secrets(self, doc: Doc) -> list[str]:
+    def webhook_secrets(self, doc: Doc) -> builtins.list[str]:  # `list` here is the method above
         ws = doc["workspace_id"]
         found: list[str] = []
         if doc.get("webhook_secret_enc"):
@@ -348,7 +349,7 @@ class ConnectionService:
             ConnectionChanged(
                 connection_id=doc["_id"],
                 workspace_id=doc["workspace_id"],
-                change=change,  # type: ignore[arg-type]
+                change=change,
                 status=doc["status"],
             )
         )

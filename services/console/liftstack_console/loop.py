@@ -272,7 +272,7 @@ async def preview_template(ctx: Console, who: User, campaign: Doc, variant: str)
     )
     for preview in result["previews"]:
         if preview.get("variant") == variant:
-            return preview  # type: ignore[no-any-return]
+            return preview
     raise ServiceError(404, "no_such_variant", f"The template has no variant {variant!r}.")
 
 
@@ -356,7 +356,7 @@ async def sandbox_send(
             "deliveries": summary.get("deliveries"),
         },
     )
-    return summary  # type: ignore[no-any-return]
+    return summary
 
 
 async def _webhook_target(ctx: Console, who: User, connection_id: str) -> dict[str, Any] | None:

@@ -120,7 +120,7 @@ class ResultsStore:
     async def counts(self, campaign_id: str) -> dict[tuple[str, str], int]:
         """(variant, type) -> unique recipients."""
         out: dict[tuple[str, str], int] = {}
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": {"campaign_id": campaign_id}},
             {"$group": {"_id": {"v": "$variant", "t": "$type"}, "n": {"$sum": 1}}},
         ]

@@ -67,7 +67,7 @@ class SignInRequired(Exception):
 
 
 def console(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    return request.app.state.console
 
 
 def user(request: Request) -> User:

@@ -55,7 +55,7 @@ def create_app(settings: IngestSettings, connections: ConnectionLookup | None = 
     mongo = make_mongo_client(settings)
     store = ReadModel(database(mongo, settings), timedelta(hours=settings.events_retention_hours))
 
-    consumers = [connection_changes_consumer(settings, connections)]
+    consumers: list[ConsumerRuntime[Any]] = [connection_changes_consumer(settings, connections)]
     if settings.events_consumer_enabled:
         consumers.append(events_page_consumer(settings, store))
 

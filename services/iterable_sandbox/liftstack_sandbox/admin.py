@@ -245,7 +245,7 @@ def admin(path: str, method: str = "GET") -> Callable[[AdminHandler], Route]:
 
 
 def _state(request: Request) -> SandboxState:
-    return request.app.state.sandbox  # type: ignore[no-any-return]
+    return request.app.state.sandbox
 
 
 # -- routes --------------------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def create_app(
     ]
     return Starlette(
         routes=routes, lifespan=lifespan, middleware=service_middleware(settings), exception_handlers=EXCEPTION_HANDLERS
-    )  # type: ignore[arg-type]
+    )
 
 
 async def _preview(

@@ -88,7 +88,7 @@ def create_app(
     service). `consume=False` serves the API without consuming (tools, tests)."""
 
     def service_of(request: Request) -> WritebackService:
-        return request.app.state.writeback  # type: ignore[no-any-return]
+        return request.app.state.writeback
 
     async def job_for(request: Request) -> tuple[Principal, JobHeader]:
         principal = principal_from_request(request, settings)
@@ -185,7 +185,7 @@ def create_app(
                 {"kafka": check_kafka, "mongo": check_mongo},
             ),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=service_middleware(settings),
         lifespan=lifespan,
     )

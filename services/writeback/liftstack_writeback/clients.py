@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -22,7 +23,7 @@ from liftstack_shared.iterable import (
     RetryPolicy,
     RoutedRateLimits,
 )
-from liftstack_shared.iterable.client import parse_retry_after
+from liftstack_shared.iterable.retry import parse_retry_after
 from liftstack_writeback.pacer import MongoPacer
 from liftstack_writeback.settings import WritebackSettings
 
@@ -96,7 +97,7 @@ class IterableClients:
         self._entries[creds.connection_id] = _Entry(fingerprint, client)
         return client
 
-    def _on_response_hook(self, pkey: str):  # type: ignore[no-untyped-def]
+    def _on_response_hook(self, pkey: str) -> Callable[[httpx.Response], Awaitable[None]]:
         pacer = self._pacer
 
         async def on_response(response: httpx.Response) -> None:

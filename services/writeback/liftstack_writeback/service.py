@@ -195,12 +195,14 @@ class WritebackService:
             raise RetriggerRefused("assignments_unavailable", "The job's assignments are not all stored.")
         if not resume and not await self.store.create_retrigger_run(header.job_id, run, idempotency_key):
             winner = await self.store.run_doc(header.job_id, run)
-            same_request = winner is not None and idempotency_key is not None
-            if same_request and winner.get("idempotency_key") == idempotency_key:
+            same_request = (
+                winner is not None and idempotency_key is not None and winner.get("idempotency_key") == idempotency_key
+            )
+            if same_request:
                 # A concurrent retry of this very request created it.
-                summary = await self.store.summarize_run(header.job_id, run)
-                assert summary is not None
-                return RetriggerResult(summary, created=False)
+                existing = await self.store.summarize_run(header.job_id, run)
+                assert existing is not None
+                return RetriggerResult(existing, created=False)
             raise RetriggerRefused("retrigger_in_progress", "The job is being re-triggered already.")
         return RetriggerResult(await self._publish_run(header, run, batches), created=True)
 

@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -233,7 +233,7 @@ class IterableClient:
         response = await self._send(Endpoint.GET_LISTS, "GET", "/api/lists")
         return self._parse(_Lists, response, Endpoint.GET_LISTS).lists
 
-    async def iter_list_users(self, list_id: int, prefer_user_id: bool = False) -> AsyncIterator[str]:
+    async def iter_list_users(self, list_id: int, prefer_user_id: bool = False) -> AsyncGenerator[str, None]:
         """GET /api/lists/getUsers, streamed: yields one identifier per line as it
         arrives, never holding the whole list. Errors before the first line are
         retried like any request (503 included); a stream that breaks later raises

@@ -28,7 +28,7 @@ class RetryPolicy:
     jitter: float = 0.5
 
     def delay(self, retry: int, base: float, cap: float, rng: random.Random) -> float:
-        full = min(cap, base * 2**retry)
+        full = min(cap, base * 2.0**retry)
         return full * (1 - self.jitter) + rng.uniform(0, full * self.jitter)
 
 
