@@ -82,7 +82,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-async def read_back(settings, sync_id: str) -> tuple[int, int, dict]:  # type: ignore[no-untyped-def]
+async def read_back(settings, sync_id: str) -> tuple[int, int, dict]:
     """(members received, distinct members, completion message) from Kafka."""
     from aiokafka import AIOKafkaConsumer
 
@@ -117,7 +117,7 @@ async def read_back(settings, sync_id: str) -> tuple[int, int, dict]:  # type: i
         await consumer.stop()
 
 
-def bench_signer(issuer_port: int):  # type: ignore[no-untyped-def]
+def bench_signer(issuer_port: int):
     """A throwaway token signer for the bench user, its public JWKS served over HTTP
     (services verify user tokens against a provider's published keys)."""
     import tempfile
@@ -133,7 +133,7 @@ def bench_signer(issuer_port: int):  # type: ignore[no-untyped-def]
     body = json.dumps(signer.jwks()).encode()
 
     class Jwks(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -147,7 +147,7 @@ def bench_signer(issuer_port: int):  # type: ignore[no-untyped-def]
     return signer, f"{issuer}/jwks"
 
 
-def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings, signer) -> dict:  # type: ignore[no-untyped-def]
+def run_size(size: int, sandbox_url: str, base_env: dict[str, str], settings, signer) -> dict:
     from liftstack_shared.auth import Role
 
     admin = httpx.Client(base_url=sandbox_url, timeout=120)

@@ -136,7 +136,7 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
                 stdout=subprocess.PIPE,
             )
             procs.append(wb)
-            line = await asyncio.wait_for(asyncio.to_thread(wb.stdout.readline), 60)  # type: ignore[union-attr]
+            line = await asyncio.wait_for(asyncio.to_thread(wb.stdout.readline), 60)  # type: ignore[union-attr]  # stdout=PIPE, so never None
             assert line.strip() == b"ready", line
 
             # The job: `profiles` assignments in batches, published as the engine would.

@@ -357,7 +357,7 @@ SIGNIN = os.environ.get("LIFTSTACK_SIGNIN", "demo")
 IDP_PORT = int(os.environ.get("LIFTSTACK_IDP_PORT", "8300"))
 
 
-def local_idp():  # type: ignore[no-untyped-def]
+def local_idp():
     """The local provider's configuration: its signing key and the console's client
     registration, generated once into .runtime/idp (0600)."""
     from liftstack_console import local_idp as idp

@@ -517,7 +517,7 @@ class ConsumerRuntime(Generic[T]):
                 await self._consume()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Kafka went away mid-fetch, or a bug here
+            except Exception as exc:  # Kafka went away mid-fetch, or a bug here
                 if self.guard.is_infrastructure(exc):
                     INFRA_PAUSES.labels(self.name).inc()
                     log.warning("%s: Kafka unavailable (%s); reconnecting", self.name, exc)
@@ -683,7 +683,7 @@ def _tp_order(tp: TopicPartition) -> tuple[str, int]:
 async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     partitions: set[int] | None = consumer.partitions_for_topic(topic)
     if not partitions:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call
+        await consumer._client.force_metadata_update()  # aiokafka has no public call
         partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         # Treated as an outage: the topic is created by ensure_topics at start-up.

@@ -68,7 +68,7 @@ async def read_letters(settings: CommonSettings, topics: list[str], timeout_s: f
     await consumer.start()
     out: list[StoredLetter] = []
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topic list
+        await consumer._client.force_metadata_update()  # fresh topic list
         tps = [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return []

@@ -71,7 +71,7 @@ def stack(kafka_topics: CommonSettings, sandbox: SandboxHandle, tmp_path: Path) 
         )
         # No credentials given: the production source, the connections service.
         with serve_asgi(create_audiences(settings)) as audiences_url:
-            service = Service(audiences_url, settings, credentials=None)  # type: ignore[arg-type]
+            service = Service(audiences_url, settings, credentials=None)  # type: ignore[arg-type]  # None selects the production source on purpose
             token = user_token(settings, "owner-1", service.workspace_id, Role.OWNER)
             yield Stack(connections_url, service, token)
 

@@ -261,7 +261,7 @@ async def test_permission_lost_during_sync_fails_clearly(make_service, sandbox):
     assert key not in str(record)
 
 
-async def _until(predicate, timeout_s: float = 30) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout_s: float = 30) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"

@@ -57,7 +57,7 @@ async def page(context: BrowserContext) -> Page:
     p = await context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.page_errors = errors  # type: ignore[attr-defined]
+    p.page_errors = errors
     return p
 
 

@@ -102,7 +102,7 @@ async def test_owner_connects_tests_edits_and_deletes(page: Page, live_stack: Li
     page.once("dialog", lambda d: d.accept())
     await card.get_by_role("button", name="Delete").click()
     await expect(page.locator(".card", has_text=name)).to_have_count(0)
-    assert page.page_errors == []  # type: ignore[attr-defined]
+    assert page.page_errors == []
 
 
 async def test_member_sees_cards_but_cannot_manage(page: Page, live_stack: LiveStack) -> None:

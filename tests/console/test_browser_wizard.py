@@ -74,4 +74,4 @@ async def test_wizard_from_new_campaign_to_results(page: Page, live_stack: LiveS
     await page.goto(campaign_url + "/results")
     await expect(page.locator("h1")).to_have_text("Results")
     await shot(page, "17-results-page")
-    assert page.page_errors == []  # type: ignore[attr-defined]
+    assert page.page_errors == []

@@ -96,4 +96,4 @@ def _resigned(token: str, key_file: Path, kid: str) -> str:
     """The same claims and key id, signed with another key."""
     key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     claims = jwt.decode(token, options={"verify_signature": False})
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})  # type: ignore[arg-type]
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})  # type: ignore[arg-type]  # an RSA private key; PyJWT's hint is narrower

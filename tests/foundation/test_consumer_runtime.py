@@ -249,7 +249,7 @@ async def test_a_group_less_runtime_reads_from_latest_and_commits_nothing(
     try:
 
         async def assigned() -> bool:
-            return runtime._consumer is not None and bool(runtime._consumer.assignment())  # noqa: SLF001
+            return runtime._consumer is not None and bool(runtime._consumer.assignment())
 
         await _until(assigned, 10.0)
         await asyncio.sleep(1.0)  # let the seek to the end land before producing

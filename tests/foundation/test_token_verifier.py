@@ -35,7 +35,7 @@ class JwksServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 owner.fetches += 1
                 body = json.dumps({"keys": owner.keys}).encode()
                 self.send_response(200)

@@ -161,7 +161,7 @@ async def dead_lettered_event_ids(bootstrap: str, topic: str) -> dict[str, set[s
     try:
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh client
+            await consumer._client.force_metadata_update()  # a fresh client
             partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -206,7 +206,7 @@ async def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         partitions = [
             TopicPartition(topic, p)
             for topic in topics
-            for p in (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()  # noqa: SLF001
+            for p in (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic) or set()
         ]
         end = await consumer.end_offsets(partitions)
         return sum(

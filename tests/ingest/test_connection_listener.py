@@ -40,7 +40,7 @@ async def test_a_poison_change_is_dead_lettered_and_the_next_change_still_invali
     try:
 
         async def listening():
-            consumer = runtime._consumer  # noqa: SLF001 - "assigned and at the end" is what we wait for
+            consumer = runtime._consumer  # "assigned and at the end" is what we wait for
             return consumer is not None and bool(consumer.assignment()) and await runtime.lag() == 0
 
         await wait_for(listening, 15.0, "the listener assigned to connection.changed")

@@ -38,7 +38,7 @@ def spec() -> dict[str, Any]:
         defs["ApiTemplateResponse"]["properties"][name] = {"type": "integer", "format": "int64"}
     defs["GetTemplatesResponse"]["properties"]["totalTemplatesCount"] = {"type": "integer"}
     defs["ApiTemplateEntry"]["properties"]["locales"]["items"] = {"type": "string"}
-    return loaded  # type: ignore[no-any-return]
+    return loaded
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft4Validator:

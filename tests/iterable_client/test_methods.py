@@ -71,7 +71,7 @@ def test_from_settings() -> None:
     settings = CommonSettings(iterable_base_url="http://sandbox:9000", iterable_rate_headroom=0.5)
     client = IterableClient.from_settings(settings, KEY, Region.EU)
     assert client.base_url == "http://sandbox:9000/eu"
-    assert client.rate_limits.headroom == 0.5  # type: ignore[attr-defined]
+    assert client.rate_limits.headroom == 0.5  # type: ignore[attr-defined]  # the default limiter registry has headroom; the protocol doesn't
 
 
 async def test_bulk_update_request_and_result(make_client) -> None:
@@ -208,7 +208,7 @@ async def test_upsert_and_update(make_client) -> None:
 
 def test_request_models_reject_unknown_fields() -> None:
     with pytest.raises(ValueError):
-        EmailTemplateUpsert(clientTemplateId="x", subjcet="typo")  # type: ignore[call-arg]
+        EmailTemplateUpsert(clientTemplateId="x", subjcet="typo")  # type: ignore[call-arg]  # the misspelt field is the point
 
 
 async def test_get_webhooks(make_client) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from liftstack_sandbox.state import Project
-from tests.fixtures.sandbox import SandboxHandle, sandbox, sandbox_server  # noqa: F401
+from tests.fixtures.sandbox import SandboxHandle, sandbox, sandbox_server  # noqa: F401 - fixtures, used by name
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Api:
 
 
 @pytest.fixture
-def api(sandbox: SandboxHandle) -> Iterator[Api]:  # noqa: F811
+def api(sandbox: SandboxHandle) -> Iterator[Api]:  # noqa: F811 - `sandbox` is the imported fixture, by name
     project = sandbox.create_project()
     key = sandbox.create_key(project)
     with httpx.Client(base_url=sandbox.api_url(project), headers=sandbox.headers(key), timeout=30) as client:

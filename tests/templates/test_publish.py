@@ -205,7 +205,7 @@ async def test_lost_mapping_adopts_the_existing_template(world: World) -> None:
     project = world.project_id(creds)
     first = await world.publisher.publish(await world.save(spec()), creds)
     # As if the service had stopped right after creating it, before remembering it.
-    col = world.store._col  # noqa: SLF001 - simulating a crash between two writes
+    col = world.store._col  # simulating a crash between two writes
     await col.update_one(
         {"workspace_id": world.workspace, "campaign_key": "cmp-1"},
         {"$set": {"template_id": None, "connection_id": None}},
@@ -267,7 +267,7 @@ async def test_first_publish_copes_with_eventual_consistency(world: World) -> No
     creds = world.connect(template_read_delay_ms=1200)
     project = world.project_id(creds)
     # Real sleeps: the sandbox's delay is wall-clock time.
-    publisher = Publisher(world.store, world.publisher._clients)  # noqa: SLF001
+    publisher = Publisher(world.store, world.publisher._clients)
     record = await world.save(spec())
     started = asyncio.get_running_loop().time()
     result = await publisher.publish(record, creds)

@@ -20,7 +20,7 @@ from tests.writeback.conftest import Env, emails, make_batches
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def _outcomes(env: Env, svc, job_id: str) -> int:  # type: ignore[no-untyped-def]
+async def _outcomes(env: Env, svc, job_id: str) -> int:
     return await svc.store.outcomes.count_documents({"job_id": job_id})
 
 
@@ -62,7 +62,7 @@ async def test_consumer_killed_with_sigkill_mid_job_is_finished_by_another(env: 
     )
     observer = await env.service(consume=False)
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)  # type: ignore[union-attr]
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)  # type: ignore[union-attr]  # stdout=PIPE, so never None
         assert line.strip() == b"ready"
         await env.publish(batches)
         deadline = time.monotonic() + 60

@@ -73,7 +73,7 @@ class ConnectionsDown:
 async def test_a_connections_service_outage_is_waited_out_not_dead_lettered(env: Env) -> None:
     # As many failures as would turn an unexpected error into a dead letter.
     down = ConnectionsDown(env.credentials, failures=5)
-    env.credentials = down  # type: ignore[assignment]
+    env.credentials = down  # type: ignore[assignment]  # a failing stand-in for the credentials source
     good = make_batches(emails(5), batch_size=5)
     svc = await env.service()
     await env.publish(good)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from liftstack_audiences import metrics
 from liftstack_audiences.audiences import find_audience
@@ -94,7 +94,7 @@ class SyncRunner:
         try:
             async with self._slots:
                 await self._execute(sync_id)
-        except Exception:  # noqa: BLE001 - a background task has nobody to raise to
+        except Exception:  # a background task has nobody to raise to
             log.exception("audience sync %s: unexpected error", sync_id)
         finally:
             heartbeat.cancel()
@@ -190,7 +190,7 @@ class SyncRunner:
         final = await self._store.finish(sync_id, "failed", counts, error)
         await self.publish_progress(final)
 
-    def _progress_reporter(self, sync_id: str):  # noqa: ANN202 - a closure
+    def _progress_reporter(self, sync_id: str) -> Callable[[Counts], Awaitable[None]]:
         interval = self._settings.audience_progress_interval_s
         last = 0.0
 

@@ -129,7 +129,10 @@ def run_demo(
 ) -> dict[str, Any]:
     """`client`: an already signed-in Owner (default: the demo sign-in as Owner)."""
     out = out or sys.stdout
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
     c = client
     if c is None:
         c = ConsoleClient(base)

@@ -130,7 +130,7 @@ async def run_assignment(ctx: Console, campaign_id: str) -> None:
             members=members.members,
         )
         await assigner.publish_plan(ctx.settings, plan)
-    except Exception as exc:  # noqa: BLE001 - the wizard shows why and offers a retry
+    except Exception as exc:  # the wizard shows why and offers a retry
         log.exception("assignment of campaign %s failed", campaign_id)
         await ctx.campaigns.set(
             campaign_id,

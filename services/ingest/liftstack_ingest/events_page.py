@@ -111,9 +111,9 @@ def to_entry(record: ConsumerRecord[Any, Any], events_topic: str, deadletter_top
         return None  # published events are counted from engagement.events itself
     # Accepted events dedupe on their event id; rejected requests are each counted
     # once (by where they sit in Kafka), since none of them was stored.
-    deduped = observation.event_id and observation.outcome is not IngestOutcome.REJECTED
+    event_id = observation.event_id
     return Entry(
-        doc_id=observation.event_id if deduped else f"obs:{claim}",  # type: ignore[arg-type]
+        doc_id=event_id if event_id and observation.outcome is not IngestOutcome.REJECTED else f"obs:{claim}",
         claim=claim,
         connection_id=observation.connection_id,
         workspace_id=observation.workspace_id,

@@ -59,7 +59,7 @@ class SandboxMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except BaseException as exc:  # noqa: BLE001 - only DropConnection is handled
+        except BaseException as exc:  # only DropConnection is handled
             if not _is_drop(exc):
                 raise
             await _drop(receive, send, started)

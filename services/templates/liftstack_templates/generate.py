@@ -251,7 +251,7 @@ async def validate(resolved: Resolved, parser: Parser) -> dict[str, str]:
     for variant, part, text in checks:
         try:
             parsed = await parser.parse(text)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the parser's message is the point
             problems.append(Problem(variant, part, _one_line(str(exc))))
             continue
         embedded[text] = _as_alone(text, parsed)
@@ -431,7 +431,7 @@ async def generate(spec: TemplateSpec, parser: Parser) -> GeneratedTemplate:
     for part_name in ("subject", "preheader", "html"):
         try:
             await parser.parse(getattr(generated, part_name))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a content error
             # Each piece parsed alone, so only a slot marker inside a Handlebars tag or
             # comment of the layout can get here.
             where = "layout" if part_name == "html" and spec.layout is not None else part_name

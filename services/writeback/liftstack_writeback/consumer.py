@@ -182,7 +182,7 @@ class OrderedConsumer:
                 fetched = await self._kafka.getmany(timeout_ms=500, max_records=self._window)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep consuming; the log says why not
+            except Exception:  # keep consuming; the log says why not
                 log.exception("fetching from %s failed; retrying", self.topic)
                 await asyncio.sleep(1.0)
                 continue

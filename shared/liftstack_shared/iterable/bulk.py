@@ -54,7 +54,10 @@ class BulkUpdateUser(RequestModel):
 
     @property
     def identifier(self) -> str:
-        return self.email if self.email is not None else self.userId  # type: ignore[return-value]
+        identifier = self.email if self.email is not None else self.userId
+        if identifier is None:  # only a model built without validation (_one_identifier) gets here
+            raise ValueError("a bulkUpdate user needs exactly one of email or userId")
+        return identifier
 
 
 class FailedUpdates(ResponseModel):
