@@ -46,8 +46,9 @@ def test_user_id_project_is_synced_assigned_and_written_by_user_id(live_stack: L
         pid = project["id"]
         _ok(sandbox.post(f"/_sandbox/projects/{pid}/lists", json={"name": "Staff", "members": MEMBERS}))
 
+    # Workspace A's Owner, signed in through the identity provider.
     client = ConsoleClient(stack.console)
-    client.sign_in("owner")
+    stack.idp.sign_in(client.http, "owner-a")
     conn = client.call(
         "POST",
         "/api/connections",

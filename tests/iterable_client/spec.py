@@ -21,7 +21,17 @@ from typing import Any
 import httpx
 from jsonschema import Draft4Validator
 
-SPEC_PATH = Path(os.environ.get("ITERABLE_OPENAPI", "/work/shared/reference/iterable-openapi.json"))
+
+def _spec_path() -> Path:
+    """$ITERABLE_OPENAPI, else the provided shared/ beside the repository (where CI lays
+    it), else the developers' /work/shared."""
+    if os.environ.get("ITERABLE_OPENAPI"):
+        return Path(os.environ["ITERABLE_OPENAPI"])
+    beside = Path(__file__).resolve().parents[3] / "shared" / "reference" / "iterable-openapi.json"
+    return beside if beside.exists() else Path("/work/shared/reference/iterable-openapi.json")
+
+
+SPEC_PATH = _spec_path()
 # The sandbox plays both regions under one base URL, by path prefix.
 _PREFIX = re.compile(r"^(?:.*?)/(?:us|eu)(?=/api/)")
 
@@ -38,7 +48,7 @@ def spec() -> dict[str, Any]:
         defs["ApiTemplateResponse"]["properties"][name] = {"type": "integer", "format": "int64"}
     defs["GetTemplatesResponse"]["properties"]["totalTemplatesCount"] = {"type": "integer"}
     defs["ApiTemplateEntry"]["properties"]["locales"]["items"] = {"type": "string"}
-    return loaded
+    return loaded  # type: ignore[no-any-return]
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft4Validator:

@@ -3,16 +3,14 @@ every route it serves exists in the spec, 200 bodies validate against the declar
 response schemas (with `#/definitions/...` refs and format checks), error bodies are
 IterableApiResponse, and every required query parameter is enforced with a 400.
 
-The spec's location: $ITERABLE_OPENAPI, default /work/shared/reference/iterable-openapi.json.
+The spec's location: tests/iterable_client/spec.py (SPEC_PATH).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +19,8 @@ from jsonschema import Draft4Validator
 
 from liftstack_sandbox import api as sandbox_api
 from tests.fixtures.sandbox import SandboxHandle
+from tests.iterable_client.spec import SPEC_PATH
 from tests.sandbox.conftest import Api
-
-SPEC_PATH = Path(os.environ.get("ITERABLE_OPENAPI", "/work/shared/reference/iterable-openapi.json"))
 
 
 @cache
