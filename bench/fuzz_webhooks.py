@@ -31,7 +31,6 @@ sys.path.insert(0, str(REPO))
 
 
 async def main(args: argparse.Namespace) -> int:
-    from pydantic import SecretStr
 
     from liftstack_console.app import create_app as create_console
     from liftstack_console.settings import ConsoleSettings
@@ -39,9 +38,7 @@ async def main(args: argparse.Namespace) -> int:
     from liftstack_ingest.events_page import CONSUMER_NAME
     from liftstack_ingest.lookup import InMemoryConnections
     from liftstack_ingest.settings import IngestSettings
-    from liftstack_shared.connections_client import InternalConnection, Region
     from liftstack_shared.kafka import ensure_topics
-    from liftstack_shared.messages import EventType
     from liftstack_shared.mongo import make_mongo_client
     from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
     from tests.fixtures.asgi import serve_asgi
@@ -49,6 +46,7 @@ async def main(args: argparse.Namespace) -> int:
     from tests.fuzz.webhook_run import (
         consumer_lag,
         dead_lettered_event_ids,
+        fuzz_connection,
         generate_bodies,
         missing_from,
         post_bodies,
@@ -68,16 +66,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     await ensure_topics(gateway_settings)
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    connection = InternalConnection(
-        connection_id="conn_fuzzbench",
-        workspace_id="ws_fuzzbench",
-        name="Fuzz bench",
-        region=Region.US,
-        api_key=SecretStr("0" * 32),
-        webhook_secrets=[SecretStr(secret)],
-        event_types=[t.value for t in EventType],
-        status="active",
-    )
+    connection = fuzz_connection("conn_fuzzbench", "ws_fuzzbench", "Fuzz bench", secret)
 
     started = time.monotonic()
     cache = Path(args.cache_dir) / f"liftstack-fuzz-bodies-{args.seed}-{args.cases}.pickle"

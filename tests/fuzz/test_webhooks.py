@@ -8,7 +8,6 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from pydantic import SecretStr
 
 from liftstack_console.app import create_app as create_console
 from liftstack_console.settings import ConsoleSettings
@@ -16,14 +15,13 @@ from liftstack_ingest.app import create_app as create_gateway
 from liftstack_ingest.events_page import CONSUMER_NAME
 from liftstack_ingest.lookup import InMemoryConnections
 from liftstack_ingest.settings import IngestSettings
-from liftstack_shared.connections_client import InternalConnection, Region
-from liftstack_shared.messages import EventType
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.identity import demo_console_values
 from tests.fuzz.webhook_run import (
     consumer_lag,
     dead_lettered_event_ids,
+    fuzz_connection,
     generate_bodies,
     missing_from,
     post_bodies,
@@ -38,16 +36,7 @@ SEED = 20261201
 
 async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(kafka_topics, mongo_client):
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    connection = InternalConnection(
-        connection_id="conn_fuzz",
-        workspace_id="ws_fuzz",
-        name="Fuzz",
-        region=Region.US,
-        api_key=SecretStr("0" * 32),
-        webhook_secrets=[SecretStr(secret)],
-        event_types=[t.value for t in EventType],
-        status="active",
-    )
+    connection = fuzz_connection("conn_fuzz", "ws_fuzz", "Fuzz", secret)
     common = kafka_topics.model_dump(exclude={"port"})
     gateway_settings = IngestSettings(**common, events_prune_interval_s=3600)
     console_settings = ConsoleSettings(**demo_console_values(common))

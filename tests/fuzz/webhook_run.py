@@ -24,9 +24,28 @@ import jsonschema
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
+from liftstack_shared.connections_client import InternalConnection, Region
+from liftstack_shared.messages import EventType
 from tests.fuzz.webhook_payloads import webhook_bodies
+
+
+def fuzz_connection(connection_id: str, workspace_id: str, name: str, secret: str) -> InternalConnection:
+    """An active connection taking every event type, guarded by `secret` (the fuzz
+    test and the fuzz bench both post to it)."""
+    return InternalConnection(
+        connection_id=connection_id,
+        workspace_id=workspace_id,
+        name=name,
+        region=Region.US,
+        api_key=SecretStr("0" * 32),
+        webhook_secrets=[SecretStr(secret)],
+        event_types=[t.value for t in EventType],
+        status="active",
+    )
+
 
 WEBHOOK_PATH = "/webhooks/iterable/{token}"
 

@@ -9,27 +9,11 @@ import asyncio
 import json
 import time
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from liftstack_shared.messages import DeadLetter
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
 from liftstack_writeback.processor import BATCHES
+from tests.fixtures.kafka_tools import group_lag
 from tests.writeback.conftest import Env, emails, make_batches
-
-
-async def _group_lag(env: Env, group_id: str) -> int:
-    topic = env.topic(CAMPAIGN_ASSIGNMENTS.name)
-    consumer = AIOKafkaConsumer(bootstrap_servers=env.base.kafka_bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())]
-        ends = await consumer.end_offsets(tps)
-        lag = 0
-        for tp in tps:
-            lag += ends[tp] - (await consumer.committed(tp) or 0)
-        return lag
-    finally:
-        await consumer.stop()
 
 
 async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_10s(env: Env) -> None:
@@ -64,6 +48,6 @@ async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_1
     await asyncio.sleep(2.0)
     assert svc.consumer.in_flight == 0
     assert sum(BATCHES.labels(r)._value.get() for r in ("written", "duplicate", "dead_letter")) == handled
-    assert await _group_lag(env, svc.settings.group_id) == 0
+    assert await group_lag(env.base, svc.settings.group_id, env.topic(CAMPAIGN_ASSIGNMENTS.name)) == 0
     assert len(await env.read_topic(WRITEBACK_DEADLETTER.name, min_count=2, timeout=2.0)) == 2
     assert env.sandbox.stats(env.project)["users/bulkUpdate"] == {200: 1}
