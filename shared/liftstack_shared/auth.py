@@ -211,6 +211,26 @@ def require_manager(principal: Principal) -> None:
         raise ApiError(403, "forbidden", "Only workspace Owners and Admins can do this.")
 
 
+def require_workspace(principal: Principal, workspace_id: str, message: str = "Not found.") -> None:
+    """The token's workspace must be the one the path names. A mismatch answers 404,
+    not 403, the same as "no such thing": a caller can't probe which workspaces or
+    ids exist."""
+    if principal.workspace_id != workspace_id:
+        raise ApiError(404, "not_found", message)
+
+
+def workspace_caller(
+    request: Request, settings: CommonSettings, workspace_id: str, manage: bool = False, message: str = "Not found."
+) -> Principal:
+    """The caller of a workspace-scoped endpoint: a valid user token for that
+    workspace (404 otherwise), and an Owner or Admin when `manage` (403 otherwise)."""
+    principal = principal_from_request(request, settings)
+    require_workspace(principal, workspace_id, message)
+    if manage:
+        require_manager(principal)
+    return principal
+
+
 def require_service(request: Request, settings: CommonSettings) -> None:
     """Internal endpoints: only other liftstack services, never a user token."""
     expected = settings.service_token.get_secret_value()
