@@ -14,7 +14,8 @@ by uvicorn with the same loop and HTTP implementation (`auto`: uvloop and httpto
 when installed), in their own process (`--workers N` processes sharing the socket).
 
 Printed per run: requests/s, p50/p99 latency (wrk's), the server's and wrk's CPU
-use (cores), and the ratio gateway/bare. wrk must not be the bottleneck: its CPU is
+use (cores), the server's CPU per request, and the ratio gateway/bare (of requests/s,
+and of CPU per request, which holds steadier on a shared machine). wrk must not be the bottleneck: its CPU is
 printed, and a run where wrk used more than 0.9 of a core per thread is flagged. At
 the end Kafka must hold exactly one message per 200 the gateway answered (warm-up
 included), or the script exits non-zero. wrk: `apt-get install wrk` (Debian).
@@ -257,6 +258,8 @@ def run_wrk(server: Server, script: Path, args: argparse.Namespace, duration_s: 
         "p99_ms": round(raw["p99_us"] / 1000, 1),
         "max_ms": round(raw["max_us"] / 1000, 1),
         "server_cores": round(server_cpu / seconds, 2),
+        # CPU per request: steadier than requests/s when other work shares the cores.
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, raw["requests"]), 3),
         "wrk_cores": round(wrk_cpu / seconds, 2),
         "wrk_saturated": wrk_cpu / seconds > 0.9 * args.threads,
     }
@@ -396,6 +399,10 @@ def main() -> None:
         "gateway_requests_per_s": [r["gateway"]["requests_per_s"] for r in rounds],
         "gateway_p99_ms": [r["gateway"]["p99_ms"] for r in rounds],
         "ratio": [r["ratio"] for r in rounds],
+        "cpu_per_request_ratio_bare_over_gateway": [
+            round(r["bare"]["server_cpu_ms_per_request"] / r["gateway"]["server_cpu_ms_per_request"], 3)
+            for r in rounds
+        ],
         "wrk_saturated": any(r[k]["wrk_saturated"] for r in rounds for k in ("bare", "gateway")),
         "gateway_200s": gateway_ok,
         "kafka_messages": stored,
