@@ -3,9 +3,12 @@ message contracts too, so a producer bug can't publish what a consumer can't sto
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from liftstack_shared import bounds
@@ -89,3 +92,52 @@ def test_depth_is_measured_before_parsing_and_ignores_brackets_in_strings():
     # An unterminated string can't make the scan quadratic.
     with pytest.raises(bounds.OutOfBounds):
         bounds.loads_json(b'["' + b'\\\\"' * 200_000)
+
+
+# The fast parser (orjson + cross-checks) must answer exactly as the exact parser:
+# the same value when both accept, and the exact parser's error otherwise.
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _exact(body: bytes) -> object:
+    try:
+        data = bounds.loads_json(body)
+        if not isinstance(data, dict):
+            raise bounds.OutOfBounds("invalid_payload", "")
+        return bounds.check_json_tree(data)
+    except bounds.OutOfBounds as exc:
+        return ("error", exc.code)
+
+
+def _either(body: bytes) -> object:
+    try:
+        return bounds.parse_json_object(body)
+    except bounds.OutOfBounds as exc:
+        return ("error", exc.code)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values, st.sampled_from(["plain", "duplicate", "escaped_duplicate", "bigint", "surrogate"]))
+def test_the_fast_parser_agrees_with_the_exact_one(value, twist):
+    text = json.dumps({"v": value}, ensure_ascii=bool(len(str(value)) % 2))
+    if twist == "duplicate":
+        text = text[:-1] + ', "v": 1}'
+    elif twist == "escaped_duplicate":
+        text = text[:-1] + ', "\\u0076": 1}'
+    elif twist == "bigint":
+        text = text[:-1] + ', "big": 18446744073709551616}'
+    elif twist == "surrogate":
+        text = text[:-1] + ', "s": "\\udc00"}'
+    body = text.encode()
+    assert _either(body) == _exact(body)

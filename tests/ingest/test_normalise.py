@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from liftstack_ingest.normalise import BadPayload, event_id, normalise, parse_body, parse_iterable_time
@@ -266,3 +270,44 @@ def test_emails_keep_their_case_and_unicode_and_key_on_lower_case():
     item = normalise(payload, "c")
     assert item.email == "Ünïcode.Üser@Exämple.COM"
     assert item.key == "c:ünïcode.üser@exämple.com".encode()
+
+
+# The fast paths must give exactly what the general ones give.
+_text_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_text_values)
+def test_event_ids_do_not_depend_on_the_serialiser(value):
+    payload = {"eventName": "emailOpen", "dataFields": {"v": value}}
+    stdlib = json.dumps({"c": "conn_1", "p": payload}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert event_id("conn_1", payload) == "ev_" + hashlib.sha256(stdlib.encode()).hexdigest()[:24]
+
+
+def _strptime_answer(text: str) -> datetime | None:
+    for fmt in ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f %z"):
+        try:
+            return datetime.strptime(text, fmt).astimezone(UTC)
+        except (ValueError, OverflowError):
+            continue
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(0, 30),
+    st.integers(0, 99),
+    st.sampled_from(["+", "-"]),
+    st.sampled_from(["", ":"]),
+    st.sampled_from(["", ".1", ".123456", ".5000"]),
+)
+def test_iterable_times_parse_as_strptime_would(moment, off_h, off_m, sign, colon, fraction):
+    text = f"{moment:%Y-%m-%d %H:%M:%S}{fraction} {sign}{off_h:02d}{colon}{off_m:02d}"
+    expected = _strptime_answer(text)
+    if expected is not None:
+        assert parse_iterable_time(text) == expected
