@@ -23,7 +23,6 @@ from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy
 from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, service_middleware, standard_routes
-from liftstack_shared.kafka import make_broker
 from liftstack_shared.messages import ConnectionChanged
 from liftstack_shared.mongo import database, make_mongo_client, mongo_ready
 from liftstack_shared.topics import CONNECTION_CHANGED, CONNECTION_CHANGED_DEADLETTER
@@ -50,8 +49,7 @@ def create_app(settings: IngestSettings, connections: ConnectionLookup | None = 
     if connections is None:
         owned_client = ConnectionsClient(settings, ttl_s=settings.connections_cache_ttl_s)
         connections = owned_client
-    broker = make_broker(settings, "ingest")
-    publisher = EventPublisher(broker, settings)
+    publisher = EventPublisher(settings)
     mongo = make_mongo_client(settings)
     store = ReadModel(database(mongo, settings), timedelta(hours=settings.events_retention_hours))
 
