@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from liftstack_audiences import metrics
-from liftstack_audiences.audiences import find_audience
+from liftstack_audiences.audiences import pick_audience
 from liftstack_audiences.failures import is_known_failure, to_api_error
 from liftstack_audiences.models import SyncError, SyncRecord
 from liftstack_audiences.publisher import AudiencePublisher
@@ -141,7 +141,7 @@ class SyncRunner:
                 except (IterableBadRequest, IterableNotFound):
                     # Iterable answers 400 for a list that does not exist: if the list
                     # was deleted since the sync was requested, say so.
-                    await find_audience(client, record.list_id)
+                    pick_audience(await client.get_lists(), record.list_id)
                     raise
         except asyncio.CancelledError:
             await self._fail(
