@@ -230,3 +230,34 @@ async def test_unknown_connection_is_404(ws: Workspace):
     async with ws.client() as c:
         r = await c.get(f"{ws.path}/does-not-exist")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("races", [1, 5])
+async def test_an_edit_that_loses_a_race_is_reread_and_retried(ws: Workspace, monkeypatch, races):
+    """Another edit landing between an update's read and its `rev` compare-and-set makes
+    it re-read and retry (with backoff); losing every one of its 5 tries is a 409."""
+    from liftstack_connections.store import ConnectionStore
+
+    card = await ws.create(name="Before")
+    update = ConnectionStore.update
+    raced: list[int] = []
+
+    async def update_after_another_edit(self, workspace_id, connection_id, changes, expect=None):
+        if connection_id == card["id"] and len(raced) < races:
+            raced.append(1)
+            # Another process's edit (not through this store's SingleWriter). The store's
+            # own collection: the server runs on its own event loop.
+            await self._col.update_one({"_id": connection_id}, {"$inc": {"rev": 1}})
+        return await update(self, workspace_id, connection_id, changes, expect)
+
+    monkeypatch.setattr(ConnectionStore, "update", update_after_another_edit)
+    async with ws.client() as c:
+        r = await c.patch(f"{ws.path}/{card['id']}", json={"name": "After"})
+        name = (await c.get(f"{ws.path}/{card['id']}")).json()["name"]
+    if races == 1:
+        assert r.status_code == 200, r.text
+        assert r.json()["name"] == name == "After"
+    else:
+        assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+        assert name == "Before"
+    assert len(raced) == races

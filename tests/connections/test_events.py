@@ -36,7 +36,7 @@ async def test_rejected_changes_publish_nothing(ws: Workspace, conn_settings):
 
 async def test_publish_failure_is_logged_not_raised(conn_settings, log_capture):
     """The change is already saved; an unreachable Kafka must not fail the request."""
-    from liftstack_connections.events import EventPublisher
+    from liftstack_connections.publisher import EventPublisher
     from liftstack_shared.kafka import make_broker
     from liftstack_shared.messages.connections import ConnectionChanged
     from tests.fixtures.asgi import free_port

@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 
+import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
@@ -153,5 +154,44 @@ async def test_rotation_rotates_again_what_an_overlapping_edit_put_back(conn_set
             for name in ENCRYPTED_FIELDS:
                 if doc.get(name):
                     assert only_new.is_current(doc["workspace_id"], doc[name]), (doc["_id"], name)
+    finally:
+        await mongo_client.drop_database(db)
+
+
+@pytest.mark.parametrize("races", [1, 5])
+async def test_rotation_retries_a_document_edited_meanwhile(conn_settings, mongo_client, monkeypatch, races):
+    """An edit between reading a document and its rotation's compare-and-set makes the
+    rotation re-read it and try again; a document that changes on all 5 tries fails."""
+    from liftstack_connections.store import ConnectionStore
+
+    old, new = support.track(Fernet.generate_key().decode()), support.track(Fernet.generate_key().decode())
+    db = f"{conn_settings.mongo_db}_rotation_{secrets.token_hex(3)}"
+    before, during = _with(conn_settings, old, db), _with(conn_settings, f"{new},{old}", db)
+    col = mongo_client[db]["connections"]
+    update = ConnectionStore.update
+    raced: list[int] = []
+
+    async def update_after_an_edit(self, workspace_id, connection_id, changes, expect=None):
+        if len(raced) < races:
+            raced.append(1)  # the user replaces the key (under the old master key) meanwhile
+            key = CredentialCipher(old).encrypt(workspace_id, fake_key())
+            await self._col.update_one({"_id": connection_id}, {"$set": {"api_key_enc": key}})
+        return await update(self, workspace_id, connection_id, changes, expect)
+
+    try:
+        with serve_asgi(create_app(before)) as url:
+            card = await Workspace(before, url).create(api_key=fake_key(), webhook_secret=webhook_secret())
+        monkeypatch.setattr(ConnectionStore, "update", update_after_an_edit)
+        report = await rotate_all(during)
+        assert len(raced) == races
+        if races == 1:
+            assert report.ok and report.rotated_secrets == 3  # key, secret, webhook token
+            doc = await col.find_one({"_id": card["id"]})
+            fields = [f for f in ENCRYPTED_FIELDS if doc.get(f)]
+            assert len(fields) == 3 and all(
+                CredentialCipher(new).is_current(doc["workspace_id"], doc[f]) for f in fields
+            )
+        else:
+            assert not report.ok and report.failed == [card["id"]]
     finally:
         await mongo_client.drop_database(db)

@@ -18,8 +18,9 @@ from liftstack_shared.iterable import IterableAuthError, IterableClient, NoRateL
 from liftstack_shared.mongo import database
 from liftstack_shared.settings import CommonSettings
 from liftstack_templates.generate import TemplateSpec, Variant, client_template_id, generate
-from liftstack_templates.publish import Publisher, PublishStatus
-from liftstack_templates.store import TemplateRecord, TemplateStore
+from liftstack_templates.models import PublishStatus, TemplateRecord
+from liftstack_templates.publish import Publisher
+from liftstack_templates.store import TemplateStore
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.secrets import WatchedSecrets
 

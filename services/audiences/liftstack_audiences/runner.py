@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from liftstack_audiences import metrics
-from liftstack_audiences.audiences import find_audience
+from liftstack_audiences.audiences import pick_audience
 from liftstack_audiences.failures import is_known_failure, to_api_error
 from liftstack_audiences.models import SyncError, SyncRecord
 from liftstack_audiences.publisher import AudiencePublisher
@@ -112,37 +112,10 @@ class SyncRunner:
         if record is None:
             return  # no longer pending: another replica took it
         await self.publish_progress(record)
-        settings = self._settings
-        state = SyncState.for_sync(settings.audience_state_dir, sync_id)
-        target = SyncTarget(
-            sync_id=sync_id,
-            workspace_id=record.workspace_id,
-            connection_id=record.connection_id,
-            list_id=record.list_id,
-            prefer_user_id=record.prefer_user_id,
-            identity=record.identity,
-        )
+        state = SyncState.for_sync(self._settings.audience_state_dir, sync_id)
         metrics.SYNCS_RUNNING.inc()
         try:
-            credentials = await self._credentials.get(record.workspace_id, record.connection_id)
-            async with self._client_factory(credentials) as client:
-                try:
-                    counts = await AudienceSync(
-                        target,
-                        client,
-                        self._publisher,
-                        state,
-                        batch_size=settings.audience_batch_size,
-                        max_stream_attempts=settings.audience_max_stream_attempts,
-                        first_batch_seq=record.batches,
-                        on_progress=self._progress_reporter(sync_id),
-                        on_stream_opened=lambda: self._store.stream_opened(sync_id),
-                    ).run()
-                except (IterableBadRequest, IterableNotFound):
-                    # Iterable answers 400 for a list that does not exist: if the list
-                    # was deleted since the sync was requested, say so.
-                    await find_audience(client, record.list_id)
-                    raise
+            counts = await self._stream(record, state)
         except asyncio.CancelledError:
             await self._fail(
                 sync_id,
@@ -164,7 +137,41 @@ class SyncRunner:
             return
         finally:
             metrics.SYNCS_RUNNING.dec()
-        final = await self._store.finish(sync_id, "completed", counts)
+        await self._complete(record, state, counts)
+
+    async def _stream(self, record: SyncRecord, state: SyncState) -> Counts:
+        """Run the sync itself with the connection's current key."""
+        settings, sync_id = self._settings, record.sync_id
+        target = SyncTarget(
+            sync_id=sync_id,
+            workspace_id=record.workspace_id,
+            connection_id=record.connection_id,
+            list_id=record.list_id,
+            prefer_user_id=record.prefer_user_id,
+            identity=record.identity,
+        )
+        credentials = await self._credentials.get(record.workspace_id, record.connection_id)
+        async with self._client_factory(credentials) as client:
+            try:
+                return await AudienceSync(
+                    target,
+                    client,
+                    self._publisher,
+                    state,
+                    batch_size=settings.audience_batch_size,
+                    max_stream_attempts=settings.audience_max_stream_attempts,
+                    first_batch_seq=record.batches,
+                    on_progress=self._progress_reporter(sync_id),
+                    on_stream_opened=lambda: self._store.stream_opened(sync_id),
+                ).run()
+            except (IterableBadRequest, IterableNotFound):
+                # Iterable answers 400 for a list that does not exist: if the list
+                # was deleted since the sync was requested, say so.
+                pick_audience(await client.get_lists(), record.list_id)
+                raise
+
+    async def _complete(self, record: SyncRecord, state: SyncState, counts: Counts) -> None:
+        final = await self._store.finish(record.sync_id, "completed", counts)
         # Only now is the member set no longer needed: had the record not been
         # written, a retry would re-read the list and re-send nothing.
         state.delete()
@@ -174,7 +181,7 @@ class SyncRunner:
         metrics.LINES_SKIPPED.labels("duplicate").inc(counts.duplicates)
         log.info(
             "audience sync %s of list %s completed: %d members, %d invalid, %d duplicate lines",
-            sync_id,
+            record.sync_id,
             record.list_id,
             counts.members,
             counts.invalid,

@@ -109,4 +109,6 @@ def remove_expired(state_dir: Path, older_than_s: float) -> int:
                 removed += 1
         except OSError as exc:
             log.warning("could not remove audience state %s: %s", path.name, exc)
+    if removed:
+        log.info("removed %d expired audience sync state files", removed)
     return removed

@@ -2,12 +2,13 @@
 completion message with the exact count.
 
 Restarts. getUsers cannot resume mid-stream (no cursor, no pagination), so a broken
-stream is re-read from the start. The de-duplication set (state.py) holds exactly the
-members Kafka has acknowledged for this sync, so re-read members are skipped, not
-re-sent. Lines up to the committed checkpoint were already counted (as members,
-invalid or duplicates); while replaying them nothing is counted again, but a member
-not yet in the set (the list changed between attempts) is still published. The same
-holds when a failed sync is retried later with the same sync id and state file.
+stream is re-read from the start (after a short backoff, liftstack_shared.retry). The
+de-duplication set (state.py) holds exactly the members Kafka has acknowledged for
+this sync, so re-read members are skipped, not re-sent. Lines up to the committed
+checkpoint were already counted (as members, invalid or duplicates); while replaying
+them nothing is counted again, but a member not yet in the set (the list changed
+between attempts) is still published. The same holds when a failed sync is retried
+later with the same sync id and state file.
 
 Memory: one batch of members plus the SQLite page cache, whatever the list size.
 """
@@ -22,14 +23,22 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
 
+from tenacity import RetryCallState
+
 from liftstack_audiences import metrics
 from liftstack_audiences.identifiers import ProjectIdentity, parse_identifier
 from liftstack_audiences.publisher import AudiencePublisher
 from liftstack_audiences.state import Counts, SyncState
 from liftstack_shared.iterable import IterableUnavailable
 from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
+from liftstack_shared.retry import backoff
 
 log = logging.getLogger(__name__)
+
+# Between stream attempts (on top of the client's getUsers pacing, 5 per minute per
+# project, which already spaces them out against real Iterable).
+RESTART_FIRST_S = 0.2
+RESTART_MAX_S = 2.0
 
 
 class MemberSource(Protocol):
@@ -81,25 +90,7 @@ class AudienceSync:
         """Publish every member, then the completion message; return the final counts.
         Raises IterableError (after `max_stream_attempts` for a failing stream) or the
         Kafka error that stopped a publish; the state is then at the last acked batch."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                counts = await self._stream_once()
-                break
-            except IterableUnavailable as exc:
-                if attempt >= self._max_attempts:
-                    raise
-                metrics.STREAM_RESTARTS.inc()
-                log.warning(
-                    "audience sync %s: getUsers stream of list %s failed (%s); attempt %d/%d,"
-                    " re-reading from the start and skipping members already published",
-                    self.target.sync_id,
-                    self.target.list_id,
-                    exc,
-                    attempt + 1,
-                    self._max_attempts,
-                )
+        counts = await self._stream_with_restarts()
         t = self.target
         await self._publisher.completed(
             AudienceSyncCompleted(
@@ -114,6 +105,32 @@ class AudienceSync:
             )
         )
         return counts
+
+    async def _stream_with_restarts(self) -> Counts:
+        """`_stream_once`, re-read from the start after a broken stream or a 5xx, up to
+        `max_stream_attempts` times in all."""
+        retrying = backoff(
+            attempts=self._max_attempts,
+            first_s=RESTART_FIRST_S,
+            max_s=RESTART_MAX_S,
+            retry_on=(IterableUnavailable,),
+        ).copy(before_sleep=self._log_restart)
+        async for attempt in retrying:
+            with attempt:
+                return await self._stream_once()
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _log_restart(self, state: RetryCallState) -> None:
+        metrics.STREAM_RESTARTS.inc()
+        log.warning(
+            "audience sync %s: getUsers stream of list %s failed (%s); attempt %d/%d,"
+            " re-reading from the start and skipping members already published",
+            self.target.sync_id,
+            self.target.list_id,
+            state.outcome.exception() if state.outcome else None,
+            state.attempt_number + 1,
+            self._max_attempts,
+        )
 
     async def _stream_once(self) -> Counts:
         # No state file although batches were sent (a retry on another host): every

@@ -28,9 +28,10 @@ from liftstack_connections.crypto import CredentialCipher, InvalidToken
 from liftstack_connections.settings import ConnectionsSettings
 from liftstack_connections.store import ENCRYPTED_FIELDS, ConnectionStore, Doc
 from liftstack_shared.mongo import database, make_mongo_client
+from liftstack_shared.retry import backoff
 
 log = logging.getLogger("liftstack.connections.rotation")
-_ATTEMPTS = 5
+_ATTEMPTS = 5  # compare-and-sets of one document before it counts as failed
 _VERIFY_PASSES = 3
 
 
@@ -94,6 +95,10 @@ async def _verify(store: ConnectionStore, cipher: CredentialCipher, report: Rota
             report.failed.append(doc["_id"])
 
 
+class _ChangedMeanwhile(Exception):
+    """The document's ciphertexts changed between reading and rotating them."""
+
+
 async def _rotate_one(
     store: ConnectionStore,
     cipher: CredentialCipher,
@@ -101,34 +106,45 @@ async def _rotate_one(
     report: RotationReport,
     count_current: bool = True,
 ) -> None:
+    """Rotate one document's secrets; a concurrent edit makes it re-read and try again."""
     ws, cid = doc["workspace_id"], doc["_id"]
-    for _ in range(_ATTEMPTS):
-        new: dict[str, str] = {}
-        expect: dict[str, str] = {}
-        current = 0
-        try:
-            for name in ENCRYPTED_FIELDS:
-                old = doc.get(name)
-                if not old:
-                    continue
-                if cipher.is_current(ws, old):
-                    current += 1
-                    continue
-                new[name] = cipher.rotate(ws, old)
-                expect[name] = old
-        except InvalidToken:
-            # No configured master key opens it: an old key was dropped too early.
-            log.error("connection %s: a secret can't be decrypted with any master key", cid)
-            report.failed.append(cid)
-            return
-        if not new or await store.update(ws, cid, {"$set": new}, expect=expect) is not None:
-            report.rotated_secrets += len(new)
-            if count_current:
-                report.already_current += current
-            return
-        fresh = await store.get(ws, cid)
-        if fresh is None:
-            return  # deleted meanwhile: nothing to rotate
-        doc = fresh
-    log.error("connection %s: kept changing during rotation; run rotate-keys again", cid)
-    report.failed.append(cid)
+    try:
+        async for attempt in backoff(attempts=_ATTEMPTS, first_s=0.05, max_s=0.5, retry_on=(_ChangedMeanwhile,)):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    fresh = await store.get(ws, cid)
+                    if fresh is None:
+                        return  # deleted meanwhile: nothing to rotate
+                    doc = fresh
+                await _rotate_fields(store, cipher, doc, report, count_current)
+    except InvalidToken:
+        # No configured master key opens it: an old key was dropped too early.
+        log.error("connection %s: a secret can't be decrypted with any master key", cid)
+        report.failed.append(cid)
+    except _ChangedMeanwhile:
+        log.error("connection %s: kept changing during rotation; run rotate-keys again", cid)
+        report.failed.append(cid)
+
+
+async def _rotate_fields(
+    store: ConnectionStore, cipher: CredentialCipher, doc: Doc, report: RotationReport, count_current: bool
+) -> None:
+    """One compare-and-set of every ciphertext not yet under the newest key."""
+    ws, cid = doc["workspace_id"], doc["_id"]
+    new: dict[str, str] = {}
+    expect: dict[str, str] = {}
+    current = 0
+    for name in ENCRYPTED_FIELDS:
+        old = doc.get(name)
+        if not old:
+            continue
+        if cipher.is_current(ws, old):
+            current += 1
+            continue
+        new[name] = cipher.rotate(ws, old)
+        expect[name] = old
+    if new and await store.update(ws, cid, {"$set": new}, expect=expect) is None:
+        raise _ChangedMeanwhile
+    report.rotated_secrets += len(new)
+    if count_current:
+        report.already_current += current

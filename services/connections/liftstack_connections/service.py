@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from liftstack_connections.crypto import CredentialCipher
-from liftstack_connections.events import EventPublisher
 from liftstack_connections.iterable_probe import IterableProbe, ProbeTarget
 from liftstack_connections.models import (
     Connection,
@@ -29,15 +28,20 @@ from liftstack_connections.models import (
     hint,
     name_key,
 )
+from liftstack_connections.publisher import EventPublisher
 from liftstack_connections.settings import ConnectionsSettings
 from liftstack_connections.store import ConnectionStore, Doc, NameTaken
 from liftstack_shared.auth import Principal
 from liftstack_shared.connections_client import ProjectType, Region
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages.connections import ConnectionChanged
+from liftstack_shared.retry import backoff
 
 log = logging.getLogger("liftstack.connections")
+# An edit whose `rev` compare-and-set lost to another edit is re-read and recomputed
+# this many times, briefly backing off, before answering 409.
 _UPDATE_ATTEMPTS = 5
+NOT_FOUND = "Connection not found."
 
 
 def now() -> datetime:
@@ -58,7 +62,11 @@ def project_type(doc: Doc) -> ProjectType:
 
 
 def not_found() -> ApiError:
-    return ApiError(404, "not_found", "Connection not found.")
+    return ApiError(404, "not_found", NOT_FOUND)
+
+
+class _EditedConcurrently(Exception):
+    """Another edit of the connection was saved between our read and our write."""
 
 
 def name_taken(name: str) -> ApiError:
@@ -140,29 +148,36 @@ class ConnectionService:
         return self.card(await self._load(who.workspace_id, connection_id))
 
     async def update(self, who: Principal, connection_id: str, body: ConnectionUpdate) -> Connection:
-        ws = who.workspace_id
         # Optimistic concurrency on `rev`: re-read and recompute if someone else wrote.
-        for _ in range(_UPDATE_ATTEMPTS):
-            doc = await self._load(ws, connection_id)
-            changes = self._changes(doc, body)
-            if not changes["$set"]:
-                return self.card(doc)
-            changes["$set"] |= {"updated_at": now(), "updated_by": who.user_id}
-            changes.setdefault("$inc", {})["rev"] = 1
-            try:
-                updated = await self._store.update(ws, connection_id, changes, expect={"rev": doc["rev"]})
-            except NameTaken:
-                raise name_taken(body.name or "") from None
-            if updated is not None:
-                log.info(
-                    "connection %s updated (%s) by %s",
-                    connection_id,
-                    ", ".join(sorted(body.model_fields_set)),
-                    who.user_id,
-                )
-                await self._publish(updated, "updated")
-                return self.card(updated)
+        try:
+            async for attempt in backoff(
+                attempts=_UPDATE_ATTEMPTS, first_s=0.02, max_s=0.2, retry_on=(_EditedConcurrently,)
+            ):
+                with attempt:
+                    return await self._update_once(who, connection_id, body)
+        except _EditedConcurrently:
+            pass
         raise ApiError(409, "conflict", "The connection is being edited concurrently; try again.")
+
+    async def _update_once(self, who: Principal, connection_id: str, body: ConnectionUpdate) -> Connection:
+        ws = who.workspace_id
+        doc = await self._load(ws, connection_id)
+        changes = self._changes(doc, body)
+        if not changes["$set"]:
+            return self.card(doc)
+        changes["$set"] |= {"updated_at": now(), "updated_by": who.user_id}
+        changes.setdefault("$inc", {})["rev"] = 1
+        try:
+            updated = await self._store.update(ws, connection_id, changes, expect={"rev": doc["rev"]})
+        except NameTaken:
+            raise name_taken(body.name or "") from None
+        if updated is None:
+            raise _EditedConcurrently
+        log.info(
+            "connection %s updated (%s) by %s", connection_id, ", ".join(sorted(body.model_fields_set)), who.user_id
+        )
+        await self._publish(updated, "updated")
+        return self.card(updated)
 
     async def delete(self, who: Principal, connection_id: str) -> None:
         doc = await self._store.delete(who.workspace_id, connection_id)

@@ -11,7 +11,8 @@ says in one place that it matches by clientTemplateId, in another by name. So:
 Iterable applies writes eventually: right after the upsert, getByClientTemplateId
 may not list the new template yet, and email/get (and so update) may answer it as
 unknown (404, or 400 for update) for a few seconds. Both are retried with bounded
-backoff (LOOKUP_DELAYS_S, about 8 s in all) before giving up.
+backoff (`liftstack_shared.retry.backoff`: LOOKUP_ATTEMPTS tries, 0.2 s doubling,
+about 7 s in all) before giving up.
 Unchanged content (same hash as last published to the same template) makes no call.
 """
 
@@ -20,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 
-from pydantic import BaseModel
+from tenacity import AsyncRetrying
 
 from liftstack_shared.credentials import IterableCredentials
 from liftstack_shared.iterable import (
@@ -32,8 +32,10 @@ from liftstack_shared.iterable import (
     IterableClient,
     IterableNotFound,
 )
+from liftstack_shared.retry import backoff
 from liftstack_templates.generate import GeneratedTemplate
-from liftstack_templates.store import TemplateRecord, TemplateStore
+from liftstack_templates.models import PublishResult, PublishStatus, TemplateRecord
+from liftstack_templates.store import TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +43,21 @@ ClientFactory = Callable[[IterableCredentials], IterableClient]
 Sleep = Callable[[float], Awaitable[None]]
 
 # Right after an upsert, getByClientTemplateId may not list the new template and
-# email/get/update may not find it yet (eventual consistency): retry this long.
-LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
-
-
-class PublishStatus(StrEnum):
-    CREATED = "created"  # a new Iterable template, now ours
-    UPDATED = "updated"  # our template got the new content
-    UNCHANGED = "unchanged"  # it already had it: no call made
-
-
-class PublishResult(BaseModel):
-    campaign_key: str
-    connection_id: str
-    template_id: int
-    client_template_id: str
-    status: PublishStatus
-    content_hash: str
+# email/get/update may not find it yet (eventual consistency): this many tries, waiting
+# 0.2 s doubling (plus up to 0.2 s jitter) between them, about 7 s in all.
+LOOKUP_ATTEMPTS = 6
+LOOKUP_FIRST_S = 0.2
+LOOKUP_MAX_S = 4.0
+# What the tries add up to at most, for error messages.
+LOOKUP_BOUND_S = sum(min(LOOKUP_FIRST_S * 2**i + LOOKUP_FIRST_S, LOOKUP_MAX_S) for i in range(LOOKUP_ATTEMPTS - 1))
 
 
 class TemplateCreationFailed(Exception):
     """Iterable accepted the upsert but the template can't be found by its id."""
+
+
+class _NotVisibleYet(Exception):
+    """Iterable does not list, or let us read, a template just created (yet)."""
 
 
 class Publisher:
@@ -122,7 +118,7 @@ class Publisher:
                 if not await self._update_when_visible(client, ours, record, generated):
                     raise TemplateCreationFailed(
                         f"Iterable template {ours} was listed by getByClientTemplateId but"
-                        f" could not be read or updated within {sum(LOOKUP_DELAYS_S):.0f}s"
+                        f" could not be read or updated within {LOOKUP_BOUND_S:.0f}s"
                     )
         await self._store.mark_published(record.workspace_id, record.campaign_key, generated.content_hash)
         return result(ours, status)
@@ -162,14 +158,24 @@ class Publisher:
     ) -> bool:
         """`_update` of a template just created or found, retried (bounded) while
         Iterable does not let us read it yet."""
-        for attempt, delay in enumerate((0.0, *LOOKUP_DELAYS_S)):
-            if delay:
-                await self._sleep(delay)
-            if await self._update(client, template_id, record, generated):
-                if attempt:
-                    log.info("template %s became readable after %d retries", template_id, attempt)
-                return True
+        try:
+            async for attempt in self._lookup_retries():
+                with attempt:
+                    if not await self._update(client, template_id, record, generated):
+                        raise _NotVisibleYet
+                    retries = attempt.retry_state.attempt_number - 1
+                    if retries:
+                        log.info("template %s became readable after %d retries", template_id, retries)
+                    return True
+        except _NotVisibleYet:
+            pass
         return False
+
+    def _lookup_retries(self) -> AsyncRetrying:
+        retrying = backoff(
+            attempts=LOOKUP_ATTEMPTS, first_s=LOOKUP_FIRST_S, max_s=LOOKUP_MAX_S, retry_on=(_NotVisibleYet,)
+        )
+        return retrying.copy(sleep=self._sleep)
 
     @staticmethod
     async def _exists(client: IterableClient, template_id: int) -> bool:
@@ -190,13 +196,16 @@ class Publisher:
             # upsert that matches by name can't hit one either.
             EmailTemplateUpsert(clientTemplateId=client_template_id, name=client_template_id)
         )
-        for delay in (0.0, *LOOKUP_DELAYS_S):
-            if delay:
-                await self._sleep(delay)
-            entries = await client.get_templates_by_client_template_id(client_template_id)
-            if entries:
-                # Two processes racing may each have created one: all pick the lowest.
-                return min(e.templateId for e in entries), True
+        try:
+            async for attempt in self._lookup_retries():
+                with attempt:
+                    entries = await client.get_templates_by_client_template_id(client_template_id)
+                    if not entries:
+                        raise _NotVisibleYet
+                    # Two processes racing may each have created one: all pick the lowest.
+                    return min(e.templateId for e in entries), True
+        except _NotVisibleYet:
+            pass
         raise TemplateCreationFailed(
             f"Iterable created template(s) {answer.ids_in_msg() or '?'} for "
             f"{client_template_id} but getByClientTemplateId does not list them"

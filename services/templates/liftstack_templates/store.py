@@ -25,7 +25,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -33,22 +32,9 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from liftstack_shared.mongo import SingleWriter, is_duplicate_key
 from liftstack_templates.generate import GeneratedTemplate, TemplateSpec
+from liftstack_templates.models import TemplateRecord
 
 COLLECTION = "templates"
-
-
-class TemplateRecord(BaseModel):
-    workspace_id: str
-    campaign_key: str
-    spec: TemplateSpec
-    generated: GeneratedTemplate
-    generated_at: datetime
-    generated_by: str | None = None
-    client_template_id: str
-    connection_id: str | None = None
-    template_id: int | None = None
-    published_hash: str | None = None
-    published_at: datetime | None = None
 
 
 def _now() -> datetime:

@@ -1,4 +1,4 @@
-"""Publishing `connection.changed` so other services can refresh or drop caches."""
+"""The Kafka adapter: publishing `connection.changed` so other services can refresh or drop caches."""
 
 from __future__ import annotations
 
