@@ -109,7 +109,7 @@ async def test_the_console_document_is_valid_too(kafka_topics):
     from liftstack_console.app import create_app
     from liftstack_console.settings import ConsoleSettings
 
-    app = create_app(ConsoleSettings(**demo_console_values(_values(kafka_topics))), run_consumer=False)
+    app = create_app(ConsoleSettings(**demo_console_values(_values(kafka_topics))))
     with serve_asgi(app, timeout_s=60) as url:
         schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{url}/openapi.json")
         schema.validate()
