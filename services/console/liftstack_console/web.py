@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -22,7 +21,7 @@ from liftstack_console.session import SessionStore
 from liftstack_console.settings import ConsoleSettings
 from liftstack_shared import bounds
 from liftstack_shared.auth import Principal
-from liftstack_shared.http import read_body, validation_error
+from liftstack_shared.http import read_body
 
 HERE = Path(__file__).parent
 STATUS_LABEL = {"active": "Active", "connected": "Connected", "error": "Error"}
@@ -111,17 +110,6 @@ def error_page(request: Request, exc: ServiceError | Exception, title: str = "So
     if isinstance(exc, ServiceError):
         return page(request, "error.html", status=exc.status, title=title, message=exc.message)
     return page(request, "error.html", status=500, title=title, message=str(exc))
-
-
-async def json_body(request: Request, model: type[BaseModel]) -> Any:
-    return validated(model, await json_value(request))
-
-
-def validated(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
 
 
 async def json_value(request: Request) -> Any:
