@@ -1,7 +1,7 @@
 """Long webhook fuzz: >= 50,000 generated bodies (Iterable-shaped and hostile, the
 strategies of tests/fuzz/webhook_payloads.py) against a real gateway, with both
 consumers of `engagement.events` running (the gateway's Events page consumer and
-the console's results consumer).
+the experiments service's results consumer).
 
     eval "$(deploy/local/infra env)"
     .venv/bin/python bench/fuzz_webhooks.py [--cases 50000] [--seed 1] [--concurrency 32]
@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 async def main(args: argparse.Namespace) -> int:
 
-    from liftstack_console.app import create_app as create_console
-    from liftstack_console.settings import ConsoleSettings
+    from liftstack_experiments.app import create_app as create_experiments
+    from liftstack_experiments.settings import ExperimentsSettings
     from liftstack_ingest.app import create_app as create_gateway
     from liftstack_ingest.events_page import CONSUMER_NAME
     from liftstack_ingest.lookup import InMemoryConnections
@@ -42,7 +42,6 @@ async def main(args: argparse.Namespace) -> int:
     from liftstack_shared.mongo import make_mongo_client
     from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
     from tests.fixtures.asgi import serve_asgi
-    from tests.fixtures.identity import demo_console_values
     from tests.fuzz.webhook_run import (
         consumer_lag,
         dead_lettered_event_ids,
@@ -60,10 +59,7 @@ async def main(args: argparse.Namespace) -> int:
         events_prune_interval_s=3600,
     )
     common = gateway_settings.model_dump(exclude={"port"})
-    # The console needs a sign-in method to start; the bench never signs in.
-    console_settings = ConsoleSettings(
-        **demo_console_values({**common, "oidc_issuer": common.get("oidc_issuer") or "http://127.0.0.1/demo"})
-    )
+    experiments_settings = ExperimentsSettings(**common)
     await ensure_topics(gateway_settings)
     token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     connection = fuzz_connection("conn_fuzzbench", "ws_fuzzbench", "Fuzz bench", secret)
@@ -84,7 +80,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         with (
             serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway,
-            serve_asgi(create_console(console_settings, run_consumer=True)),
+            serve_asgi(create_experiments(experiments_settings)),
         ):
             fuzz = await asyncio.wait_for(
                 post_bodies(
@@ -109,9 +105,9 @@ async def main(args: argparse.Namespace) -> int:
                     "ingest_events",
                     [gateway_settings.topic(ENGAGEMENT_EVENTS.name), gateway_settings.topic(INGEST_OBSERVATIONS.name)],
                 ),
-                console_settings.topic(console_settings.results_group): (
-                    mongo[console_settings.console_db],
-                    "console_events",
+                experiments_settings.topic(experiments_settings.results_group): (
+                    mongo[experiments_settings.experiments_db],
+                    "result_events",
                     [gateway_settings.topic(ENGAGEMENT_EVENTS.name)],
                 ),
             }
@@ -147,7 +143,7 @@ async def main(args: argparse.Namespace) -> int:
             ok &= not gaps and not any(lags.values())
     finally:
         if not args.keep:
-            for name in (gateway_settings.mongo_db, console_settings.console_db):
+            for name in (gateway_settings.mongo_db, experiments_settings.experiments_db):
                 await mongo.drop_database(name)
         await mongo.close()
     report["pass"] = ok

@@ -321,6 +321,7 @@ SERVICES = (
     Service("writeback", "liftstack_writeback", 8103),
     Service("templates", "liftstack_templates", 8104),
     Service("audiences", "liftstack_audiences", 8105),
+    Service("experiments", "liftstack_experiments", 8106),
     Service("console", "liftstack_console", 8080),
 )
 
@@ -430,8 +431,10 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_CONNECTIONS_URL": urls["connections"],
         "LIFTSTACK_INGEST_PUBLIC_URL": urls["ingest"],
         "LIFTSTACK_ITERABLE_BASE_URL": urls["iterable-sandbox"],
-        # Where the console finds the services it drives (and the sandbox's admin API).
+        # Where the console finds ingest and experiments, and where experiments finds
+        # the services the campaign loop drives (and the sandbox's admin API).
         "LIFTSTACK_INGEST_URL": urls["ingest"],
+        "LIFTSTACK_EXPERIMENTS_URL": urls["experiments"],
         "LIFTSTACK_WRITEBACK_URL": urls["writeback"],
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],

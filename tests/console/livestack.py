@@ -41,6 +41,7 @@ SERVICES = {
     "writeback": "liftstack_writeback",
     "templates": "liftstack_templates",
     "audiences": "liftstack_audiences",
+    "experiments": "liftstack_experiments",
     "console": "liftstack_console",
 }
 DEMO_MEMBERS = int(os.environ.get("LIFTSTACK_TEST_DEMO_MEMBERS", "3000"))
@@ -100,12 +101,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _drop_console_db(settings: CommonSettings) -> None:
+def _drop_own_dbs(settings: CommonSettings) -> None:
+    """The console's and the experiments service's own databases."""
     from pymongo import MongoClient
 
     client: MongoClient[dict[str, object]] = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)
     try:
-        client.drop_database(f"{settings.mongo_db}_console")  # the console's own database
+        for suffix in ("_console", "_experiments"):
+            client.drop_database(f"{settings.mongo_db}{suffix}")
     except Exception:  # noqa: BLE001 - best effort, like the session database's drop
         pass
     finally:
@@ -159,6 +162,7 @@ def live_stack(
         "LIFTSTACK_WRITEBACK_URL": urls["writeback"],
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
+        "LIFTSTACK_EXPERIMENTS_URL": urls["experiments"],
         "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
         "LIFTSTACK_ITERABLE_BASE_URL": urls["iterable-sandbox"],
         "LIFTSTACK_AUDIENCE_STATE_DIR": str(tmp_path_factory.mktemp("audience-state")),
@@ -219,7 +223,7 @@ def live_stack(
     finally:
         for proc in procs.values():
             proc.terminate()
-        _drop_console_db(settings)
+        _drop_own_dbs(settings)
         for proc in procs.values():
             try:
                 proc.wait(timeout=20)

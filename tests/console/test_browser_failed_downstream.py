@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 from playwright.async_api import Page, expect
 
+from liftstack_experiments.consumers import RESULTS_CONSUMER
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.topics import ENGAGEMENT_EVENTS
 from tests.console.browser import shot, sign_in
@@ -73,7 +74,7 @@ async def test_a_poison_event_shows_as_failed_downstream_and_the_next_is_counted
     # in each consumer (before that bound, storage refused it: "8-byte ints").
     await expect(page.locator("#failed-by-reason")).to_contain_text("campaign_id")
     await expect(page.locator("#failed-by-reason")).to_contain_text("ingest.events-page")
-    await expect(page.locator("#failed-by-reason")).to_contain_text("console.results")
+    await expect(page.locator("#failed-by-reason")).to_contain_text(RESULTS_CONSUMER)
     await page.get_by_role("link", name="Failed downstream").click()
     await expect(page.locator("#recent-events")).to_contain_text("failed downstream")
     await expect(page.locator("#recent-events")).to_contain_text("poison@example.com")

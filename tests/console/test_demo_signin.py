@@ -28,7 +28,7 @@ def _console_settings(base: CommonSettings, **overrides: object) -> ConsoleSetti
 def test_demo_signin_is_off_by_default_and_no_signin_is_refused_at_start(kafka_topics: CommonSettings) -> None:
     assert ConsoleSettings().demo_signin is False
     with pytest.raises(SystemExit, match="No sign-in configured"):
-        create_app(_console_settings(kafka_topics), run_consumer=False)
+        create_app(_console_settings(kafka_topics))
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_demo_signer_tokens_verify_against_the_consoles_published_keys(
         oidc_jwks_url=f"{url}/demo/jwks.json",
         console_public_url=url,
     )
-    with serve_asgi(create_app(settings, run_consumer=False), port=port):
+    with serve_asgi(create_app(settings), port=port):
         jwks = httpx.get(f"{url}/demo/jwks.json").json()
         assert [k["kty"] for k in jwks["keys"]] == ["RSA"]
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwks["keys"][0])  # public only

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from liftstack_console.assign import assign_variant
 from liftstack_console.cli import DEMO_VARIANTS, ConsoleClient, wait_for
+from liftstack_experiments.assign import assign_variant
 from tests.console.livestack import LiveStack
 
 MEMBERS = ["alice@corp", "bob@corp.example", "u-3"]

@@ -20,6 +20,7 @@ USER_ENDPOINTS = {
     "writeback": f"/v1/workspaces/{WORKSPACE_A}/writeback/jobs/no-such-job",
     "templates": f"/v1/workspaces/{WORKSPACE_A}/templates",
     "audiences": f"/v1/workspaces/{WORKSPACE_A}/connections/{{connection}}/audiences",
+    "experiments": f"/v1/workspaces/{WORKSPACE_A}/campaigns",
 }
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from liftstack_console.assign import assign_variant
 from liftstack_console.cli import DEMO_VARIANTS, ConsoleClient, run_demo
 from liftstack_console.seed import FIRST_NAMES, demo_members
+from liftstack_experiments.assign import assign_variant
 from tests.console.livestack import LiveStack
 
 # Iterable event name -> the results table's metric.

@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
-from liftstack_console.results import ResultsStore
+from liftstack_experiments.store import ResultsStore
 from liftstack_ingest.events_page import to_entry
 from liftstack_ingest.normalise import BadPayload, normalise, parse_body
 from liftstack_ingest.read_model import ReadModel
@@ -122,6 +122,6 @@ async def test_what_the_gateway_accepts_every_consumer_can_store(mongo_client, s
         assert stored is not None
         assert stored["email"] == event.email and stored["campaign_id"] == event.campaign_id
         assert stored["url"] == event.url and stored["message_id"] == event.message_id
-        result = await db["console_events"].find_one({"_id": event.event_id})
+        result = await db["result_events"].find_one({"_id": event.event_id})
         assert result is not None and result["iterable_campaign_id"] == event.campaign_id
     await mongo_client.drop_database(settings.mongo_db + "_fuzz")

@@ -76,12 +76,24 @@ def _audiences(values: dict[str, Any]) -> Starlette:
     return create_app(AudiencesSettings(**values), StaticCredentials())
 
 
+def _experiments(values: dict[str, Any]) -> Starlette:
+    from liftstack_experiments.app import create_app
+    from liftstack_experiments.settings import ExperimentsSettings
+    from tests.fixtures.asgi import free_port
+
+    # Nothing answers where the loop's services would be: those steps answer 503.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    urls = {"audiences_url": nowhere, "writeback_url": nowhere, "templates_url": nowhere}
+    return create_app(ExperimentsSettings(**values, **urls), run_consumer=False)
+
+
 SERVICES: dict[str, tuple[Callable[[dict[str, Any]], Starlette], dict[str, str]]] = {
     "ingest": (_ingest, {"connection_id": CONNECTION, "token": "t" * 24}),
     "writeback": (_writeback, {"ws": WORKSPACE}),
     "connections": (_connections, {"workspace_id": WORKSPACE}),
     "templates": (_templates, {"workspace_id": WORKSPACE}),
     "audiences": (_audiences, {"workspace_id": WORKSPACE}),
+    "experiments": (_experiments, {"workspace_id": WORKSPACE}),
 }
 
 
@@ -109,7 +121,7 @@ async def test_the_console_document_is_valid_too(kafka_topics):
     from liftstack_console.app import create_app
     from liftstack_console.settings import ConsoleSettings
 
-    app = create_app(ConsoleSettings(**demo_console_values(_values(kafka_topics))), run_consumer=False)
+    app = create_app(ConsoleSettings(**demo_console_values(_values(kafka_topics))))
     with serve_asgi(app, timeout_s=60) as url:
         schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{url}/openapi.json")
         schema.validate()

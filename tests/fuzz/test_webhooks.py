@@ -1,6 +1,6 @@
 """Seeded webhook fuzz against a real gateway (uvicorn, real Kafka, real MongoDB),
 with both consumers of `engagement.events` running: the gateway's Events page
-consumer and the console's results consumer. Pass criteria: tests/fuzz/webhook_run.py.
+consumer and the experiments service's results consumer. Pass criteria: tests/fuzz/webhook_run.py.
 The long run is bench/fuzz_webhooks.py (>= 50,000 bodies)."""
 
 from __future__ import annotations
@@ -9,15 +9,14 @@ import secrets
 
 import pytest
 
-from liftstack_console.app import create_app as create_console
-from liftstack_console.settings import ConsoleSettings
+from liftstack_experiments.app import create_app as create_experiments
+from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_ingest.app import create_app as create_gateway
 from liftstack_ingest.events_page import CONSUMER_NAME
 from liftstack_ingest.lookup import InMemoryConnections
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 from tests.fixtures.asgi import serve_asgi
-from tests.fixtures.identity import demo_console_values
 from tests.fuzz.webhook_run import (
     consumer_lag,
     dead_lettered_event_ids,
@@ -39,12 +38,12 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
     connection = fuzz_connection("conn_fuzz", "ws_fuzz", "Fuzz", secret)
     common = kafka_topics.model_dump(exclude={"port"})
     gateway_settings = IngestSettings(**common, events_prune_interval_s=3600)
-    console_settings = ConsoleSettings(**demo_console_values(common))
+    experiments_settings = ExperimentsSettings(**common)
     bodies = generate_bodies(CASES, SEED)
 
     with (
         serve_asgi(create_gateway(gateway_settings, InMemoryConnections({token: connection}))) as gateway,
-        serve_asgi(create_console(console_settings, run_consumer=True)),
+        serve_asgi(create_experiments(experiments_settings)),
     ):
         report = await post_bodies(
             gateway,
@@ -63,11 +62,11 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
 
         consumers = {
             gateway_settings.topic(CONSUMER_NAME): "ingest_events",
-            console_settings.topic(console_settings.results_group): "console_events",
+            experiments_settings.topic(experiments_settings.results_group): "result_events",
         }
         databases = {
             "ingest_events": mongo_client[gateway_settings.mongo_db],
-            "console_events": mongo_client[console_settings.console_db],
+            "result_events": mongo_client[experiments_settings.experiments_db],
         }
 
         async def unprocessed() -> dict[str, set[str]]:
@@ -90,7 +89,9 @@ async def test_fuzzed_webhooks_never_5xx_match_the_schema_and_are_all_processed(
                     kafka_topics.topic(ENGAGEMENT_EVENTS.name),
                     kafka_topics.topic(INGEST_OBSERVATIONS.name),
                 ],
-                console_settings.topic(console_settings.results_group): [kafka_topics.topic(ENGAGEMENT_EVENTS.name)],
+                experiments_settings.topic(experiments_settings.results_group): [
+                    kafka_topics.topic(ENGAGEMENT_EVENTS.name)
+                ],
             }
             lags = {g: await consumer_lag(kafka_topics.kafka_bootstrap, g, t) for g, t in topics.items()}
             return {g: lag for g, lag in lags.items() if lag}

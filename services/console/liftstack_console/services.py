@@ -1,5 +1,7 @@
-"""HTTP clients for the services the console drives, always as the signed-in user
-(their JWT as the bearer), so each service applies its own role rules.
+"""The HTTP client of the services the console's pages call: connections
+(Settings > Integrations), ingest (the Events page) and experiments (campaigns and
+the whole campaign loop), always as the signed-in user (their JWT as the bearer), so
+each service applies its own role rules.
 
 Errors from a service come back as `ServiceError` carrying the service's own
 `{"error": {"code", "message", "field"}}`, which the console shows as is.
@@ -7,7 +9,6 @@ Errors from a service come back as `ServiceError` carrying the service's own
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
@@ -36,10 +37,7 @@ class Services:
         self.base = {
             "connections": settings.connections_url.rstrip("/"),
             "ingest": settings.ingest_url.rstrip("/"),
-            "writeback": settings.writeback_url.rstrip("/"),
-            "templates": settings.templates_url.rstrip("/"),
-            "audiences": settings.audiences_url.rstrip("/"),
-            "sandbox": (settings.sandbox_url or "").rstrip("/"),
+            "experiments": settings.experiments_url.rstrip("/"),
         }
 
     async def aclose(self) -> None:
@@ -55,40 +53,14 @@ class Services:
         params: dict[str, Any] | None = None,
         raw: bool = False,
         timeout: float | None = None,
-        retries: int = 0,
-        headers: dict[str, str] | None = None,
     ) -> Any:
-        """`retries`: for idempotent calls, how often to retry a 5xx (a service's
-        database can be briefly busy: FerretDB on SQLite answers SQLITE_BUSY).
-        `headers`: extra request headers (e.g. Idempotency-Key)."""
-        for attempt in range(retries + 1):
-            try:
-                return await self._call(service, method, path, token, json, params, raw, timeout, headers)
-            except ServiceError as exc:
-                if exc.status < 500 or attempt == retries:
-                    raise
-                await asyncio.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
-
-    async def _call(
-        self,
-        service: str,
-        method: str,
-        path: str,
-        token: str | None,
-        json: Any,
-        params: dict[str, Any] | None,
-        raw: bool,
-        timeout: float | None,
-        extra_headers: dict[str, str] | None = None,
-    ) -> Any:
+        """The answer's JSON (None if empty), or with `raw` the response itself;
+        `ServiceError` for an error answer or none."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        headers.update(extra_headers or {})
-        url = self.base[service] + path
         try:
             response = await self._http.request(
                 method,
-                url,
+                self.base[service] + path,
                 json=json,
                 params=params,
                 headers=headers,
@@ -117,11 +89,11 @@ def _error(service: str, response: httpx.Response) -> ServiceError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
+        # experiments names the service behind its error (audiences, writeback, ...).
+        said_by = str(err.get("service") or service)
         return ServiceError(
-            response.status_code, str(err.get("code", "error")), str(err.get("message", "")), err.get("field"), service
+            response.status_code, str(err.get("code", "error")), str(err.get("message", "")), err.get("field"), said_by
         )
-    if isinstance(body, dict) and "msg" in body:  # the Iterable sandbox's error shape
-        return ServiceError(response.status_code, str(body.get("code")), str(body["msg"]), service=service)
     return ServiceError(
         response.status_code, "error", f"The {service} service answered HTTP {response.status_code}.", service=service
     )

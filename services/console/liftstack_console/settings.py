@@ -1,4 +1,4 @@
-"""Console settings: the common ones plus where the other services answer."""
+"""Console settings: the common ones, where the services it calls answer, and sign-in."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from liftstack_shared.settings import CommonSettings
 class ConsoleSettings(CommonSettings):
     port: int = 8080
 
-    # Where the console calls the other services (with the signed-in user's JWT).
+    # Where the console calls the other services (with the signed-in user's JWT):
+    # ingest for the Events page, experiments for campaigns and the loop (connections
+    # is the common LIFTSTACK_CONNECTIONS_URL).
     ingest_url: str = "http://127.0.0.1:8102"
-    writeback_url: str = "http://127.0.0.1:8103"
-    templates_url: str = "http://127.0.0.1:8104"
-    audiences_url: str = "http://127.0.0.1:8105"
-    # The Iterable sandbox's admin API (the demo's "send from Iterable"). Unset in a
-    # deployment against real Iterable: the wizard then stops at "ready to send".
-    sandbox_url: str | None = None
+    experiments_url: str = "http://127.0.0.1:8106"
 
     # The console's own public origin (scheme://host[:port]): the OIDC redirect URI
     # is built from it, state-changing requests must come from it (CSRF), and cookies
@@ -42,12 +39,9 @@ class ConsoleSettings(CommonSettings):
     demo_workspace: str = "ws-demo"
     demo_signing_key_file: str = ""
 
-    # Consumer group of the results counter (engagement.events).
-    results_group: str = "console-results"
-    # The console's own MongoDB database (campaigns, results); default
-    # "<mongo_db>_console". Separate on purpose: FerretDB on SQLite has one writer per
-    # database file, and the results counter writes in bursts exactly when ingest's
-    # Events page consumer does; apart, neither waits on (or times out on) the other.
+    # The console's own MongoDB database (sessions, sign-in flows); default
+    # "<mongo_db>_console". Separate from the services' databases: FerretDB on SQLite
+    # has one writer per database file.
     console_mongo_db: str = ""
 
     @property

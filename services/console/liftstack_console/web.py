@@ -1,47 +1,43 @@
-"""What every console route shares: the app context, sign-in checks, rendering and
-error answers."""
+"""What every console route shares: its dependencies (`Deps`, built by app.py),
+sign-in checks, rendering and error answers."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
-from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from liftstack_console import session
-from liftstack_console.campaigns import CampaignStore
-from liftstack_console.results import ResultsStore
+from liftstack_console.demo_signer import DemoSigner
+from liftstack_console.oidc import OidcClient
 from liftstack_console.services import ServiceError, Services
+from liftstack_console.session import SessionStore
 from liftstack_console.settings import ConsoleSettings
 from liftstack_shared import bounds
 from liftstack_shared.auth import Principal
-from liftstack_shared.http import read_body, validation_error
+from liftstack_shared.http import read_body
 
 HERE = Path(__file__).parent
 STATUS_LABEL = {"active": "Active", "connected": "Connected", "error": "Error"}
 
 
-@dataclass
-class Console:
+@dataclass(frozen=True)
+class Deps:
+    """What the console's handlers need; built by app.py."""
+
     settings: ConsoleSettings
     services: Services
-    campaigns: CampaignStore
-    results: ResultsStore
+    sessions: SessionStore
     templates: Jinja2Templates
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def background(self, coro: Any, name: str) -> None:
-        """Run work that outlives the request; keep a reference so it isn't GC'd."""
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    # The sign-in methods this deployment has (at least one).
+    demo: DemoSigner | None
+    oidc: OidcClient | None
 
 
 @dataclass(frozen=True)
@@ -66,8 +62,8 @@ class SignInRequired(Exception):
     pass
 
 
-def console(request: Request) -> Console:
-    return request.app.state.console
+def deps(request: Request) -> Deps:
+    return cast(Deps, request.app.state.deps)
 
 
 def user(request: Request) -> User:
@@ -105,9 +101,9 @@ def _when(value: Any) -> str:
 def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
     found = session.current(request)
     context.setdefault("user", User(found.principal, found.token) if found else None)
-    context.setdefault("demo_signin", console(request).settings.demo_signin)
+    context.setdefault("demo_signin", deps(request).settings.demo_signin)
     context.setdefault("status_label", STATUS_LABEL)
-    return console(request).templates.TemplateResponse(request, name, context, status_code=status)
+    return deps(request).templates.TemplateResponse(request, name, context, status_code=status)
 
 
 def error_page(request: Request, exc: ServiceError | Exception, title: str = "Something went wrong") -> Response:
@@ -116,21 +112,10 @@ def error_page(request: Request, exc: ServiceError | Exception, title: str = "So
     return page(request, "error.html", status=500, title=title, message=str(exc))
 
 
-async def json_body(request: Request, model: type[BaseModel]) -> Any:
-    return validated(model, await json_value(request))
-
-
-def validated(model: type[BaseModel], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-
-
 async def json_value(request: Request) -> Any:
     """The request's JSON (None if the body is empty), read within the body cap and
     parsed within `liftstack_shared.bounds` (depth, int64, encoding): 400 otherwise."""
-    raw = await read_body(request, console(request).settings.max_body_bytes)
+    raw = await read_body(request, deps(request).settings.max_body_bytes)
     if not raw.strip():
         return None
     try:

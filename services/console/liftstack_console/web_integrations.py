@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from liftstack_console.services import ServiceError
-from liftstack_console.web import console, json_value, page, user
+from liftstack_console.web import deps, json_value, page, user
 
 EVENT_TYPES = [
     ("send", "Sends", "emailSend"),
@@ -45,7 +45,7 @@ def _conns(ws: str, rest: str = "") -> str:
 
 async def list_connections(request: Request) -> list[dict[str, Any]]:
     who = user(request)
-    data = await console(request).services.call("connections", "GET", _conns(who.workspace_id), who.token)
+    data = await deps(request).services.call("connections", "GET", _conns(who.workspace_id), who.token)
     return list(data["connections"])
 
 
@@ -70,7 +70,7 @@ async def integrations_page(request: Request) -> Response:
 async def events_page(request: Request) -> Response:
     who = user(request)
     cid = request.path_params["connection_id"]
-    services = console(request).services
+    services = deps(request).services
     connection = await services.call("connections", "GET", _conns(who.workspace_id, f"/{cid}"), who.token)
     outcome = request.query_params.get("outcome") or None
     params: dict[str, Any] = {"limit": 50}
@@ -101,7 +101,7 @@ async def _proxy(request: Request, method: str, rest: str, status: int = 200) ->
     if method in ("POST", "PATCH"):
         body = await json_value(request)
     try:
-        data = await console(request).services.call(
+        data = await deps(request).services.call(
             "connections", method, _conns(who.workspace_id, rest), who.token, json=body
         )
     except ServiceError as exc:

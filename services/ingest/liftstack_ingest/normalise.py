@@ -23,6 +23,7 @@ import orjson
 from liftstack_shared import bounds
 from liftstack_shared.connections_client import InternalConnection
 from liftstack_shared.messages import EngagementEvent, EventType
+from liftstack_shared.recipients import recipient_key
 
 # Iterable event name (compared case-insensitively) -> liftstack event type. Names
 # not here (push, SMS, in-app, anything new) are "unknown": counted, not published.
@@ -135,7 +136,7 @@ def normalise(payload: dict[str, Any], connection_id: str) -> Normalised:
     user_id = _text(payload, fields, "userId", bounds.MAX_USER_ID_LENGTH)
     if not email and not user_id:
         raise BadPayload("missing_user", "email or userId is required.")
-    recipient = email.lower() if email else f"userId:{user_id}"
+    recipient = recipient_key(email, user_id)
     return Normalised(
         event_name=name,
         event_id=event_id(connection_id, payload),

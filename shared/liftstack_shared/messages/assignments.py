@@ -4,6 +4,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from liftstack_shared.bounds import INT64_MAX
 from liftstack_shared.messages.base import Message
+from liftstack_shared.recipients import recipient_key
 
 
 class Assignment(BaseModel):
@@ -24,7 +25,8 @@ class Assignment(BaseModel):
 
     @property
     def recipient(self) -> str:
-        return self.email or f"userId:{self.user_id}"
+        """The recipient's key (`liftstack_shared.recipients`)."""
+        return recipient_key(self.email, self.user_id) or ""
 
 
 class AssignmentBatch(Message):

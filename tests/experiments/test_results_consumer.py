@@ -13,30 +13,32 @@ import pytest
 from aiokafka import TopicPartition
 from pymongo import AsyncMongoClient
 
-from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
-from liftstack_console.results import CONSUMER_NAME, ResultsConsumer, ResultsStore
+from liftstack_experiments.campaigns import AssignmentSection, Campaign, CampaignCreate, SendSection, Variant
+from liftstack_experiments.consumers import RESULTS_CONSUMER, results_consumer
+from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_shared.consumer import RetryPolicy
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS
+from tests.experiments.parts import Parts, as_experiments, build_parts
 from tests.fixtures.kafka_tools import assert_idle, dead_letters, produce, rewind_group, wait_for
 
 FAST = RetryPolicy(attempts=3, retry_initial_s=0.05, retry_max_s=0.2)
 
 
 @pytest.fixture
-async def private(kafka_topics: CommonSettings) -> CommonSettings:
+async def private(kafka_topics: CommonSettings) -> ExperimentsSettings:
     """This test's own topics (the session's engagement.events has other consumers,
-    e.g. the live stack's console, and other tests' messages), the session database."""
-    settings = kafka_topics.model_copy(update={"topic_prefix": f"{kafka_topics.topic_prefix}rc{uuid.uuid4().hex[:6]}."})
+    e.g. the live stack's experiments service, and other tests' messages), the
+    session database."""
+    settings = as_experiments(kafka_topics, topic_prefix=f"{kafka_topics.topic_prefix}rc{uuid.uuid4().hex[:6]}.")
     await ensure_topics(settings, (ENGAGEMENT_EVENTS, ENGAGEMENT_DEADLETTER))
     return settings
 
 
-async def _campaign(db, conn: str, iterable_id: int) -> dict:
-    campaigns = CampaignStore(db)
-    await campaigns.ensure_indexes()
+async def _campaign(parts: Parts, conn: str, iterable_id: int) -> Campaign:
+    campaigns = parts.campaigns
     body = CampaignCreate(
         name="R",
         key=f"res_{uuid.uuid4().hex[:6]}",
@@ -44,13 +46,13 @@ async def _campaign(db, conn: str, iterable_id: int) -> dict:
         control="A",
         variants=[Variant(name="A", subject="a", html="a"), Variant(name="B", subject="b", html="b")],
     )
-    campaign = await campaigns.create("ws", "u", body)
-    await campaigns.set(
-        campaign["_id"],
-        send={"iterable_campaign_id": iterable_id, "status": "sent"},
-        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"},
+    created = await campaigns.create("ws", "u", body)
+    await campaigns.set_sections(
+        created.id,
+        send=SendSection(iterable_campaign_id=iterable_id, status="sent", at=datetime.now(UTC)),
+        assignment=AssignmentSection(status="completed", job_id="j", counts={"A": 0, "B": 0}, identity="email"),
     )
-    found = await campaigns.get_by_id(campaign["_id"])
+    found = await campaigns.get_by_id(created.id)
     assert found is not None
     return found
 
@@ -69,14 +71,13 @@ def _event(conn: str, email: str, event_id: str, campaign_id: int, kind: EventTy
 
 
 async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_within_10s(
-    private: CommonSettings, mongo_client: AsyncMongoClient
+    private: ExperimentsSettings, mongo_client: AsyncMongoClient
 ) -> None:
     settings = private
-    db = mongo_client[settings.mongo_db]
-    store = ResultsStore(db)
-    await store.ensure_indexes()
+    parts = await build_parts(settings, mongo_client)
+    store = parts.results
     conn = f"conn-{uuid.uuid4().hex[:6]}"
-    campaign = await _campaign(db, conn, 4242)
+    campaign = await _campaign(parts, conn, 4242)
     marker = uuid.uuid4().hex[:8]
     overflow = _event(conn, "big@example.com", f"ev-big-{marker}", 1).model_dump(mode="json")
     overflow["campaign_id"] = 10**40  # the issue's webhook: a valid JSON number, not an int64
@@ -94,12 +95,12 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
         partition=0,
     )
 
-    consumer = ResultsConsumer(settings, f"results-{uuid.uuid4().hex[:6]}", store, CampaignStore(db), policy=FAST)
+    consumer = results_consumer(settings, parts.service, f"results-{uuid.uuid4().hex[:6]}", policy=FAST)
     consumer.start()
     try:
 
         async def counted():
-            return await store.counts(campaign["_id"])
+            return await store.counts(campaign.id)
 
         counts, took = await wait_for(counted, 10.0, "the normal event after the poison ones")
         assert sum(counts.values()) == 1 and took < 10.0
@@ -111,7 +112,7 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
             return found if len(found) >= 3 else None
 
         found, _ = await wait_for(letters, 10.0, "three dead letters")
-        assert len(found) == 3 and all(item.consumer == CONSUMER_NAME for item in found)
+        assert len(found) == 3 and all(item.consumer == RESULTS_CONSUMER for item in found)
         assert {item.offset for item in found} == poison_offsets
         assert all(item.source_topic == topic and item.partition == 0 for item in found)
         by_offset = {item.offset: item for item in found}
@@ -123,21 +124,20 @@ async def test_poison_events_are_dead_lettered_and_the_next_event_is_counted_wit
         if too_big.reason_class == "overflow":
             assert too_big.attempts == FAST.attempts and "8-byte ints" in too_big.reason
         assert all(item.key == key.decode() for item in found)
-        await assert_idle(consumer.runtime, settings, [topic])
+        await assert_idle(consumer, settings, [topic])
         assert len(await dead_letters(settings, settings.topic(ENGAGEMENT_DEADLETTER.name))) == 3
     finally:
         await consumer.stop()
 
 
 async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
-    private: CommonSettings, mongo_client: AsyncMongoClient
+    private: ExperimentsSettings, mongo_client: AsyncMongoClient
 ) -> None:
     settings = private
-    db = mongo_client[settings.mongo_db]
-    store = ResultsStore(db)
-    await store.ensure_indexes()
+    parts = await build_parts(settings, mongo_client)
+    store = parts.results
     conn = f"conn-{uuid.uuid4().hex[:6]}"
-    campaign = await _campaign(db, conn, 5151)
+    campaign = await _campaign(parts, conn, 5151)
     topic = settings.topic(ENGAGEMENT_EVENTS.name)
     marker = uuid.uuid4().hex[:8]
     sends = [_event(conn, f"p{i}@example.com", f"s{i}-{marker}", 5151, EventType.SEND) for i in range(6)]
@@ -147,20 +147,20 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
     landed = await produce(settings, topic, items)
 
     group = f"results-{uuid.uuid4().hex[:6]}"
-    consumer = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
+    consumer = results_consumer(settings, parts.service, group, policy=FAST)
     consumer.start()
     try:
 
         async def all_counted():
-            counts = await store.counts(campaign["_id"])
+            counts = await store.counts(campaign.id)
             return counts if sum(counts.values()) >= 7 else None
 
         await wait_for(all_counted, 30.0, "7 unique (recipient, type) pairs")
-        await assert_idle(consumer.runtime, settings, [topic])
+        await assert_idle(consumer, settings, [topic])
     finally:
         await consumer.stop()
-    counts_before = await store.counts(campaign["_id"])
-    events_before = await store.event_total(campaign["_id"])
+    counts_before = await store.counts(campaign.id)
+    events_before = await store.event_total(campaign.id)
     assert sum(counts_before.values()) == 7 and events_before == 7  # 6 sends + 1 open, once
 
     # Re-delivery: rewind the group to before our events and consume them again.
@@ -169,16 +169,16 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(
         tp = TopicPartition(topic, m.partition)
         earliest[tp] = min(earliest.get(tp, m.offset), m.offset)
     await rewind_group(settings, settings.topic(group), earliest)
-    again = ResultsConsumer(settings, group, store, CampaignStore(db), policy=FAST)
+    again = results_consumer(settings, parts.service, group, policy=FAST)
     again.start()
     try:
 
         async def redelivered():
-            return again.processed >= len(items) or None
+            return again.stats.processed >= len(items) or None
 
         await wait_for(redelivered, 30.0, "the rewound events consumed again")
-        await assert_idle(again.runtime, settings, [topic])
+        await assert_idle(again, settings, [topic])
     finally:
         await again.stop()
-    assert await store.counts(campaign["_id"]) == counts_before
-    assert await store.event_total(campaign["_id"]) == events_before
+    assert await store.counts(campaign.id) == counts_before
+    assert await store.event_total(campaign.id) == events_before

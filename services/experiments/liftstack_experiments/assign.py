@@ -1,4 +1,4 @@
-"""A deterministic hash split: the stand-in for liftstack's assignment engine.
+"""A deterministic hash split: the stand-in for liftstack's assignment engine. Pure.
 
 A recipient's variant depends only on (campaign key, recipient identity, weights), so
 re-running an assignment gives the same answer and a recipient never flips variant.

@@ -1,5 +1,5 @@
-"""The console's own backend against real Kafka and the MongoDB-wire server: the
-assignment stand-in (audience.members -> campaign.assignments) and the results
+"""The experiments service's backend against real Kafka and the MongoDB-wire server:
+the assignment stand-in (audience.members -> campaign.assignments) and the results
 counter (engagement.events -> unique recipients per campaign, variant and type)."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
-from liftstack_console.assign import assign_variant
-from liftstack_console.assigner import plan_assignments, publish_plan, read_sync_members
-from liftstack_console.campaigns import CampaignCreate, CampaignStore, Variant
-from liftstack_console.results import ResultsConsumer, ResultsStore, results_table
+from liftstack_experiments.assign import assign_variant
+from liftstack_experiments.assigner import AssignmentPublisher, read_sync_members
+from liftstack_experiments.campaigns import AssignmentSection, CampaignCreate, SendSection, Variant
+from liftstack_experiments.consumers import RESULTS_CONSUMER, results_consumer
+from liftstack_experiments.plan import plan_assignments
+from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_shared.messages import (
     AssignmentBatch,
     AudienceMember,
@@ -31,6 +33,7 @@ from liftstack_shared.topics import (
     ENGAGEMENT_DEADLETTER,
     ENGAGEMENT_EVENTS,
 )
+from tests.experiments.parts import build_parts
 
 
 async def _produce(settings: CommonSettings, topic: str, items: list[tuple[str, bytes]]) -> None:
@@ -105,7 +108,12 @@ async def test_assignment_reads_one_sync_and_publishes_batches(kafka_topics: Com
     )
     assert plan.total == 2501 and plan.identity == "mixed"
     assert [len(b.assignments) for b in plan.batches] == [1000, 1000, 501]
-    await publish_plan(settings, plan)
+    publisher = AssignmentPublisher(settings)
+    await publisher.start()
+    try:
+        await publisher.publish(plan)
+    finally:
+        await publisher.stop()
 
     consumer = AIOKafkaConsumer(
         settings.topic(CAMPAIGN_ASSIGNMENTS.name),
@@ -136,13 +144,11 @@ async def test_assignment_reads_one_sync_and_publishes_batches(kafka_topics: Com
 
 
 async def test_results_dedupe_attribute_and_dead_letter(
-    kafka_topics: CommonSettings, mongo_client: AsyncMongoClient
+    experiments_settings: ExperimentsSettings, mongo_client: AsyncMongoClient
 ) -> None:
-    settings = kafka_topics
-    db = mongo_client[settings.mongo_db]
-    campaigns, store = CampaignStore(db), ResultsStore(db)
-    await campaigns.ensure_indexes()
-    await store.ensure_indexes()
+    settings = experiments_settings
+    parts = await build_parts(settings, mongo_client)
+    campaigns, store = parts.campaigns, parts.results
     conn = f"conn-{uuid.uuid4().hex[:6]}"
     body = CampaignCreate(
         name="R",
@@ -151,13 +157,13 @@ async def test_results_dedupe_attribute_and_dead_letter(
         control="A",
         variants=[Variant(name="A", subject="a", html="a"), Variant(name="B", subject="b", html="b")],
     )
-    campaign = await campaigns.create("ws", "u", body)
-    await campaigns.set(
-        campaign["_id"],
-        send={"iterable_campaign_id": 777, "status": "sent"},
-        assignment={"status": "completed", "counts": {"A": 0, "B": 0}, "identity": "email"},
+    created = await campaigns.create("ws", "u", body)
+    await campaigns.set_sections(
+        created.id,
+        send=SendSection(iterable_campaign_id=777, status="sent", at=datetime.now(UTC)),
+        assignment=AssignmentSection(status="completed", job_id="j", counts={"A": 0, "B": 0}, identity="email"),
     )
-    campaign = await campaigns.get_by_id(campaign["_id"])
+    campaign = await campaigns.get_by_id(created.id)
     assert campaign is not None
 
     now = datetime.now(UTC)
@@ -206,12 +212,12 @@ async def test_results_dedupe_attribute_and_dead_letter(
     items.append((conn, json.dumps({"not": "an event"}).encode()))
     await _produce(settings, ENGAGEMENT_EVENTS.name, items)
 
-    consumer = ResultsConsumer(settings, f"results-{uuid.uuid4().hex[:6]}", store, campaigns)
+    consumer = results_consumer(settings, parts.service, f"results-{uuid.uuid4().hex[:6]}")
     consumer.start()
     try:
         async with asyncio.timeout(60):
             while True:
-                counts = await store.counts(campaign["_id"])
+                counts = await store.counts(campaign.id)
                 if sum(counts.values()) >= 60:
                     break
                 await asyncio.sleep(0.3)
@@ -224,13 +230,13 @@ async def test_results_dedupe_attribute_and_dead_letter(
         expected[(v, "send")] = expected.get((v, "send"), 0) + 1
         if i % 2 == 0:
             expected[(v, "open")] = expected.get((v, "open"), 0) + 1
-    assert await store.counts(campaign["_id"]) == expected
-    table = await results_table(store, campaign)
-    rows = {r.name: r for r in table.rows}
+    assert await store.counts(campaign.id) == expected
+    table = await parts.service.results(campaign)
+    rows = {r.name: r for r in table.variants}
     for v in ("A", "B"):
-        assert rows[v].cells[EventType.SEND].count == expected.get((v, "send"), 0)
-        assert rows[v].cells[EventType.OPEN].rate == expected.get((v, "open"), 0) / expected[(v, "send")]
-    assert table.srm_basis == "sends"
+        assert rows[v].metrics[EventType.SEND].count == expected.get((v, "send"), 0)
+        assert rows[v].metrics[EventType.OPEN].rate == expected.get((v, "open"), 0) / expected[(v, "send")]
+    assert table.srm.basis == "sends"
     assert table.events == 40 + 40  # distinct event ids of this campaign
 
     dead = AIOKafkaConsumer(
@@ -247,7 +253,7 @@ async def test_results_dedupe_attribute_and_dead_letter(
                 for messages in (await dead.getmany(timeout_ms=500)).values():
                     found = found or any(
                         b"an event" in m.value
-                        and b'"consumer":"console.results"' in m.value
+                        and f'"consumer":"{RESULTS_CONSUMER}"'.encode() in m.value
                         and b'"reason_class":"validation"' in m.value
                         for m in messages
                     )

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from liftstack_console.assign import assign_variant
-from liftstack_console.assigner import plan_assignments
-from liftstack_console.stats import chi2_survival, lift_over_control, sample_ratio_check
+from liftstack_experiments.assign import assign_variant
+from liftstack_experiments.plan import plan_assignments
+from liftstack_experiments.stats import chi2_survival, lift_over_control, sample_ratio_check
 from liftstack_shared.messages import AudienceMember
 
 

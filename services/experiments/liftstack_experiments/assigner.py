@@ -1,6 +1,6 @@
-"""The assignment stand-in: once an audience sync completes, read that sync's members
-from `audience.members`, split them with the deterministic hash (assign.py) and publish
-the writeback job to `campaign.assignments` in batches of 1,000.
+"""The assignment step's Kafka side: read one audience sync's members from
+`audience.members`, and publish the planned writeback job (plan.py) to
+`campaign.assignments`.
 
 Reading a sync: `audience.members` is keyed by sync id, so a sync's batches and its
 `AudienceSyncCompleted` sit in order on one partition. We don't rely on knowing which
@@ -19,28 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from liftstack_console.assign import assign_variant
+from liftstack_experiments.plan import AssignmentPlan
 from liftstack_shared.consumer import ConsumerRuntime, Delivery, RetryPolicy, StartAt
-from liftstack_shared.messages import (
-    Assignment,
-    AssignmentBatch,
-    AudienceMember,
-    AudienceMembersBatch,
-    AudienceSyncCompleted,
-)
+from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import AUDIENCE_MEMBERS, AUDIENCE_MEMBERS_DEADLETTER, CAMPAIGN_ASSIGNMENTS
-
-log = logging.getLogger(__name__)
-BATCH_SIZE = 1000
 
 
 class SyncNotFound(Exception):
@@ -53,7 +42,7 @@ class SyncMembers:
     members: list[AudienceMember] = field(default_factory=list)
 
 
-SYNC_READER = "console.assigner"
+SYNC_READER = "experiments.assigner"
 SyncMessage = AudienceMembersBatch | AudienceSyncCompleted
 
 
@@ -137,77 +126,36 @@ async def read_sync_members(
     return result
 
 
-def recipient_of(member: AudienceMember) -> Assignment | None:
-    """Email when the member has one, else userId (Iterable's bulkUpdate wants one)."""
-    if member.email:
-        return Assignment(email=member.email, variant="_")
-    if member.user_id:
-        return Assignment(user_id=member.user_id, variant="_")
-    return None
+class AssignmentPublisher:
+    """Publishes a plan's batches to `campaign.assignments`, keyed by connection, each
+    acknowledged by all replicas before `publish` returns. One producer per process,
+    created and started by `start` (the app's lifespan), stopped by `stop`."""
 
+    def __init__(self, settings: CommonSettings) -> None:
+        self._bootstrap = settings.kafka_bootstrap
+        self._topic = settings.topic(CAMPAIGN_ASSIGNMENTS.name)
+        self.producer: AIOKafkaProducer | None = None
 
-@dataclass
-class AssignmentPlan:
-    job_id: str
-    batches: list[AssignmentBatch]
-    counts: dict[str, int]
-    total: int
-    identity: str  # "email", "user_id" or "mixed": how results recompute the variant
-
-
-def plan_assignments(
-    *,
-    job_id: str,
-    workspace_id: str,
-    connection_id: str,
-    campaign_key: str,
-    variants: list[str],
-    weights: list[float],
-    members: list[AudienceMember],
-) -> AssignmentPlan:
-    assignments: list[Assignment] = []
-    seen: set[str] = set()
-    for member in members:
-        base = recipient_of(member)
-        if base is None or base.recipient in seen:
-            continue
-        seen.add(base.recipient)
-        variant = assign_variant(campaign_key, base.recipient, variants, weights)
-        assignments.append(base.model_copy(update={"variant": variant}))
-    counts = Counter(a.variant for a in assignments)
-    kinds = {"email" if a.email else "user_id" for a in assignments}
-    identity = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "email")
-    chunks = [assignments[i : i + BATCH_SIZE] for i in range(0, len(assignments), BATCH_SIZE)]
-    chunks = chunks or [[]]  # an empty audience is still a (complete) job
-    batches = [
-        AssignmentBatch(
-            job_id=job_id,
-            workspace_id=workspace_id,
-            connection_id=connection_id,
-            campaign_key=campaign_key,
-            batch_seq=seq,
-            batch_count=len(chunks),
-            total_recipients=len(assignments),
-            assignments=chunk,
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=8 * 1024 * 1024,
         )
-        for seq, chunk in enumerate(chunks)
-    ]
-    return AssignmentPlan(job_id, batches, {v: counts.get(v, 0) for v in variants}, len(assignments), identity)
+        await self.producer.start()
 
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
 
-async def publish_plan(settings: CommonSettings, plan: AssignmentPlan) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        max_request_size=8 * 1024 * 1024,
-    )
-    await producer.start()
-    try:
-        topic = settings.topic(CAMPAIGN_ASSIGNMENTS.name)
+    async def publish(self, plan: AssignmentPlan) -> None:
+        if self.producer is None:
+            raise RuntimeError("the assignment publisher is not started")
+        producer = self.producer
         sends = [
-            await producer.send(topic, batch.to_bytes(), key=batch.connection_id.encode()) for batch in plan.batches
+            await producer.send(self._topic, batch.to_bytes(), key=batch.connection_id.encode())
+            for batch in plan.batches
         ]
         await asyncio.gather(*sends)  # every batch acknowledged by all replicas
-    finally:
-        await producer.stop()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from liftstack_console.assigner import SYNC_READER, SyncNotFound, read_sync_members
+from liftstack_experiments.assigner import SYNC_READER, SyncNotFound, read_sync_members
 from liftstack_shared.consumer import RetryPolicy
 from liftstack_shared.messages import AudienceMember, AudienceMembersBatch, AudienceSyncCompleted
 from liftstack_shared.settings import CommonSettings

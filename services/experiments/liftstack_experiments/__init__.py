@@ -1,0 +1,1 @@
+"""liftstack's experiments service: campaigns, variant assignment, the campaign loop, attribution and lift."""

@@ -1,0 +1,129 @@
+"""The experiments service's use cases besides the loop's steps (loop.py):
+campaigns (create, list, read one of the caller's workspace, delete), each
+campaign's state refreshed from the services that own its steps, the results table,
+and recording engagement events (the results consumer's work)."""
+
+from __future__ import annotations
+
+import time
+
+from liftstack_experiments.campaigns import Campaign, CampaignCreate, current_step, demo_rates
+from liftstack_experiments.downstream import DownstreamError
+from liftstack_experiments.loop import Caller, CampaignLoop
+from liftstack_experiments.models import (
+    CampaignState,
+    CampaignSummary,
+    VariantSummary,
+    WritebackProgress,
+)
+from liftstack_experiments.results import ResultsTable, attribute, results_table
+from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore
+from liftstack_shared.errors import ApiError
+from liftstack_shared.messages import EngagementEvent
+
+
+class CampaignLookup:
+    """Iterable (connection, campaignId, templateId) -> campaign, cached briefly, so a
+    burst of events costs one query per campaign rather than one per event."""
+
+    def __init__(self, campaigns: CampaignStore, ttl_s: float = 5.0) -> None:
+        self._campaigns = campaigns
+        self._ttl = ttl_s
+        self._cache: dict[tuple[str, int | None, int | None], tuple[float, Campaign | None]] = {}
+
+    async def find(self, event: EngagementEvent) -> Campaign | None:
+        key = (event.connection_id, event.campaign_id, event.template_id)
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        campaign = await self._campaigns.by_iterable_ids(*key)
+        self._cache[key] = (time.monotonic() + self._ttl, campaign)
+        return campaign
+
+
+class ExperimentsService:
+    def __init__(self, campaigns: CampaignStore, results: ResultsStore, loop: CampaignLoop) -> None:
+        self._campaigns = campaigns
+        self._results = results
+        self._loop = loop
+        self._lookup = CampaignLookup(campaigns)
+
+    # ------------------------------------------------------------------ campaigns
+
+    async def create(self, who: Caller, body: CampaignCreate) -> Campaign:
+        try:
+            return await self._campaigns.create(who.workspace_id, who.user_id, body)
+        except KeyTaken:
+            raise ApiError(409, "key_taken", f"A campaign with key {body.key!r} already exists.", "key") from None
+
+    async def list_campaigns(self, who: Caller) -> list[CampaignSummary]:
+        return [
+            CampaignSummary(
+                id=c.id,
+                name=c.name,
+                key=c.key,
+                connection_id=c.connection_id,
+                variants=c.variant_names,
+                list_name=c.sync.list_name if c.sync else None,
+                created_at=c.created_at,
+            )
+            for c in await self._campaigns.in_workspace(who.workspace_id)
+        ]
+
+    async def get(self, who: Caller, campaign_id: str) -> Campaign:
+        """One campaign of the caller's workspace; 404 for any other."""
+        campaign = await self._campaigns.get(who.workspace_id, campaign_id)
+        if campaign is None:
+            raise ApiError(404, "not_found", "No such campaign in this workspace.")
+        return campaign
+
+    async def delete(self, who: Caller, campaign_id: str) -> None:
+        if not await self._campaigns.delete(who.workspace_id, campaign_id):
+            raise ApiError(404, "not_found", "No such campaign in this workspace.")
+
+    async def state(self, who: Caller, campaign: Campaign) -> CampaignState:
+        """Every step's state, refreshed from the services that own them."""
+        campaign = await self._loop.refresh_sync(who, campaign)
+        # The assignment may have finished in the background since the campaign was read.
+        campaign = await self._campaigns.get_by_id(campaign.id) or campaign
+        writeback: WritebackProgress | None = None
+        writeback_error = None
+        try:
+            writeback = await self._loop.writeback_progress(who, campaign)
+        except DownstreamError as exc:
+            writeback_error = exc.message
+        return CampaignState(
+            id=campaign.id,
+            name=campaign.name,
+            key=campaign.key,
+            connection_id=campaign.connection_id,
+            control=campaign.control,
+            variants=[
+                VariantSummary(name=v.name, weight=v.weight, subject=v.subject, preheader=v.preheader)
+                for v in campaign.variants
+            ],
+            created_at=campaign.created_at,
+            step=current_step(campaign, writeback.status if writeback else None),
+            sync=campaign.sync,
+            assignment=campaign.assignment,
+            writeback=writeback,
+            writeback_error=writeback_error,
+            template=campaign.template,
+            send=campaign.send,
+            sandbox_rates=demo_rates(campaign) if self._loop.has_sandbox else None,
+        )
+
+    # -------------------------------------------------------------------- results
+
+    async def results(self, campaign: Campaign) -> ResultsTable:
+        counts = await self._results.counts(campaign.id)
+        return results_table(campaign, counts, await self._results.event_total(campaign.id))
+
+    async def record_events(self, events: list[EngagementEvent]) -> None:
+        """Store each event once and count it for its campaign's variant (idempotent:
+        re-delivered and re-sent events change nothing)."""
+        rows = []
+        for event in events:
+            campaign = await self._lookup.find(event)
+            rows.append((event, attribute(campaign, event) if campaign else None))
+        await self._results.write(rows)
