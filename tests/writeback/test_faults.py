@@ -14,7 +14,7 @@ async def test_429_without_retry_after_backs_off_and_loses_nobody(env: Env) -> N
     env.sandbox.configure(env.project, retry_after=False)
     env.sandbox.faults(env.project, paths=BULK, fail_next=4, fail_status=429)
     batches = make_batches(emails(40), batch_size=10)
-    svc = await env.service()
+    svc = await env.instance()
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -30,7 +30,7 @@ async def test_429_with_retry_after_waits_as_told(env: Env) -> None:
     env.sandbox.configure(env.project, retry_after=True)  # injected 429s say Retry-After: 1
     env.sandbox.faults(env.project, paths=BULK, fail_next=2, fail_status=429)
     batches = make_batches(emails(30), batch_size=10)
-    svc = await env.service(writeback_window=1)  # one request at a time: the order is known
+    svc = await env.instance(writeback_window=1)  # one request at a time: the order is known
     started = time.monotonic()
     await env.publish(batches)
 
@@ -46,7 +46,7 @@ async def test_429_with_retry_after_waits_as_told(env: Env) -> None:
 async def test_5xx_burst_is_retried_without_failing_users(env: Env) -> None:
     env.sandbox.faults(env.project, paths=BULK, fail_next=3, fail_status=503)
     batches = make_batches(emails(30), batch_size=10)
-    svc = await env.service(writeback_window=1, writeback_transient_retries=3)
+    svc = await env.instance(writeback_window=1, writeback_transient_retries=3)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -61,7 +61,7 @@ async def test_5xx_beyond_the_retries_fails_that_batch_with_the_reason_and_the_j
     env.sandbox.faults(env.project, paths=BULK, fail_next=3, fail_status=500)
     batches = make_batches(emails(30), batch_size=10)
     job_id = batches[0].job_id
-    svc = await env.service(writeback_window=1, writeback_transient_retries=2)
+    svc = await env.instance(writeback_window=1, writeback_transient_retries=2)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, job_id)
@@ -78,7 +78,7 @@ async def test_5xx_beyond_the_retries_fails_that_batch_with_the_reason_and_the_j
 async def test_dropped_connections_are_retried_like_5xx(env: Env) -> None:
     env.sandbox.faults(env.project, paths=BULK, drop_next=2)
     batches = make_batches(emails(20), batch_size=10)
-    svc = await env.service(writeback_window=1)
+    svc = await env.instance(writeback_window=1)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -97,7 +97,7 @@ async def test_budget_taken_by_the_customers_other_tools_only_slows_the_job(env:
 
     env.sandbox.configure(env.project, retry_after=False)
     batches = make_batches(emails(300), batch_size=10)  # 30 requests
-    svc = await env.service(writeback_window=8)
+    svc = await env.instance(writeback_window=8)
     stop = asyncio.Event()
     other = {"ok": 0, "429": 0}
 
