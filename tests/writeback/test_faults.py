@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
+from liftstack_writeback.writer import BatchWriter, WriterPolicy
 from tests.writeback.conftest import Env, emails, make_batches
 
 BULK = ["/api/users/bulkUpdate"]
@@ -24,6 +28,37 @@ async def test_429_without_retry_after_backs_off_and_loses_nobody(env: Env) -> N
     stats = env.sandbox.stats(env.project)["users/bulkUpdate"]
     assert stats == {429: 4, 200: 4}
     assert env.sandbox.user(env.project, "user39@example.com")["dataFields"]["lf_assignments"] == {"spring-sale": "B"}
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+async def test_a_429_the_client_gave_up_on_is_sent_again_by_the_writer(env: Env, retry_after: bool) -> None:
+    """The writer's own layer under the client's: a client with no 429 retries left
+    raises at once, and the writer sends again, after Retry-After (1 s) when Iterable
+    sent one, else after its own backoff. Nobody fails."""
+    env.sandbox.configure(env.project, retry_after=retry_after)
+    env.sandbox.faults(env.project, paths=BULK, fail_next=2, fail_status=429)
+    batch = make_batches(emails(5), batch_size=5)[0]
+    # The fallback backoff is 20 s when Retry-After is honoured (so it would show),
+    # 0.1-0.4 s when it is what the writer must use.
+    delay = 20.0 if retry_after else 0.1
+    writer = BatchWriter(WriterPolicy(rate_limit_base_delay=delay, rate_limit_max_delay=2 * delay))
+    client = IterableClient(
+        env.key,
+        base_url=env.sandbox.api_url(env.project),
+        rate_limits=NoRateLimits(),
+        retry=RetryPolicy(max_rate_limit_retries=0),
+    )
+    async with client:
+        started = time.monotonic()
+        outcome = await writer.write(client, batch)
+        elapsed = time.monotonic() - started
+
+    assert (outcome.users, outcome.failed, outcome.unattributed_failures) == (5, 0, 0)
+    assert env.sandbox.stats(env.project)["users/bulkUpdate"] == {429: 2, 200: 1}
+    if retry_after:
+        assert 2.0 <= elapsed < 10.0, elapsed  # twice Retry-After, not the 20 s backoff
+    else:
+        assert elapsed < 3.0, elapsed
 
 
 async def test_429_with_retry_after_waits_as_told(env: Env) -> None:

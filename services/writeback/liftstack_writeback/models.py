@@ -21,6 +21,7 @@ class WritebackStatus(StrEnum):
     COMPLETED_WITH_FAILURES = "completed_with_failures"
     FAILED = "failed"  # nobody succeeded
 
+
 FINAL = frozenset(
     {
         WritebackStatus.COMPLETED,
