@@ -54,20 +54,20 @@ def free_port() -> int:
 async def worker() -> None:
     from liftstack_shared.credentials import StaticCredentials
     from liftstack_shared.logging import setup_logging
-    from liftstack_writeback.service import WritebackService
+    from liftstack_writeback.app import WritebackInstance
     from liftstack_writeback.settings import WritebackSettings
 
     settings = WritebackSettings()
     setup_logging(settings.log_level)
     credentials = StaticCredentials()
     credentials.add(workspace_id="bench-ws", connection_id="bench-conn", api_key=os.environ["BENCH_API_KEY"])
-    service = WritebackService(settings, credentials)
-    await service.start()
+    instance = WritebackInstance.build(settings, credentials)
+    await instance.start()
     print("ready", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
-        await service.stop()
+        await instance.stop()
 
 
 # --- the driver -----------------------------------------------------------------------
@@ -80,13 +80,13 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
     from liftstack_shared.messages import Assignment, AssignmentBatch
     from liftstack_shared.mongo import make_mongo_client
     from liftstack_shared.settings import CommonSettings
-    from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
-    from liftstack_writeback.jobs import JobStore
+    from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
+    from liftstack_writeback.store import JobStore
 
     limited = name == "limited"
     run_id = secrets.token_hex(3)
     common = CommonSettings(topic_prefix=f"bench-{run_id}.", mongo_db=f"bench_{run_id}")
-    await ensure_topics(common, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER))
+    await ensure_topics(common, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER))
 
     sandbox_port = free_port()
     sandbox = subprocess.Popen(

@@ -22,7 +22,6 @@ from liftstack_shared import topics as t
 # message, told apart by their `kind` field.
 TOPIC_MESSAGES: dict[t.Topic, object] = {
     t.CAMPAIGN_ASSIGNMENTS: m.AssignmentBatch,
-    t.WRITEBACK_PROGRESS: m.WritebackProgress,
     t.ENGAGEMENT_EVENTS: m.EngagementEvent,
     t.CONNECTION_CHANGED: m.ConnectionChanged,
     t.AUDIENCE_MEMBERS: m.AudienceMembersBatch | m.AudienceSyncCompleted,

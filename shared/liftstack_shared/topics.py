@@ -6,7 +6,7 @@ Keys are chosen on purpose:
   budget (see README, "Scaling writeback").
 - `engagement.events` is keyed by connection id + recipient, so one recipient's events
   stay in order while different recipients spread over partitions.
-- Progress topics are keyed by job/sync id so the latest state of one job is ordered.
+- `audience.progress` is keyed by sync id so the latest state of one sync is ordered.
 - `connection.changed` is keyed by connection id (ordered per connection).
 - `audience.members` is keyed by sync id so a sync's batches and its completion
   message stay in order for the assignment engine.
@@ -31,7 +31,6 @@ CAMPAIGN_ASSIGNMENTS = Topic(
     "connection_id",
     "Batches of (recipient, variant) to write into Iterable profiles.",
 )
-WRITEBACK_PROGRESS = Topic("writeback.progress", 3, "job_id", "Writeback job progress snapshots.")
 ENGAGEMENT_EVENTS = Topic(
     "engagement.events",
     6,
@@ -94,7 +93,6 @@ DEADLETTER_TOPICS: tuple[Topic, ...] = (
 
 ALL_TOPICS: tuple[Topic, ...] = (
     CAMPAIGN_ASSIGNMENTS,
-    WRITEBACK_PROGRESS,
     ENGAGEMENT_EVENTS,
     CONNECTION_CHANGED,
     AUDIENCE_MEMBERS,

@@ -22,15 +22,15 @@ from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import Assignment, AssignmentBatch
 from liftstack_shared.settings import CommonSettings
-from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
-from liftstack_writeback.jobs import RunSummary
-from liftstack_writeback.service import WritebackService
+from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
+from liftstack_writeback.app import WritebackInstance
+from liftstack_writeback.models import RunSummary
 from liftstack_writeback.settings import WritebackSettings
 from tests.fixtures.sandbox import SandboxHandle
 from tests.fixtures.secrets import WatchedSecrets, capture_debug
 
 _prefixes = itertools.count()
-TOPICS = (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER)
+TOPICS = (CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER)
 
 
 def fast_settings(base: CommonSettings, sandbox: SandboxHandle, prefix: str, **overrides: Any) -> WritebackSettings:
@@ -63,7 +63,7 @@ class Env:
     workspace_id: str = "ws-1"
     connection_id: str = "conn-1"
     credentials: StaticCredentials = field(default_factory=StaticCredentials)
-    services: list[WritebackService] = field(default_factory=list)
+    instances: list[WritebackInstance] = field(default_factory=list)
     _producer: AIOKafkaProducer | None = None
 
     def settings(self, **overrides: Any) -> WritebackSettings:
@@ -72,10 +72,11 @@ class Env:
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    async def service(self, consume: bool = True, **overrides: Any) -> WritebackService:
-        svc = WritebackService(self.settings(**overrides), self.credentials)
+    async def instance(self, consume: bool = True, **overrides: Any) -> WritebackInstance:
+        """A writeback instance of this test's settings (with `overrides`), started."""
+        svc = WritebackInstance.build(self.settings(**overrides), self.credentials)
         await svc.start(consume=consume)
-        self.services.append(svc)
+        self.instances.append(svc)
         return svc
 
     async def producer(self) -> AIOKafkaProducer:
@@ -98,7 +99,7 @@ class Env:
         producer = await self.producer()
         await producer.send_and_wait(self.topic(CAMPAIGN_ASSIGNMENTS.name), value, key=key)
 
-    async def wait_run(self, svc: WritebackService, job_id: str, run: int = 1, timeout: float = 60.0) -> RunSummary:
+    async def wait_run(self, svc: WritebackInstance, job_id: str, run: int = 1, timeout: float = 60.0) -> RunSummary:
         deadline = time.monotonic() + timeout
         summary = None
         while time.monotonic() < deadline:
@@ -132,7 +133,7 @@ class Env:
         return values
 
     async def close(self) -> None:
-        for svc in self.services:
+        for svc in self.instances:
             try:
                 await svc.stop()
             except Exception:  # noqa: BLE001 - already stopped/aborted

@@ -13,7 +13,7 @@ import sys
 
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.logging import setup_logging
-from liftstack_writeback.service import WritebackService
+from liftstack_writeback.app import WritebackInstance
 from liftstack_writeback.settings import WritebackSettings
 
 
@@ -26,8 +26,8 @@ async def main() -> None:
         connection_id=os.environ["WB_TEST_CONNECTION_ID"],
         api_key=os.environ["WB_TEST_API_KEY"],
     )
-    service = WritebackService(settings, credentials)
-    await service.start()
+    instance = WritebackInstance.build(settings, credentials)
+    await instance.start()
     print("ready", flush=True)
     await asyncio.Event().wait()  # until killed
 

@@ -132,7 +132,7 @@ async def test_interrupted_retrigger_is_resumed_not_duplicated(env: Env) -> None
 
     from liftstack_shared.messages import utcnow
 
-    svc = await env.service()
+    svc = await env.instance()
     batches = make_batches(emails(20), batch_size=10)
     job_id = batches[0].job_id
     await env.publish(batches)
@@ -151,12 +151,12 @@ async def test_interrupted_retrigger_is_resumed_not_duplicated(env: Env) -> None
         }
     )
 
-    summary = (await svc.retrigger(header)).summary
+    summary = (await svc.service.retrigger(header)).summary
 
     assert summary.run == 2
     done = await env.wait_run(svc, job_id, run=2)
     assert (done.written, done.succeeded, done.failed) == (20, 20, 0)
-    assert [d["run"] for d in await svc.store.run_docs(job_id)] == [1, 2]
+    assert [r.run for r in await svc.store.runs_of(job_id)] == [1, 2]
 
 
 async def test_a_retried_retrigger_with_its_idempotency_key_never_starts_a_second_run(env: Env) -> None:

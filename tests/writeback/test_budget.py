@@ -8,7 +8,8 @@ from collections import Counter
 
 from liftstack_shared.iterable import Endpoint
 from liftstack_shared.mongo import make_mongo_client
-from liftstack_writeback.pacer import MongoPacer
+from liftstack_writeback.pacer import Pacer
+from liftstack_writeback.store import PacerSlotStore
 from tests.writeback.conftest import Env, emails, make_batches
 
 
@@ -17,7 +18,7 @@ async def test_pacers_in_separate_processes_never_share_a_slot(settings, mongo_c
     claim slots for one project at once: every slot is distinct, and the claimed
     start times are at least one interval apart, i.e. at most limit x headroom per s."""
     clients = [make_mongo_client(settings) for _ in range(4)]
-    pacers = [MongoPacer(c[settings.mongo_db]["writeback_pacer_test"], headroom=0.9) for c in clients]
+    pacers = [Pacer(PacerSlotStore(c[settings.mongo_db]["writeback_pacer_test"]), headroom=0.9) for c in clients]
     project = f"key-test-{time.monotonic_ns()}"
     try:
         claims = await asyncio.gather(
@@ -46,13 +47,13 @@ async def test_several_instances_share_one_projects_budget(env: Env) -> None:
     for partition in range(6):
         batches = make_batches(emails(60, prefix=f"p{partition}-"), batch_size=5, connection_id=f"conn-{partition % 3}")
         jobs.append((partition, batches))
-    services = [await env.service(writeback_window=8) for _ in range(3)]
+    instances = [await env.instance(writeback_window=8) for _ in range(3)]
     await asyncio.sleep(3)  # let the group settle: each instance owns two partitions
     started = time.monotonic()
     for partition, batches in jobs:
         await env.publish(batches, partition=partition)
 
-    summaries = [await env.wait_run(services[0], b[0].job_id, timeout=120) for _, b in jobs]
+    summaries = [await env.wait_run(instances[0], b[0].job_id, timeout=120) for _, b in jobs]
     elapsed = time.monotonic() - started
 
     for summary in summaries:
@@ -63,6 +64,6 @@ async def test_several_instances_share_one_projects_budget(env: Env) -> None:
     assert requests / elapsed <= 5.0
     # Every instance really did write (the budget was shared, not serialised by Kafka).
     writers: Counter[str] = Counter()
-    async for doc in services[0].store.outcomes.find({"job_id": {"$in": [b[0].job_id for _, b in jobs]}}):
+    async for doc in instances[0].store.outcomes.find({"job_id": {"$in": [b[0].job_id for _, b in jobs]}}):
         writers[doc["recorded_by"]] += 1
     assert len(writers) == 3, writers

@@ -60,7 +60,7 @@ async def test_consumer_killed_with_sigkill_mid_job_is_finished_by_another(env: 
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    observer = await env.service(consume=False)
+    observer = await env.instance(consume=False)
     try:
         line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)  # type: ignore[union-attr]  # stdout=PIPE, so never None
         assert line.strip() == b"ready"
@@ -77,7 +77,7 @@ async def test_consumer_killed_with_sigkill_mid_job_is_finished_by_another(env: 
 
     # A new instance joins the group; once the dead member's session expires it gets
     # the partition, resumes from the last committed offset and finishes.
-    successor = await env.service(writeback_window=4)
+    successor = await env.instance(writeback_window=4)
     summary = await env.wait_run(successor, job_id, timeout=120)
 
     assert summary.status == "completed"
@@ -97,22 +97,22 @@ async def test_consumer_stopped_abruptly_before_committing_is_not_counted_twice(
     job_id = batches[0].job_id
     # Recounts (and so commits) 30 s apart: after the first batch, outcomes get
     # recorded but their offsets stay uncommitted.
-    first = await env.service(writeback_progress_interval=30.0)
+    first = await env.instance(writeback_progress_interval=30.0)
     await env.publish(batches)
     deadline = time.monotonic() + 60
     while await _outcomes(env, first, job_id) < 8:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     await first.abort()  # no graceful commit, in-flight work dropped
-    env.services.remove(first)
-    observer = await env.service(consume=False)
+    env.instances.remove(first)
+    observer = await env.instance(consume=False)
     recorded = await _outcomes(env, observer, job_id)
     committed = await _committed(env, first.settings.group_id)
     # Outcomes were recorded for batches whose offsets are not committed: the next
     # consumer gets them again.
     assert committed < recorded
 
-    second = await env.service()
+    second = await env.instance()
     summary = await env.wait_run(second, job_id)
 
     assert (summary.total, summary.written, summary.succeeded, summary.failed) == (200, 200, 200, 0)
@@ -128,14 +128,14 @@ async def test_instance_joining_mid_job_takes_over_partitions_without_double_cou
     are in flight (they finish within the grace period, or are redone by the new
     owner); counts stay exact."""
     jobs = [make_batches(emails(150, prefix=f"j{p}-"), batch_size=10) for p in range(6)]
-    first = await env.service(writeback_window=8)
+    first = await env.instance(writeback_window=8)
     for partition, batches in enumerate(jobs):
         await env.publish(batches, partition=partition)
     deadline = time.monotonic() + 60
     while sum([await _outcomes(env, first, b[0].job_id) for b in jobs]) < 10:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
-    second = await env.service(writeback_window=8)
+    second = await env.instance(writeback_window=8)
 
     summaries = [await env.wait_run(second, b[0].job_id, timeout=120) for b in jobs]
 
@@ -144,5 +144,5 @@ async def test_instance_joining_mid_job_takes_over_partitions_without_double_cou
     writers = {
         doc["recorded_by"] async for doc in second.store.outcomes.find({"job_id": {"$in": [b[0].job_id for b in jobs]}})
     }
-    assert writers == {first.instance, second.instance}
+    assert writers == {first.name, second.name}
     assert env.sandbox.stats(env.project)["users/bulkUpdate"].get(429, 0) == 0

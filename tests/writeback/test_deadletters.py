@@ -21,7 +21,7 @@ async def test_bad_messages_are_dead_lettered_and_good_ones_still_written(env: E
     header_clash = make_batches(emails(5), batch_size=5, job_id=good[0].job_id, campaign_key="another-campaign")
     unknown = make_batches(emails(3), batch_size=3, connection_id="conn-nope")
     wrong_ws = make_batches(emails(3), batch_size=3, connection_id="conn-other-ws")
-    svc = await env.service()
+    svc = await env.instance()
 
     await env.publish_raw(b"{not json")
     missing_fields = json.loads(good[0].to_bytes())
@@ -75,7 +75,7 @@ async def test_a_connections_service_outage_is_waited_out_not_dead_lettered(env:
     down = ConnectionsDown(env.credentials, failures=5)
     env.credentials = down  # type: ignore[assignment]  # a failing stand-in for the credentials source
     good = make_batches(emails(5), batch_size=5)
-    svc = await env.service()
+    svc = await env.instance()
     await env.publish(good)
 
     summary = await env.wait_run(svc, good[0].job_id)

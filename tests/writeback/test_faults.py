@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from liftstack_shared.iterable import IterableClient, NoRateLimits, RetryPolicy
+from liftstack_writeback.writer import BatchWriter, WriterPolicy
 from tests.writeback.conftest import Env, emails, make_batches
 
 BULK = ["/api/users/bulkUpdate"]
@@ -14,7 +18,7 @@ async def test_429_without_retry_after_backs_off_and_loses_nobody(env: Env) -> N
     env.sandbox.configure(env.project, retry_after=False)
     env.sandbox.faults(env.project, paths=BULK, fail_next=4, fail_status=429)
     batches = make_batches(emails(40), batch_size=10)
-    svc = await env.service()
+    svc = await env.instance()
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -26,11 +30,42 @@ async def test_429_without_retry_after_backs_off_and_loses_nobody(env: Env) -> N
     assert env.sandbox.user(env.project, "user39@example.com")["dataFields"]["lf_assignments"] == {"spring-sale": "B"}
 
 
+@pytest.mark.parametrize("retry_after", [True, False])
+async def test_a_429_the_client_gave_up_on_is_sent_again_by_the_writer(env: Env, retry_after: bool) -> None:
+    """The writer's own layer under the client's: a client with no 429 retries left
+    raises at once, and the writer sends again, after Retry-After (1 s) when Iterable
+    sent one, else after its own backoff. Nobody fails."""
+    env.sandbox.configure(env.project, retry_after=retry_after)
+    env.sandbox.faults(env.project, paths=BULK, fail_next=2, fail_status=429)
+    batch = make_batches(emails(5), batch_size=5)[0]
+    # The fallback backoff is 20 s when Retry-After is honoured (so it would show),
+    # 0.1-0.4 s when it is what the writer must use.
+    delay = 20.0 if retry_after else 0.1
+    writer = BatchWriter(WriterPolicy(rate_limit_base_delay=delay, rate_limit_max_delay=2 * delay))
+    client = IterableClient(
+        env.key,
+        base_url=env.sandbox.api_url(env.project),
+        rate_limits=NoRateLimits(),
+        retry=RetryPolicy(max_rate_limit_retries=0),
+    )
+    async with client:
+        started = time.monotonic()
+        outcome = await writer.write(client, batch)
+        elapsed = time.monotonic() - started
+
+    assert (outcome.users, outcome.failed, outcome.unattributed_failures) == (5, 0, 0)
+    assert env.sandbox.stats(env.project)["users/bulkUpdate"] == {429: 2, 200: 1}
+    if retry_after:
+        assert 2.0 <= elapsed < 10.0, elapsed  # twice Retry-After, not the 20 s backoff
+    else:
+        assert elapsed < 3.0, elapsed
+
+
 async def test_429_with_retry_after_waits_as_told(env: Env) -> None:
     env.sandbox.configure(env.project, retry_after=True)  # injected 429s say Retry-After: 1
     env.sandbox.faults(env.project, paths=BULK, fail_next=2, fail_status=429)
     batches = make_batches(emails(30), batch_size=10)
-    svc = await env.service(writeback_window=1)  # one request at a time: the order is known
+    svc = await env.instance(writeback_window=1)  # one request at a time: the order is known
     started = time.monotonic()
     await env.publish(batches)
 
@@ -46,7 +81,7 @@ async def test_429_with_retry_after_waits_as_told(env: Env) -> None:
 async def test_5xx_burst_is_retried_without_failing_users(env: Env) -> None:
     env.sandbox.faults(env.project, paths=BULK, fail_next=3, fail_status=503)
     batches = make_batches(emails(30), batch_size=10)
-    svc = await env.service(writeback_window=1, writeback_transient_retries=3)
+    svc = await env.instance(writeback_window=1, writeback_transient_retries=3)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -61,7 +96,7 @@ async def test_5xx_beyond_the_retries_fails_that_batch_with_the_reason_and_the_j
     env.sandbox.faults(env.project, paths=BULK, fail_next=3, fail_status=500)
     batches = make_batches(emails(30), batch_size=10)
     job_id = batches[0].job_id
-    svc = await env.service(writeback_window=1, writeback_transient_retries=2)
+    svc = await env.instance(writeback_window=1, writeback_transient_retries=2)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, job_id)
@@ -78,7 +113,7 @@ async def test_5xx_beyond_the_retries_fails_that_batch_with_the_reason_and_the_j
 async def test_dropped_connections_are_retried_like_5xx(env: Env) -> None:
     env.sandbox.faults(env.project, paths=BULK, drop_next=2)
     batches = make_batches(emails(20), batch_size=10)
-    svc = await env.service(writeback_window=1)
+    svc = await env.instance(writeback_window=1)
     await env.publish(batches)
 
     summary = await env.wait_run(svc, batches[0].job_id)
@@ -97,7 +132,7 @@ async def test_budget_taken_by_the_customers_other_tools_only_slows_the_job(env:
 
     env.sandbox.configure(env.project, retry_after=False)
     batches = make_batches(emails(300), batch_size=10)  # 30 requests
-    svc = await env.service(writeback_window=8)
+    svc = await env.instance(writeback_window=8)
     stop = asyncio.Event()
     other = {"ok": 0, "429": 0}
 

@@ -11,13 +11,13 @@ import time
 
 from liftstack_shared.messages import DeadLetter
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
-from liftstack_writeback.processor import BATCHES
+from liftstack_writeback.service import BATCHES
 from tests.fixtures.kafka_tools import group_lag
 from tests.writeback.conftest import Env, emails, make_batches
 
 
 async def test_a_poison_batch_is_dead_lettered_and_the_next_one_written_within_10s(env: Env) -> None:
-    svc = await env.service(writeback_record_attempts=3)
+    svc = await env.instance(writeback_record_attempts=3)
     poison = json.loads(make_batches(emails(2), batch_size=2)[0].to_bytes())
     poison["total_recipients"] = 10**40  # valid JSON; no int64 can hold it
     good = make_batches(emails(5), batch_size=5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from liftstack_shared.iterable.bulk import bulk_update_body
 from liftstack_shared.messages import Assignment
-from liftstack_writeback.consumer import _Partition
+from liftstack_writeback.consumers import _Partition
 from liftstack_writeback.writer import _upper_bound_bytes, to_user
 
 

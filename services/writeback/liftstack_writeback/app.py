@@ -1,81 +1,109 @@
-"""The writeback HTTP API (progress for the wizard, re-trigger) and its lifespan,
-which runs the Kafka consumer."""
+"""The composition root: one writeback instance's parts, wired in order, and the
+Starlette app whose lifespan starts and stops them."""
 
 from __future__ import annotations
 
 import contextlib
-import re
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
-from datetime import datetime
+from dataclasses import dataclass
+from typing import Any
 
-from aiokafka.errors import KafkaError
-from pydantic import BaseModel
+from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from liftstack_shared.auth import Principal, principal_from_request, require_manager
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.credentials import ConnectionsServiceCredentials, CredentialsSource
-from liftstack_shared.errors import ApiError
-from liftstack_shared.http import EXCEPTION_HANDLERS, Endpoint, json_response, service_middleware, standard_routes
-from liftstack_shared.messages.writeback import WritebackStatus
-from liftstack_writeback.jobs import JobHeader, RunSummary
-from liftstack_writeback.service import RetriggerRefused, WritebackService
+from liftstack_shared.health import mongo_check
+from liftstack_shared.http import EXCEPTION_HANDLERS, service_middleware, standard_routes
+from liftstack_shared.iterable import Endpoint, Limit
+from liftstack_shared.kafka import ensure_topics
+from liftstack_shared.mongo import database, make_mongo_client
+from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER
+from liftstack_writeback.api import ENDPOINTS, ROUTES, Deps
+from liftstack_writeback.clients import IterableClients
+from liftstack_writeback.consumers import OrderedConsumer, assignments_consumer, kafka_check
+from liftstack_writeback.pacer import Pacer
+from liftstack_writeback.progress import ProgressTracker
+from liftstack_writeback.publisher import Publisher
+from liftstack_writeback.service import WritebackService
 from liftstack_writeback.settings import WritebackSettings
-
-JOB_PATH = "/v1/workspaces/{ws}/writeback/jobs/{job_id}"
-# What a client may send as Idempotency-Key (a UUID, a ULID, a random token...).
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+from liftstack_writeback.store import JobStore, PacerSlotStore
+from liftstack_writeback.writer import BatchWriter, WriterPolicy
 
 
-class RunView(BaseModel):
-    run: int
-    triggered_by: str  # "engine" (the assignment engine's batches) or "retrigger"
-    status: WritebackStatus
-    total: int
-    written: int  # users with a known outcome: succeeded + failed
-    succeeded: int
-    failed: int
-    failed_by_reason: dict[str, int]
-    # Iterable's failCount beyond the users it named: unknown users, not in `failed`.
-    unattributed_failures: int = 0
-    batches_done: int
-    batch_count: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    profiles_per_second: float
+@dataclass
+class WritebackInstance:
+    """Everything one writeback instance runs. `create_app` serves it; tests and the
+    benchmark run it without HTTP (`build`, then `start`)."""
+
+    settings: WritebackSettings
+    name: str  # names this process in outcome documents (who wrote which batch)
+    credentials: CredentialsSource
+    mongo: AsyncMongoClient[dict[str, Any]]
+    store: JobStore
+    publisher: Publisher
+    clients: IterableClients
+    progress: ProgressTracker
+    service: WritebackService
+    consumer: OrderedConsumer
+    consuming: bool = False
 
     @classmethod
-    def of(cls, s: RunSummary) -> RunView:
-        return cls(
-            run=s.run,
-            triggered_by=s.created_by,
-            status=s.status,
-            total=s.header.total,
-            written=s.written,
-            succeeded=s.succeeded,
-            failed=s.failed,
-            failed_by_reason=s.failed_by_reason,
-            batches_done=s.batches_done,
-            unattributed_failures=s.unattributed_failures,
-            batch_count=s.header.batch_count,
-            started_at=s.started_at,
-            finished_at=s.finished_at,
-            profiles_per_second=s.profiles_per_second,
+    def build(cls, settings: WritebackSettings, credentials: CredentialsSource | None = None) -> WritebackInstance:
+        """`credentials`: where Iterable keys come from (default: the connections service)."""
+        name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        credentials = credentials or ConnectionsServiceCredentials(ConnectionsClient(settings))
+        mongo = make_mongo_client(settings)
+        db = database(mongo, settings)
+        store = JobStore(db)
+        pacer = Pacer(
+            PacerSlotStore(db["writeback_pacer"]),
+            headroom=settings.iterable_rate_headroom,
+            limits={Endpoint.BULK_UPDATE: Limit(settings.writeback_bulk_update_rate, 1)},
+            retention_s=settings.writeback_pacer_retention_s,
         )
+        publisher = Publisher(settings)
+        clients = IterableClients(settings, credentials, pacer)
+        progress = ProgressTracker(store, settings.writeback_progress_interval)
+        writer = BatchWriter(
+            WriterPolicy(settings.writeback_rate_limit_base_delay, settings.writeback_rate_limit_max_delay)
+        )
+        service = WritebackService(
+            store=store, clients=clients, writer=writer, progress=progress, publisher=publisher, instance=name
+        )
+        consumer = assignments_consumer(settings, service, publisher)
+        return cls(settings, name, credentials, mongo, store, publisher, clients, progress, service, consumer)
 
+    async def start(self, consume: bool = True) -> None:
+        """`consume=False`: everything but the consumer (the API alone, observers)."""
+        await self.store.setup()
+        await ensure_topics(self.settings, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER))
+        await self.publisher.start()
+        if consume:
+            await self.consumer.start()
+        self.consuming = consume
 
-class JobView(BaseModel):
-    job_id: str
-    workspace_id: str
-    connection_id: str
-    campaign_key: str
-    total: int
-    current: RunView
-    # Earlier runs, newest first, kept for comparison after a re-trigger.
-    previous_runs: list[RunView]
+    async def stop(self) -> None:
+        """Graceful: in-flight batches finish and are committed."""
+        if self.consuming:
+            await self.consumer.stop()
+        await self._close()
+
+    async def abort(self) -> None:
+        """Crash-like (tests): in-flight work is dropped, nothing more is committed."""
+        if self.consuming:
+            await self.consumer.abort()
+        await self._close()
+
+    async def _close(self) -> None:
+        await self.progress.aclose()
+        await self.clients.aclose()
+        await self.publisher.stop()
+        await self.credentials.aclose()
+        await self.mongo.close()
 
 
 def create_app(
@@ -86,107 +114,25 @@ def create_app(
 ) -> Starlette:
     """`credentials`: where Iterable keys come from (default: the connections
     service). `consume=False` serves the API without consuming (tools, tests)."""
-
-    def service_of(request: Request) -> WritebackService:
-        return request.app.state.writeback
-
-    async def job_for(request: Request) -> tuple[Principal, JobHeader]:
-        principal = principal_from_request(request, settings)
-        ws, job_id = request.path_params["ws"], request.path_params["job_id"]
-        store = service_of(request).store
-        header = await store.job(job_id) if principal.workspace_id == ws else None
-        if header is None or header.workspace_id != ws:
-            # Same answer for "no such job" and "not your workspace": no probing.
-            raise ApiError(404, "not_found", "No such writeback job in this workspace.")
-        return principal, header
-
-    async def view(service: WritebackService, header: JobHeader) -> JobView:
-        runs = [summary for _, summary in await service.store.summaries(header)]
-        if not runs:
-            raise ApiError(404, "not_found", "No such writeback job in this workspace.")
-        return JobView(
-            job_id=header.job_id,
-            workspace_id=header.workspace_id,
-            connection_id=header.connection_id,
-            campaign_key=header.campaign_key,
-            total=header.total,
-            current=RunView.of(runs[-1]),
-            previous_runs=[RunView.of(s) for s in reversed(runs[:-1])],
-        )
-
-    async def get_job(request: Request) -> Response:
-        _, header = await job_for(request)
-        return json_response(await view(service_of(request), header))
-
-    async def retrigger(request: Request) -> Response:
-        principal, header = await job_for(request)
-        require_manager(principal)
-        key = request.headers.get("idempotency-key")
-        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-            raise ApiError(
-                400, "invalid_idempotency_key", "Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 _ . : -."
-            )
-        service = service_of(request)
-        try:
-            result = await service.retrigger(header, key)
-        except RetriggerRefused as exc:
-            raise ApiError(409, exc.code, exc.message) from None
-        except KafkaError:
-            # The run exists but isn't fully published: re-triggering again resumes it.
-            raise ApiError(503, "unavailable", "Could not publish the re-run; re-trigger again in a minute.") from None
-        response = json_response(await view(service, header), status=202)
-        if not result.created:
-            # Same answer as the first time; the header says nothing new started.
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
-
-    endpoints = [
-        Endpoint(
-            "GET", JOB_PATH, "A writeback job's progress, with its previous runs.", response=JobView, tags=["writeback"]
-        ),
-        Endpoint(
-            "POST",
-            JOB_PATH + "/retrigger",
-            "Re-run a finished job from the beginning (Owners and Admins). With an "
-            "Idempotency-Key header, repeating the request answers the run it "
-            "created (Idempotent-Replayed: true) instead of starting another.",
-            response=JobView,
-            status=202,
-            tags=["writeback"],
-        ),
-    ]
+    instance = WritebackInstance.build(settings, credentials)
+    checks = {
+        "kafka": kafka_check(instance.consumer, instance.publisher),
+        "mongo": mongo_check(lambda: instance.mongo),
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Built here, on the serving event loop: aiokafka binds to the loop it's
-        # created on.
-        creds = credentials or ConnectionsServiceCredentials(ConnectionsClient(settings))
-        service = WritebackService(settings, creds)
-        await service.start(consume=consume)
-        app.state.writeback = service
+        await instance.start(consume=consume)
         try:
             yield
         finally:
-            await service.stop()
-
-    async def check_kafka() -> None:
-        await app.state.writeback.check_kafka()
-
-    async def check_mongo() -> None:
-        await app.state.writeback.check_mongo()
+            await instance.stop()
 
     app = Starlette(
-        routes=[
-            Route(JOB_PATH, get_job, methods=["GET"]),
-            Route(JOB_PATH + "/retrigger", retrigger, methods=["POST"]),
-            *standard_routes(
-                "writeback",
-                endpoints,
-                {"kafka": check_kafka, "mongo": check_mongo},
-            ),
-        ],
+        routes=[*ROUTES, *standard_routes("writeback", ENDPOINTS, checks)],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=service_middleware(settings),
         lifespan=lifespan,
     )
+    app.state.deps = Deps(settings=settings, service=instance.service)
     return app

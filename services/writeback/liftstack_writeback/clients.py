@@ -1,6 +1,6 @@
 """One Iterable client per connection, wired to the shared rate budget.
 
-bulkUpdate is routed to the distributed MongoDB pacer (one budget per project across
+bulkUpdate is routed to the distributed pacer (one budget per project across
 instances); every other endpoint to an in-process registry. A 429 seen by any client
 also pushes the pacer's next slot past the wait, so all instances back off together.
 """
@@ -24,7 +24,7 @@ from liftstack_shared.iterable import (
     RoutedRateLimits,
 )
 from liftstack_shared.iterable.retry import parse_retry_after
-from liftstack_writeback.pacer import MongoPacer
+from liftstack_writeback.pacer import Pacer
 from liftstack_writeback.settings import WritebackSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class IterableClients:
         self,
         settings: WritebackSettings,
         credentials: CredentialsSource,
-        pacer: MongoPacer,
+        pacer: Pacer,
     ) -> None:
         self._settings = settings
         self.credentials = credentials

@@ -1,12 +1,13 @@
-"""A distributed request pacer in MongoDB: one rate budget per Iterable project,
-shared by every job and every writeback instance.
+"""A distributed request pacer: one rate budget per Iterable project, shared by every
+job and every writeback instance. This module is the pacing; the slots live in a
+`SlotStore` (MongoDB: `store.PacerSlotStore`).
 
 Time is cut into slots of `1 / (limit x headroom)` seconds (0.222 s for bulkUpdate's
-5/s at 90%). Sending a request takes a slot: the slot is *claimed* by inserting a
-document whose `_id` is `<bucket>|<slot number>`, and the request waits until that
-slot's start. The unique `_id` is the only guarantee relied on: two claimers can never
-both own a slot, so requests to one project are at least one interval apart whichever
-instance sends them.
+5/s at 90%). Sending a request takes a slot: the slot is *claimed* in the store (by
+inserting a document whose `_id` is `<bucket>|<slot number>`), and the request waits
+until that slot's start. The store's unique `_id` is the only guarantee relied on: two
+claimers can never both own a slot, so requests to one project are at least one
+interval apart whichever instance sends them.
 
 Why inserts and not a compare-and-set on a `next_slot_at` field: the local MongoDB-wire
 server (FerretDB on SQLite) applies `update` as read-modify-write without isolation,
@@ -14,35 +15,49 @@ so concurrent conditional updates can *both* succeed (measured: 480 "successful"
 updates for 51 distinct values) and `$inc`s get lost. A duplicate-key insert is
 rejected by the storage engine's unique index there as on real MongoDB.
 
-A `<bucket>|next` hint document remembers the highest claimed slot so claimers skip
-straight past slots others took; it is updated with `$max` and may lag (lost updates
-on FerretDB) which only costs a duplicate-key retry, never correctness. After a 429
-the hint is pushed past the wait (`hold`) so every instance backs off together.
-Slot documents are deleted once older than the retention (FerretDB has no TTL
-indexes, so this is a periodic query).
+A `<bucket>|next` hint remembers the highest claimed slot so claimers skip straight
+past slots others took; it is raised with `$max` and may lag (lost updates on
+FerretDB) which only costs a duplicate-key retry, never correctness. After a 429 the
+hint is pushed past the wait (`hold`) so every instance backs off together. Slots
+older than the retention are deleted (FerretDB has no TTL indexes, so this is a
+periodic query).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from typing import Protocol
 
 from liftstack_shared.iterable import PUBLISHED_LIMITS, Endpoint, Limit
-
-log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS: Mapping[str, Limit] = {Endpoint.BULK_UPDATE: PUBLISHED_LIMITS[Endpoint.BULK_UPDATE]}
 _CLEANUP_EVERY_S = 30.0
 
 
-class MongoPacer:
-    """`RateLimits` (the Iterable client's limiter interface) backed by MongoDB.
+class SlotStore(Protocol):
+    """Where the slots of every bucket are claimed, shared by all instances."""
+
+    async def next_hint(self, bucket: str) -> int | None:
+        """The hint: a slot at or below the first free one (None: no hint yet)."""
+        ...
+
+    async def claim_from(self, bucket: str, slot: int, interval: float) -> int:
+        """Claim the first free slot >= `slot`; returns it. No two claimers, in any
+        process, get the same slot."""
+        ...
+
+    async def raise_hint(self, bucket: str, slot: int) -> None: ...
+
+    async def forget_before(self, bucket: str, before: float) -> None:
+        """Delete the bucket's slots starting before `before` (epoch s)."""
+        ...
+
+
+class Pacer:
+    """`RateLimits` (the Iterable client's limiter interface) on a shared `SlotStore`.
 
     Endpoints without a limit in `limits` pass straight through; route only the ones
     that must be shared across processes here (see `RoutedRateLimits`).
@@ -50,7 +65,7 @@ class MongoPacer:
 
     def __init__(
         self,
-        collection: AsyncCollection,
+        slots: SlotStore,
         headroom: float = 0.9,
         limits: Mapping[str, Limit] = DEFAULT_LIMITS,
         retention_s: float = 60.0,
@@ -59,7 +74,7 @@ class MongoPacer:
     ) -> None:
         if not 0 < headroom <= 1:
             raise ValueError("headroom must be in (0, 1]")
-        self._coll = collection
+        self._slots = slots
         self._intervals = {ep: 1.0 / (lim.rate * headroom) for ep, lim in limits.items()}
         self._retention = retention_s
         self._clock = clock
@@ -94,24 +109,15 @@ class MongoPacer:
         bucket = self.bucket(project_key, endpoint, interval)
         lock = self._locks.setdefault(bucket, asyncio.Lock())
         async with lock:
-            hint = await self._coll.find_one({"_id": f"{bucket}|next"})
+            hint = await self._slots.next_hint(bucket)
             now = self._clock()
-            slot = max(
-                math.ceil(now / interval),
-                int(hint["k"]) if hint else 0,
-                self._last.get(bucket, -1) + 1,
-            )
-            while True:
-                try:
-                    await self._coll.insert_one({"_id": f"{bucket}|{slot}", "b": bucket, "at": slot * interval})
-                    break
-                except DuplicateKeyError:
-                    slot += 1  # another instance has it
+            first = max(math.ceil(now / interval), hint or 0, self._last.get(bucket, -1) + 1)
+            slot = await self._slots.claim_from(bucket, first, interval)
             self._last[bucket] = slot
-            await self._raise_hint(bucket, slot + 1)
+            await self._slots.raise_hint(bucket, slot + 1)
             if now - self._cleaned.get(bucket, 0.0) > _CLEANUP_EVERY_S:
                 self._cleaned[bucket] = now
-                await self._coll.delete_many({"b": bucket, "at": {"$lt": now - self._retention}})
+                await self._slots.forget_before(bucket, now - self._retention)
             return slot * interval
 
     async def hold(self, project_key: str, endpoint: str, seconds: float) -> None:
@@ -123,10 +129,4 @@ class MongoPacer:
         bucket = self.bucket(project_key, endpoint, interval)
         first_free = math.ceil((self._clock() + seconds) / interval)
         self._last[bucket] = max(self._last.get(bucket, -1), first_free - 1)
-        await self._raise_hint(bucket, first_free)
-
-    async def _raise_hint(self, bucket: str, slot: int) -> None:
-        try:
-            await self._coll.update_one({"_id": f"{bucket}|next"}, {"$max": {"k": slot}}, upsert=True)
-        except DuplicateKeyError:
-            pass  # two first-ever upserts raced; the hint exists now, good enough
+        await self._slots.raise_hint(bucket, first_free)

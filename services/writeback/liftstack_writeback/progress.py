@@ -1,14 +1,14 @@
-"""Run summaries and `writeback.progress` snapshots, recounted at a bounded rate.
+"""Run summaries, recounted at a bounded rate and saved in `writeback_run_stats`.
 
 After a batch's outcome is recorded, the batch is only *done* once a summary that
-includes it has been saved and published: `refresh()` returns after a recount that
-started after the call. Concurrent callers for one run share recounts, and recounts
+includes it has been saved: `refresh()` returns after a recount that started after
+the call. Concurrent callers for one run share recounts, and recounts
 of one run are at least `min_interval` apart, so the cost stays at about one recount
 per run per interval however many batches complete.
 
 Because the batch's Kafka offset is committed only after `refresh()` returns, a crash
-between recording an outcome and publishing the summary is repaired by redelivery:
-the outcome is found, not counted again, and the summary is recounted and published.
+between recording an outcome and saving the summary is repaired by redelivery:
+the outcome is found, not counted again, and the summary is recounted and saved.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from liftstack_shared.messages import WritebackProgress
-from liftstack_writeback.jobs import JobStore, RunSummary
+from liftstack_writeback.models import RunSummary
+from liftstack_writeback.store import JobStore
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[WritebackProgress], Awaitable[None]]
 _IDLE_FORGET_S = 600.0
 
 
@@ -37,14 +35,13 @@ class _RunState:
 
 
 class ProgressTracker:
-    def __init__(self, store: JobStore, publish: Publish, min_interval: float = 1.0) -> None:
+    def __init__(self, store: JobStore, min_interval: float = 1.0) -> None:
         self._store = store
-        self._publish = publish
         self._min_interval = min_interval
         self._runs: dict[tuple[str, int], _RunState] = {}
 
     async def refresh(self, job_id: str, run: int) -> RunSummary:
-        """Recount the run (sharing a pending recount), save and publish it."""
+        """Recount the run (sharing a pending recount) and save it."""
         key = (job_id, run)
         state = self._runs.get(key)
         if state is None:
@@ -69,7 +66,6 @@ class ProgressTracker:
                 if summary is None:
                     raise LookupError(f"run {key} is not recorded")
                 await self._store.save_summary(summary)
-                await self._publish(summary.progress())
             except Exception as exc:  # noqa: BLE001 - handed to every waiter to retry
                 for w in waiters:
                     if not w.done():

@@ -1,47 +1,68 @@
-"""Composition root: MongoDB, the Kafka producer, the pacer, clients, the consumer,
-and the re-trigger operation the HTTP API offers."""
+"""Writeback's use cases: write one assignment batch into Iterable exactly once,
+show a job's runs, re-trigger a finished job.
+
+Writing a batch (`write`, then `refresh`; the consumer calls both per record):
+
+1. Resolve its connection and check the batch agrees with its job. Either failing
+   makes it a bad batch: `BatchRejected`, which the consumer dead-letters at once.
+2. If this (job, run, batch) already has an outcome, it was written before a crash or
+   rebalance: nothing is sent and nothing is counted again.
+3. Otherwise store the assignments (for re-runs), write them to Iterable, and record
+   the outcome (insert-once).
+4. `refresh`: recount the run and save the summary; only then is the record done and
+   its offset committable.
+
+Every step is idempotent, so the whole of it can be retried after any failure (the
+consumer's `MessageGuard` does; see `consumers.py`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import secrets
-import socket
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaProducer
-from pymongo import AsyncMongoClient
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
-from liftstack_shared.consumer import MessageGuard, RetryPolicy
-from liftstack_shared.credentials import CredentialsSource
-from liftstack_shared.iterable import Endpoint, Limit
-from liftstack_shared.kafka import ensure_topics
-from liftstack_shared.messages import Assignment, AssignmentBatch, DeadLetter, WritebackProgress, utcnow
-from liftstack_shared.mongo import database, make_mongo_client
-from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, WRITEBACK_DEADLETTER, WRITEBACK_PROGRESS
+from liftstack_shared.credentials import ConnectionInOtherWorkspace, ConnectionNotFound
+from liftstack_shared.messages import Assignment, AssignmentBatch, utcnow
 from liftstack_writeback.clients import IterableClients
-from liftstack_writeback.consumer import OrderedConsumer
-from liftstack_writeback.jobs import RETRIGGER, JobHeader, JobStore, RunSummary
-from liftstack_writeback.pacer import MongoPacer
-from liftstack_writeback.processor import BATCHES, CLASSIFIER, BatchProcessor
+from liftstack_writeback.models import RETRIGGER, JobHeader, RunRecord, RunSummary
 from liftstack_writeback.progress import ProgressTracker
-from liftstack_writeback.settings import WritebackSettings
-from liftstack_writeback.writer import BatchWriter, WriterPolicy
+from liftstack_writeback.publisher import Publisher
+from liftstack_writeback.store import JobStore
+from liftstack_writeback.writer import UNAUTHORIZED, BatchWriter
 
 log = logging.getLogger(__name__)
+
+BATCHES = Counter(
+    "liftstack_writeback_batches_total",
+    "Assignment batches handled, by result (written, duplicate, dead_letter).",
+    ["result"],
+)
+USERS = Counter(
+    "liftstack_writeback_users_total",
+    "Users written to Iterable, by outcome (ok or a failure reason).",
+    ["outcome"],
+)
 
 # A re-trigger whose publishing was interrupted may be resumed after this long
 # (sooner, it is probably still publishing).
 RESUME_AFTER_S = 60.0
 
+K = TypeVar("K", bound=Hashable)
 
-@dataclass(frozen=True)
-class RetriggerResult:
-    summary: RunSummary
-    # False: an earlier call with the same idempotency key created this run.
-    created: bool
+
+class BatchRejected(Exception):
+    """A batch that can never be written (unknown connection, one of another
+    workspace, a header contradicting its job's): dead-lettered with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class RetriggerRefused(Exception):
@@ -51,115 +72,94 @@ class RetriggerRefused(Exception):
         self.message = message
 
 
+class RetriggerUnpublished(Exception):
+    """The re-run exists but Kafka did not take all its batches: re-triggering again
+    resumes it."""
+
+
+@dataclass(frozen=True)
+class RetriggerResult:
+    summary: RunSummary
+    # False: an earlier call with the same idempotency key created this run.
+    created: bool
+
+
 class WritebackService:
-    def __init__(self, settings: WritebackSettings, credentials: CredentialsSource) -> None:
-        self.settings = settings
-        self.credentials = credentials
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        clients: IterableClients,
+        writer: BatchWriter,
+        progress: ProgressTracker,
+        publisher: Publisher,
+        instance: str = "",
+    ) -> None:
+        self.store = store
+        self._clients = clients
+        self._writer = writer
+        self._progress = progress
+        self._publisher = publisher
         # Names this process in outcome documents (who wrote which batch).
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-        self.mongo: AsyncMongoClient = make_mongo_client(settings)
-        db = database(self.mongo, settings)
-        self.store = JobStore(db)
-        self.pacer = MongoPacer(
-            db["writeback_pacer"],
-            headroom=settings.iterable_rate_headroom,
-            limits={Endpoint.BULK_UPDATE: Limit(settings.writeback_bulk_update_rate, 1)},
-            retention_s=settings.writeback_pacer_retention_s,
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="liftstack-writeback",
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=15_000,
-        )
-        self.clients = IterableClients(settings, credentials, self.pacer)
-        self.progress = ProgressTracker(self.store, self._publish_progress, settings.writeback_progress_interval)
-        writer = BatchWriter(
-            WriterPolicy(
-                rate_limit_base_delay=settings.writeback_rate_limit_base_delay,
-                rate_limit_max_delay=settings.writeback_rate_limit_max_delay,
-            )
-        )
-        self.processor = BatchProcessor(
-            store=self.store,
-            clients=self.clients,
-            writer=writer,
-            progress=self.progress,
-            instance=self.instance,
-        )
-        self.guard = MessageGuard(
-            consumer="writeback",
-            dead_letters=self._publish_dead_letter,
-            classifier=CLASSIFIER,
-            policy=RetryPolicy(attempts=settings.writeback_record_attempts),
-        )
-        self.consumer = OrderedConsumer(
-            bootstrap=settings.kafka_bootstrap,
-            topic=settings.topic(CAMPAIGN_ASSIGNMENTS.name),
-            group_id=settings.group_id,
-            handler=self.processor.handle,
-            guard=self.guard,
-            window=settings.writeback_window,
-            revoke_grace_s=settings.writeback_revoke_grace,
-            session_timeout_ms=settings.writeback_session_timeout_ms,
-        )
-        self._started = False
+        self.instance = instance
+        # Headers and runs already recorded, to skip those writes (bounded: LRU).
+        self._jobs_ok: _Seen[JobHeader] = _Seen()
+        self._runs_ok: _Seen[tuple[str, int]] = _Seen()
 
-    async def start(self, consume: bool = True) -> None:
-        await self.store.setup()
-        await ensure_topics(self.settings, (CAMPAIGN_ASSIGNMENTS, WRITEBACK_PROGRESS, WRITEBACK_DEADLETTER))
-        await self.producer.start()
-        if consume:
-            await self.consumer.start()
-        self._started = consume
+    # --- writing a batch -----------------------------------------------------------
 
-    async def stop(self) -> None:
-        """Graceful: in-flight batches finish and are committed."""
-        if self._started:
-            await self.consumer.stop()
-        await self._close()
+    async def write(self, batch: AssignmentBatch) -> None:
+        """Steps 1-3 of the module doc: returns once the batch's outcome is recorded
+        (Iterable is done with it). Raises `BatchRejected` for a bad batch."""
+        try:
+            creds = await self._clients.credentials.get(batch.workspace_id, batch.connection_id)
+        except ConnectionInOtherWorkspace:
+            # Dead letters are internal: they may say which of the two it was.
+            raise BatchRejected(f"connection {batch.connection_id!r} belongs to another workspace") from None
+        except ConnectionNotFound:
+            raise BatchRejected(f"unknown connection {batch.connection_id!r}") from None
 
-    async def abort(self) -> None:
-        """Crash-like (tests): in-flight work is dropped, nothing more is committed."""
-        if self._started:
-            await self.consumer.abort()
-        await self._close()
+        header = JobHeader.of(batch)
+        if header not in self._jobs_ok:
+            mismatch = await self.store.ensure_job(header)
+            if mismatch:
+                raise BatchRejected(mismatch)
+            self._jobs_ok.add(header)
+        if (batch.job_id, batch.run) not in self._runs_ok:
+            await self.store.ensure_run(batch.job_id, batch.run)
+            self._runs_ok.add((batch.job_id, batch.run))
 
-    async def _close(self) -> None:
-        await self.progress.aclose()
-        await self.clients.aclose()
-        await self.producer.stop()
-        await self.credentials.aclose()
-        await self.mongo.close()
+        if await self.store.outcome_recorded(batch.job_id, batch.run, batch.batch_seq):
+            BATCHES.labels("duplicate").inc()
+            return
+        await self.store.store_batch(batch)
+        client = await self._clients.client_for(creds)
+        outcome = await self._writer.write(client, batch)
+        if any(reason == UNAUTHORIZED for _, reason in outcome.failures):
+            self._clients.credentials.invalidate(batch.connection_id)
+        if await self.store.record_outcome(batch.job_id, batch.run, batch.batch_seq, outcome, self.instance):
+            BATCHES.labels("written").inc()
+            USERS.labels("ok").inc(outcome.succeeded)
+            for reason, n in outcome.failed_by_reason().items():
+                USERS.labels(reason).inc(n)
+        else:
+            BATCHES.labels("duplicate").inc()
 
-    # --- publishing ----------------------------------------------------------------
+    async def refresh(self, batch: AssignmentBatch) -> None:
+        """Step 4: returns once a summary of the batch's run including it is saved."""
+        await self._progress.refresh(batch.job_id, batch.run)
 
-    async def _publish_progress(self, progress: WritebackProgress) -> None:
-        await self.producer.send_and_wait(
-            self.settings.topic(WRITEBACK_PROGRESS.name),
-            progress.to_bytes(),
-            key=progress.job_id.encode(),
-        )
+    # --- reading a job -------------------------------------------------------------
 
-    async def _publish_dead_letter(self, letter: DeadLetter) -> None:
-        await self.producer.send_and_wait(
-            self.settings.topic(WRITEBACK_DEADLETTER.name),
-            letter.to_bytes(),
-            key=letter.key.encode() if letter.key else None,
-        )
-        BATCHES.labels("dead_letter").inc()
+    async def job(self, workspace_id: str, job_id: str) -> JobHeader | None:
+        """The job, if it exists in this workspace (None alike for "no such job" and
+        "another workspace's job")."""
+        header = await self.store.job(job_id)
+        return header if header is not None and header.workspace_id == workspace_id else None
 
-    # --- health --------------------------------------------------------------------
-
-    async def check_kafka(self) -> None:
-        if self._started and not self.consumer.alive:
-            raise RuntimeError("the consumer loop has stopped")
-        # A metadata request is a real round trip to the cluster.
-        await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 5)
-
-    async def check_mongo(self) -> None:
-        await asyncio.wait_for(self.mongo.admin.command("ping"), 5)
+    async def runs(self, header: JobHeader) -> list[RunSummary]:
+        """Every run's figures, oldest first."""
+        return [summary for _, summary in await self.store.summaries(header)]
 
     # --- re-trigger ----------------------------------------------------------------
 
@@ -177,16 +177,14 @@ class WritebackService:
         if not summaries:
             raise RetriggerRefused("job_not_started", "The job has no run yet.")
         if idempotency_key is not None:
-            for run_doc, summary in summaries:
-                if run_doc.get("idempotency_key") == idempotency_key:
-                    return await self._replay(header, run_doc, summary)
-        last_doc, last = summaries[-1]
+            for record, summary in summaries:
+                if record.idempotency_key == idempotency_key:
+                    return await self._replay(header, record, summary)
+        last_record, last = summaries[-1]
         resume = False
         if last.finished:
             run = last.run + 1
-        elif (
-            last.created_by == RETRIGGER and last_doc.get("published_at") is None and _age_s(last_doc) > RESUME_AFTER_S
-        ):
+        elif last.created_by == RETRIGGER and last_record.published_at is None and _interrupted(last_record):
             run, resume = last.run, True
         else:
             raise RetriggerRefused("job_running", f"Run {last.run} is still {last.status}; re-trigger it once it ends.")
@@ -194,11 +192,8 @@ class WritebackService:
         if batches is None:
             raise RetriggerRefused("assignments_unavailable", "The job's assignments are not all stored.")
         if not resume and not await self.store.create_retrigger_run(header.job_id, run, idempotency_key):
-            winner = await self.store.run_doc(header.job_id, run)
-            same_request = (
-                winner is not None and idempotency_key is not None and winner.get("idempotency_key") == idempotency_key
-            )
-            if same_request:
+            winner = await self.store.run(header.job_id, run)
+            if winner is not None and idempotency_key is not None and winner.idempotency_key == idempotency_key:
                 # A concurrent retry of this very request created it.
                 existing = await self.store.summarize_run(header.job_id, run)
                 assert existing is not None
@@ -206,21 +201,18 @@ class WritebackService:
             raise RetriggerRefused("retrigger_in_progress", "The job is being re-triggered already.")
         return RetriggerResult(await self._publish_run(header, run, batches), created=True)
 
-    async def _replay(self, header: JobHeader, run_doc: dict[str, Any], summary: RunSummary) -> RetriggerResult:
+    async def _replay(self, header: JobHeader, record: RunRecord, summary: RunSummary) -> RetriggerResult:
         """The answer to a repeated re-trigger: the run it created, whose publishing
         is finished here if the first attempt was interrupted long enough ago."""
-        if run_doc.get("published_at") is None and _age_s(run_doc) > RESUME_AFTER_S:
+        if record.published_at is None and _interrupted(record):
             batches = await self.store.stored_batches(header)
             if batches is not None:
                 summary = await self._publish_run(header, summary.run, batches)
         return RetriggerResult(summary, created=False)
 
     async def _publish_run(self, header: JobHeader, run: int, batches: list[list[Assignment]]) -> RunSummary:
-        topic = self.settings.topic(CAMPAIGN_ASSIGNMENTS.name)
-        key = header.connection_id.encode()
-        sends = []
-        for seq, assignments in enumerate(batches):
-            message = AssignmentBatch(
+        messages = [
+            AssignmentBatch(
                 job_id=header.job_id,
                 workspace_id=header.workspace_id,
                 connection_id=header.connection_id,
@@ -231,8 +223,12 @@ class WritebackService:
                 run=run,
                 assignments=assignments,
             )
-            sends.append(await self.producer.send(topic, message.to_bytes(), key=key))
-        await asyncio.gather(*sends)
+            for seq, assignments in enumerate(batches)
+        ]
+        try:
+            await self._publisher.assignments(messages)
+        except KafkaError as exc:
+            raise RetriggerUnpublished(str(exc)) from exc
         await self.store.mark_published(header.job_id, run)
         log.info("writeback job %s re-triggered as run %d (%d batches)", header.job_id, run, len(batches))
         summary = await self.store.summarize_run(header.job_id, run)
@@ -240,6 +236,21 @@ class WritebackService:
         return summary
 
 
-def _age_s(run_doc: dict[str, Any]) -> float:
-    created = run_doc.get("created_at")
-    return (utcnow() - created).total_seconds() if created else float("inf")
+def _interrupted(record: RunRecord) -> bool:
+    """An unpublished re-trigger run old enough that its publisher has given up."""
+    return record.age_s(utcnow()) > RESUME_AFTER_S
+
+
+class _Seen(Generic[K]):
+    def __init__(self, size: int = 10_000) -> None:
+        self._items: OrderedDict[K, None] = OrderedDict()
+        self._size = size
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def add(self, item: K) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)

@@ -27,7 +27,7 @@ class WritebackSettings(CommonSettings):
     # 429 without Retry-After: backoff between these bounds. A 429 never fails users.
     writeback_rate_limit_base_delay: float = Field(1.0, ge=0)
     writeback_rate_limit_max_delay: float = Field(60.0, ge=0)
-    # Minimum seconds between two recounts (and progress snapshots) of one run.
+    # Minimum seconds between two recounts (saved summaries) of one run.
     writeback_progress_interval: float = Field(1.0, ge=0)
     # Tries of a batch that fails for its own fault (not an outage: those are waited
     # out) before it is dead-lettered (liftstack_shared.consumer.RetryPolicy).

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from tenacity import RetryCallState
 
 from liftstack_shared.iterable import (
     MAX_BODY_BYTES,
     MAX_USERS_PER_REQUEST,
+    BulkUpdateResult,
     BulkUpdateUser,
     IterableAuthError,
     IterableBadRequest,
@@ -43,7 +45,8 @@ from liftstack_shared.iterable import (
     pack_users,
 )
 from liftstack_shared.messages import Assignment, AssignmentBatch
-from liftstack_writeback.jobs import BatchOutcome
+from liftstack_shared.retry import backoff
+from liftstack_writeback.models import BatchOutcome
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +86,8 @@ class WriterPolicy:
 
 
 class BatchWriter:
-    def __init__(
-        self,
-        policy: WriterPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, policy: WriterPolicy | None = None) -> None:
         self.policy = policy or WriterPolicy()
-        self._sleep = sleep
-        self._rng = random.Random()
 
     async def write(self, client: IterableClient, batch: AssignmentBatch) -> BatchOutcome:
         recipients = [a.recipient for a in batch.assignments]
@@ -144,36 +141,53 @@ class BatchWriter:
     ) -> tuple[dict[int, str | None], int]:
         indexes = [i for i, _ in chunk]
         users = [u for _, u in chunk]
-        gave_up = 0
-        while True:
-            try:
-                result = await client.bulk_update(users, create_new_fields=True)
-            except IterableRateLimited as exc:
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff(gave_up)
-                gave_up += 1
-                log.warning(
-                    "bulkUpdate still rate limited after the client's retries; sending "
-                    "again in %.1fs (a 429 never fails users)",
-                    delay,
-                )
-                await self._sleep(delay)
-                continue
-            except IterableUnavailable as exc:
-                log.warning("bulkUpdate of %d users failed after retries: %s", len(users), exc)
-                return dict.fromkeys(indexes, UNAVAILABLE), 0
-            except IterableAuthError as exc:
-                log.error("bulkUpdate rejected the API key: %s", exc)
-                return dict.fromkeys(indexes, UNAUTHORIZED), 0
-            except IterableBadRequest as exc:
-                log.error("bulkUpdate rejected a request of %d users: %s", len(users), exc)
-                return dict.fromkeys(indexes, REJECTED), 0
-            except IterableError as exc:
-                log.error("bulkUpdate of %d users failed: %s", len(users), exc)
-                return dict.fromkeys(indexes, ERROR), 0
-            reasons = {i: (str(o.reason) if o.reason is not None else None) for i, o in zip(indexes, result.outcomes)}
-            return reasons, result.unattributed_fail_count
+        try:
+            result = await self._bulk_update(client, users)
+        except IterableUnavailable as exc:
+            log.warning("bulkUpdate of %d users failed after retries: %s", len(users), exc)
+            return dict.fromkeys(indexes, UNAVAILABLE), 0
+        except IterableAuthError as exc:
+            log.error("bulkUpdate rejected the API key: %s", exc)
+            return dict.fromkeys(indexes, UNAUTHORIZED), 0
+        except IterableBadRequest as exc:
+            log.error("bulkUpdate rejected a request of %d users: %s", len(users), exc)
+            return dict.fromkeys(indexes, REJECTED), 0
+        except IterableError as exc:
+            log.error("bulkUpdate of %d users failed: %s", len(users), exc)
+            return dict.fromkeys(indexes, ERROR), 0
+        reasons = {i: (str(o.reason) if o.reason is not None else None) for i, o in zip(indexes, result.outcomes)}
+        return reasons, result.unattributed_fail_count
 
-    def _backoff(self, attempt: int) -> float:
+    async def _bulk_update(self, client: IterableClient, users: list[BulkUpdateUser]) -> BulkUpdateResult:
+        """The request, sent again for as long as it is rate limited (a 429 never
+        fails users): after Retry-After when Iterable sent one, else with backoff."""
         p = self.policy
-        full = min(p.rate_limit_max_delay, p.rate_limit_base_delay * 2**attempt)
-        return full / 2 + self._rng.uniform(0, full / 2)
+        retrying = backoff(
+            attempts=None,
+            first_s=p.rate_limit_base_delay,
+            max_s=p.rate_limit_max_delay,
+            retry_on=(IterableRateLimited,),
+        )
+        retrying = retrying.copy(wait=_retry_after_or(retrying.wait), before_sleep=_log_rate_limited)
+        async for attempt in retrying:
+            with attempt:
+                return await client.bulk_update(users, create_new_fields=True)
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+
+def _retry_after_or(fallback: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, IterableRateLimited) and exc.retry_after is not None:
+            return exc.retry_after
+        return fallback(state)
+
+    return wait
+
+
+def _log_rate_limited(state: RetryCallState) -> None:
+    delay = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "bulkUpdate still rate limited after the client's retries; sending again in %.1fs (a 429 never fails users)",
+        delay,
+    )

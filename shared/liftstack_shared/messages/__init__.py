@@ -17,7 +17,6 @@ from liftstack_shared.messages.connections import ConnectionChanged
 from liftstack_shared.messages.deadletter import DeadLetter
 from liftstack_shared.messages.engagement import EngagementEvent, EventType
 from liftstack_shared.messages.ingest import IngestObservation, IngestOutcome
-from liftstack_shared.messages.writeback import WritebackProgress, WritebackStatus
 
 __all__ = [
     "Assignment",
@@ -33,7 +32,5 @@ __all__ = [
     "IngestObservation",
     "IngestOutcome",
     "Message",
-    "WritebackProgress",
-    "WritebackStatus",
     "utcnow",
 ]

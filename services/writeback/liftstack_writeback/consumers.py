@@ -1,4 +1,6 @@
-"""Kafka consumption with several batches in flight and ordered, crash-safe commits.
+"""Writeback's Kafka entry: `campaign.assignments`, with several batches in flight
+and ordered, crash-safe commits. Each record is decoded as an `AssignmentBatch` and
+handed to `WritebackService` (`write`, then `refresh`; see `service.py`).
 
 aiokafka directly rather than FastStream: FastStream acknowledges message by message
 (committing *that* message's offset), which is only safe when messages are handled
@@ -23,7 +25,11 @@ offset would skip an earlier one still in flight if the process died. So:
 
 This is the runtime's windowed mode: `ConsumerRuntime` handles a fetched batch at a
 time; writeback needs several records in flight and ordered commits, so it keeps this
-loop and shares the guard (classification, retries, dead letters, metrics).
+loop and shares the guard (classification, retries, dead letters, metrics). MongoDB,
+Kafka or connections service outages are waited out and never dead-lettered
+(`CLASSIFIER`); a record that fails to decode, or that the service rejects, is
+dead-lettered at once; anything else is retried a bounded number of times
+(`LIFTSTACK_WRITEBACK_RECORD_ATTEMPTS`), then dead-lettered.
 """
 
 from __future__ import annotations
@@ -34,13 +40,29 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from pydantic import ValidationError
+from tenacity import RetryCallState
 
-from liftstack_shared.consumer import MessageGuard
+from liftstack_shared.consumer import Classifier, MessageGuard, RejectMessage, RetryPolicy, describe
+from liftstack_shared.credentials import CredentialsUnavailable
+from liftstack_shared.health import producer_check
+from liftstack_shared.http import HealthCheck
+from liftstack_shared.messages import AssignmentBatch, DeadLetter
+from liftstack_shared.retry import backoff
+from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS
+from liftstack_writeback.publisher import Publisher
+from liftstack_writeback.service import BATCHES, BatchRejected, WritebackService
+from liftstack_writeback.settings import WritebackSettings
 
 log = logging.getLogger(__name__)
+
+# Infrastructure we wait out, besides MongoDB and Kafka (the shared classifier's):
+# the connections service unreachable or answering 5xx.
+CLASSIFIER = Classifier(extra_infrastructure=(httpx.HTTPError, CredentialsUnavailable))
 
 # handle(record, release): returns once the record's effects are durable. It may call
 # release() earlier to free its window slot (e.g. once Iterable has answered) while it
@@ -135,6 +157,10 @@ class OrderedConsumer:
         self._loop_task = asyncio.create_task(self._fetch_loop(), name="writeback-fetch")
 
     @property
+    def started(self) -> bool:
+        return self._loop_task is not None
+
+    @property
     def alive(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
 
@@ -178,14 +204,7 @@ class OrderedConsumer:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping:
-            try:
-                fetched = await self._kafka.getmany(timeout_ms=500, max_records=self._window)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep consuming; the log says why not
-                log.exception("fetching from %s failed; retrying", self.topic)
-                await asyncio.sleep(1.0)
-                continue
+            fetched = await self._fetch()
             for tp, records in fetched.items():
                 part = self._partitions.get(tp)
                 for record in records:
@@ -199,6 +218,22 @@ class OrderedConsumer:
                     task = asyncio.create_task(self._process(tp, part, record))
                     part.tasks.add(task)
                     task.add_done_callback(part.tasks.discard)
+
+    async def _fetch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One fetch, retried with backoff while it fails: keep consuming (only
+        cancellation ends the loop); the log says why not."""
+        retrying = backoff(attempts=None, first_s=1.0, max_s=5.0).copy(before_sleep=self._log_fetch_failure)
+        async for attempt in retrying:
+            with attempt:
+                fetched: dict[TopicPartition, list[ConsumerRecord]] = await self._kafka.getmany(
+                    timeout_ms=500, max_records=self._window
+                )
+                return fetched
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _log_fetch_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("fetching from %s failed; retrying", self.topic, exc_info=exc)
 
     async def _process(self, tp: TopicPartition, part: _Partition, record: ConsumerRecord) -> None:
         released = False
@@ -269,3 +304,58 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._owner._on_assigned(set(assigned))
+
+
+# --- campaign.assignments ----------------------------------------------------------
+
+
+def assignments_consumer(
+    settings: WritebackSettings, service: WritebackService, publisher: Publisher
+) -> OrderedConsumer:
+    """The consumer of `campaign.assignments`: decode, write, refresh, under the guard."""
+
+    async def handle(record: ConsumerRecord, release: Callable[[], None]) -> None:
+        try:
+            batch = AssignmentBatch.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            raise RejectMessage(describe(exc), "validation") from exc
+        try:
+            await service.write(batch)
+        except BatchRejected as exc:
+            raise RejectMessage(exc.reason) from None
+        release()  # Iterable is done with it: let the next batch start
+        await service.refresh(batch)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        await publisher.dead_letter(letter)
+        BATCHES.labels("dead_letter").inc()
+
+    guard = MessageGuard(
+        consumer="writeback",
+        dead_letters=dead_letter,
+        classifier=CLASSIFIER,
+        policy=RetryPolicy(attempts=settings.writeback_record_attempts),
+    )
+    return OrderedConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.topic(CAMPAIGN_ASSIGNMENTS.name),
+        group_id=settings.group_id,
+        handler=handle,
+        guard=guard,
+        window=settings.writeback_window,
+        revoke_grace_s=settings.writeback_revoke_grace,
+        session_timeout_ms=settings.writeback_session_timeout_ms,
+    )
+
+
+def kafka_check(consumer: OrderedConsumer, publisher: Publisher) -> HealthCheck:
+    """Kafka for `/healthz`: the fetch loop is running (once started) and the
+    cluster completes a metadata round trip."""
+    cluster = producer_check(lambda: publisher.producer)
+
+    async def check() -> None:
+        if consumer.started and not consumer.alive:
+            raise RuntimeError("the consumer loop has stopped")
+        await cluster()
+
+    return check
