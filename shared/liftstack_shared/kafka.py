@@ -33,13 +33,23 @@ def make_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
 
 
 async def ensure_topics(settings: CommonSettings, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
-    """Create the topics this stack uses, with their partition counts. Idempotent."""
+    """Create the topics this stack uses, with their partition counts and the
+    settings' replication (`topic_replication_factor`, `topic_min_insync_replicas`).
+    Idempotent: existing topics are left as they are."""
+    configs: dict[str, str] = {}
+    if settings.topic_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(t.name), num_partitions=t.partitions, replication_factor=1)
+            NewTopic(
+                settings.topic(t.name),
+                num_partitions=t.partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=configs,
+            )
             for t in topics
             if settings.topic(t.name) not in existing
         ]
