@@ -23,13 +23,20 @@ log = logging.getLogger(__name__)
 def make_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     """A FastStream Kafka broker whose publishers wait for acks from all replicas."""
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        # A list: FastStream takes one string as one host, and a cluster's bootstrap
+        # is several ("host1:9092,host2:9092").
+        bootstrap_hosts(settings.kafka_bootstrap),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=15_000,
         logger=logging.getLogger(f"liftstack.{client_id}.kafka"),
     )
+
+
+def bootstrap_hosts(bootstrap: str) -> list[str]:
+    """ "h1:9092, h2:9092" -> ["h1:9092", "h2:9092"]."""
+    return [host.strip() for host in bootstrap.split(",") if host.strip()]
 
 
 async def ensure_topics(settings: CommonSettings, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:

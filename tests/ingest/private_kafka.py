@@ -45,6 +45,8 @@ def _load_stack(runtime: Path, port: int, controller_port: int) -> ModuleType:
         "LIFTSTACK_RUNTIME": str(runtime),
         "LIFTSTACK_KAFKA_PORT": str(port),
         "LIFTSTACK_KAFKA_CONTROLLER_PORT": str(controller_port),
+        # One broker, whatever the run uses (LIFTSTACK_KAFKA_BROKERS=3 is a cluster).
+        "LIFTSTACK_KAFKA_BROKERS": "1",
     }
     saved = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)
