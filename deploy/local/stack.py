@@ -4,6 +4,11 @@ processes, then every service.
     deploy/local/infra up|down|status|env     infrastructure only
     ./liftstack up|down|status                infrastructure + services
 
+Kafka is one broker, or with LIFTSTACK_KAFKA_BROKERS=3 a three-node KRaft cluster
+(each node broker and controller; replication factor 3, min.insync.replicas 2): node n
+listens on LIFTSTACK_KAFKA_PORT + 2(n-1), its controller on
+LIFTSTACK_KAFKA_CONTROLLER_PORT + 2(n-1).
+
 Provisioning is cached in $LIFTSTACK_CACHE (default ~/.cache/liftstack): the Kafka
 broker classpath comes from Maven Central via deploy/local/kafka/pom.xml, and the
 FerretDB binary is built from deploy/local/ferretdb (a Go main embedding FerretDB v1
@@ -39,6 +44,14 @@ LOGS = RUNTIME / "logs"
 KAFKA_PORT = int(os.environ.get("LIFTSTACK_KAFKA_PORT", "9092"))
 KAFKA_CONTROLLER_PORT = int(os.environ.get("LIFTSTACK_KAFKA_CONTROLLER_PORT", "9093"))
 MONGO_PORT = int(os.environ.get("LIFTSTACK_MONGO_PORT", "27017"))
+# 1: one broker (the default); 3: a cluster that survives losing one node.
+KAFKA_BROKERS = int(os.environ.get("LIFTSTACK_KAFKA_BROKERS", "1"))
+if KAFKA_BROKERS not in (1, 3):
+    sys.exit("LIFTSTACK_KAFKA_BROKERS is 1 or 3")
+# Replication of every topic (and Kafka's internal ones), and the in-sync copies an
+# acks=all write needs: a cluster keeps every acknowledged write through one node's loss.
+KAFKA_REPLICATION = 1 if KAFKA_BROKERS == 1 else 3
+KAFKA_MIN_INSYNC = 1 if KAFKA_BROKERS == 1 else 2
 
 
 def say(message: str) -> None:
@@ -173,8 +186,30 @@ def provision_ferretdb() -> Path:
 # --------------------------------------------------------------------------- infrastructure
 
 
+@dataclass(frozen=True)
+class KafkaNode:
+    node_id: int
+    port: int
+    controller_port: int
+
+    @property
+    def name(self) -> str:
+        """Its process name (pid and log file): "kafka" alone, "kafka-<n>" in a cluster."""
+        return "kafka" if KAFKA_BROKERS == 1 else f"kafka-{self.node_id}"
+
+    @property
+    def home(self) -> Path:
+        return RUNTIME / self.name
+
+
+def kafka_nodes() -> list[KafkaNode]:
+    return [
+        KafkaNode(n, KAFKA_PORT + 2 * (n - 1), KAFKA_CONTROLLER_PORT + 2 * (n - 1)) for n in range(1, KAFKA_BROKERS + 1)
+    ]
+
+
 def kafka_bootstrap() -> str:
-    return f"127.0.0.1:{KAFKA_PORT}"
+    return ",".join(f"127.0.0.1:{node.port}" for node in kafka_nodes())
 
 
 def mongo_url() -> str:
@@ -182,32 +217,41 @@ def mongo_url() -> str:
 
 
 def start_kafka() -> None:
-    if running_pid("kafka"):
+    for node in kafka_nodes():
+        start_kafka_node(node)
+
+
+def start_kafka_node(node: KafkaNode) -> None:
+    """Start one node if it isn't running (formatting its storage the first time)."""
+    if running_pid(node.name):
         return
     libs = provision_kafka()
-    home = RUNTIME / "kafka"
+    home = node.home
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in kafka_nodes())
     props = home / "server.properties"
     props.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                f"node.id={node.node_id}",
+                f"controller.quorum.voters={voters}",
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 f"log.dirs={data}",
                 "num.partitions=6",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={KAFKA_REPLICATION}",
+                f"min.insync.replicas={KAFKA_MIN_INSYNC}",
+                f"offsets.topic.replication.factor={KAFKA_REPLICATION}",
                 "offsets.topic.num.partitions=12",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"transaction.state.log.replication.factor={KAFKA_REPLICATION}",
+                f"transaction.state.log.min.isr={KAFKA_MIN_INSYNC}",
+                f"share.coordinator.state.topic.replication.factor={KAFKA_REPLICATION}",
+                f"share.coordinator.state.topic.min.isr={KAFKA_MIN_INSYNC}",
                 "group.initial.rebalance.delay.ms=0",
                 "auto.create.topics.enable=true",
                 "log.retention.hours=168",
@@ -219,7 +263,8 @@ def start_kafka() -> None:
     java = [
         "java",
         "-Xms256m",
-        "-Xmx1g",
+        # Three nodes share the machine: less heap each.
+        "-Xmx1g" if KAFKA_BROKERS == 1 else "-Xmx512m",
         "-XX:+UseG1GC",
         f"-Dkafka.logs.dir={home / 'logs'}",
         f"-Dlog4j2.configurationFile={LOCAL / 'log4j2.yaml'}",
@@ -227,15 +272,23 @@ def start_kafka() -> None:
         classpath,
     ]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        say("formatting Kafka storage (KRaft)")
+        say(f"formatting Kafka storage (KRaft){'' if KAFKA_BROKERS == 1 else f' of node {node.node_id}'}")
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            [*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(), "-c", str(props)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    say(f"starting Kafka on {kafka_bootstrap()}")
-    spawn("kafka", [*java, "kafka.Kafka", str(props)])
+    say(f"starting Kafka {'' if KAFKA_BROKERS == 1 else f'node {node.node_id} '}on 127.0.0.1:{node.port}")
+    spawn(node.name, [*java, "kafka.Kafka", str(props)])
+
+
+def kafka_cluster_id() -> str:
+    """One id for every node of this runtime's cluster, kept with its data."""
+    path = RUNTIME / "kafka-cluster-id"
+    if not path.exists():
+        RUNTIME.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return path.read_text().strip()
 
 
 def start_ferretdb() -> None:
@@ -277,14 +330,26 @@ async def _wait_infra(timeout_s: float) -> None:
         try:
             await kafka_ready(kafka_bootstrap(), timeout_s)
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n{_tail('kafka')}") from None
-        await ensure_topics(CommonSettings(kafka_bootstrap=kafka_bootstrap(), topic_prefix=""))
+            raise TimeoutError(f"{exc}\n{_tail(kafka_nodes()[0].name)}") from None
+        await ensure_topics(
+            CommonSettings(
+                kafka_bootstrap=kafka_bootstrap(),
+                topic_prefix="",
+                topic_replication_factor=KAFKA_REPLICATION,
+                topic_min_insync_replicas=KAFKA_MIN_INSYNC,
+            )
+        )
 
     await asyncio.gather(mongo(), kafka())
 
 
 def infra_env() -> dict[str, str]:
-    return {"LIFTSTACK_KAFKA_BOOTSTRAP": kafka_bootstrap(), "LIFTSTACK_MONGO_URL": mongo_url()}
+    env = {"LIFTSTACK_KAFKA_BOOTSTRAP": kafka_bootstrap(), "LIFTSTACK_MONGO_URL": mongo_url()}
+    if KAFKA_BROKERS > 1:
+        # Topics the services and tests create are replicated like the cluster's own.
+        env["LIFTSTACK_TOPIC_REPLICATION_FACTOR"] = str(KAFKA_REPLICATION)
+        env["LIFTSTACK_TOPIC_MIN_INSYNC_REPLICAS"] = str(KAFKA_MIN_INSYNC)
+    return env
 
 
 def infra_up(timeout_s: float = 120.0) -> None:
@@ -301,7 +366,8 @@ def infra_up(timeout_s: float = 120.0) -> None:
 
 def infra_down() -> None:
     stop("ferretdb")
-    stop("kafka", timeout_s=40)
+    for node in kafka_nodes():
+        stop(node.name, timeout_s=40)
 
 
 # --------------------------------------------------------------------------- services
@@ -543,10 +609,11 @@ def services_down() -> None:
 
 def status() -> int:
     code = 0
-    for name in ["kafka", "ferretdb", "identity-provider", *(s.name for s in SERVICES)]:
+    infra = [*(node.name for node in kafka_nodes()), "ferretdb"]
+    for name in [*infra, "identity-provider", *(s.name for s in SERVICES)]:
         pid = running_pid(name)
         print(f"{name:<18} {f'running (pid {pid})' if pid else 'stopped'}")
-        if pid is None and name in ("kafka", "ferretdb"):
+        if pid is None and name in infra:
             code = 1
     return code
 

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 def make_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     """A FastStream Kafka broker whose publishers wait for acks from all replicas."""
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        # A list: FastStream takes one string as one host, and a cluster's bootstrap
+        # is several ("host1:9092,host2:9092").
+        bootstrap_hosts(settings.kafka_bootstrap),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -32,14 +34,29 @@ def make_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
     )
 
 
+def bootstrap_hosts(bootstrap: str) -> list[str]:
+    """ "h1:9092, h2:9092" -> ["h1:9092", "h2:9092"]."""
+    return [host.strip() for host in bootstrap.split(",") if host.strip()]
+
+
 async def ensure_topics(settings: CommonSettings, topics: tuple[Topic, ...] = ALL_TOPICS) -> None:
-    """Create the topics this stack uses, with their partition counts. Idempotent."""
+    """Create the topics this stack uses, with their partition counts and the
+    settings' replication (`topic_replication_factor`, `topic_min_insync_replicas`).
+    Idempotent: existing topics are left as they are."""
+    configs: dict[str, str] = {}
+    if settings.topic_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(t.name), num_partitions=t.partitions, replication_factor=1)
+            NewTopic(
+                settings.topic(t.name),
+                num_partitions=t.partitions,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs=configs,
+            )
             for t in topics
             if settings.topic(t.name) not in existing
         ]

@@ -21,6 +21,12 @@ class CommonSettings(BaseSettings):
     # Prefix for every topic and consumer group, so several stacks (or test runs)
     # can share one Kafka cluster without seeing each other's messages.
     topic_prefix: str = ""
+    # How `ensure_topics` creates topics: copies of each partition, and how many of
+    # them must have a write before it is acknowledged (acks=all). 1/None suit one
+    # local broker; a cluster wants 3 and 2, so losing one broker loses no
+    # acknowledged message and writes go on.
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
 
     # Secrets. SecretStr keeps them out of reprs and logs.
     # Comma-separated Fernet-style master keys, newest first (rotation = prepend).

@@ -81,30 +81,36 @@ class Conn:
         return {"Authorization": f"{scheme} {self.secret}"}
 
 
+def add_connection(
+    connections: InMemoryConnections,
+    event_types: list[str] | None = None,
+    secrets_: list[str] | None = None,
+    with_secret: bool = True,
+    webhook_header: str | None = None,
+) -> Conn:
+    """A new connection (own workspace, webhook token and secret) the gateway can look up."""
+    if secrets_ is None:
+        secrets_ = [secrets.token_urlsafe(24)] if with_secret else []
+    conn = InternalConnection(
+        connection_id=f"conn_{uuid.uuid4().hex[:12]}",
+        workspace_id=f"ws_{uuid.uuid4().hex[:8]}",
+        name="Production",
+        region=Region.US,
+        api_key=SecretStr("0" * 32),
+        webhook_secrets=[SecretStr(s) for s in secrets_],
+        event_types=event_types if event_types is not None else ALL_TYPES,
+        webhook_header=webhook_header,
+        status="active",
+    )
+    token = secrets.token_urlsafe(24)
+    connections.put(token, conn)
+    return Conn(conn, token, secrets_[0] if secrets_ else None)
+
+
 @pytest.fixture
 def make_connection(connections: InMemoryConnections) -> Callable[..., Conn]:
-    def make(
-        event_types: list[str] | None = None,
-        secrets_: list[str] | None = None,
-        with_secret: bool = True,
-        webhook_header: str | None = None,
-    ) -> Conn:
-        if secrets_ is None:
-            secrets_ = [secrets.token_urlsafe(24)] if with_secret else []
-        conn = InternalConnection(
-            connection_id=f"conn_{uuid.uuid4().hex[:12]}",
-            workspace_id=f"ws_{uuid.uuid4().hex[:8]}",
-            name="Production",
-            region=Region.US,
-            api_key=SecretStr("0" * 32),
-            webhook_secrets=[SecretStr(s) for s in secrets_],
-            event_types=event_types if event_types is not None else ALL_TYPES,
-            webhook_header=webhook_header,
-            status="active",
-        )
-        token = secrets.token_urlsafe(24)
-        connections.put(token, conn)
-        return Conn(conn, token, secrets_[0] if secrets_ else None)
+    def make(**options: Any) -> Conn:
+        return add_connection(connections, **options)
 
     return make
 

@@ -4,20 +4,15 @@ own runtime directory, so the shared broker's pid file and data are never involv
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
-import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 from tests.fixtures.asgi import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.fixtures.local_stack import load_stack
 
 
 class PrivateKafka:
@@ -40,28 +35,15 @@ class PrivateKafka:
 
 
 def _load_stack(runtime: Path, port: int, controller_port: int) -> ModuleType:
-    """A fresh copy of the runner module whose constants point at our ports/dirs."""
-    overrides = {
-        "LIFTSTACK_RUNTIME": str(runtime),
-        "LIFTSTACK_KAFKA_PORT": str(port),
-        "LIFTSTACK_KAFKA_CONTROLLER_PORT": str(controller_port),
-    }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    try:
-        name = f"liftstack_private_stack_{uuid.uuid4().hex[:8]}"
-        spec = importlib.util.spec_from_file_location(name, REPO / "deploy" / "local" / "stack.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return load_stack(
+        {
+            "LIFTSTACK_RUNTIME": str(runtime),
+            "LIFTSTACK_KAFKA_PORT": str(port),
+            "LIFTSTACK_KAFKA_CONTROLLER_PORT": str(controller_port),
+            # One broker, whatever the run uses (LIFTSTACK_KAFKA_BROKERS=3 is a cluster).
+            "LIFTSTACK_KAFKA_BROKERS": "1",
+        }
+    )
 
 
 @contextmanager
