@@ -10,8 +10,8 @@ Collections:
   `liftstack_shared.mongo.insert_once`, the same insert-once-on-event_id the results
   consumer uses.
 - `ingest_counts`: counters per connection, time bucket (minute "m" / hour "h"),
-  event name, outcome and reason. Minute buckets serve the last hour, hour buckets
-  24 h and 7 d.
+  event name, outcome, reason and source partition. Minute buckets serve the last
+  hour, hour buckets 24 h and 7 d; a window sums its buckets over partitions.
 - `ingest_connections`: per connection, the last time anything was received.
 - `ingest_counted`: ids whose counters were incremented.
 
@@ -19,8 +19,13 @@ Counting is at-least-once and duplicate-free for Iterable retries and Kafka
 redelivery: an entry is inserted with the Kafka coordinates that claimed it, counters
 are incremented, then its id is recorded as counted. A redelivered message (same
 coordinates, not yet counted) is counted; a second delivery of the same event (other
-coordinates) is a duplicate. Only a crash between the increment and the record can
-count one batch twice. Steady state is inserts plus a few counter upserts per batch:
+coordinates) is a duplicate. Counters are per source partition, so each has one
+writer at a time (FerretDB loses concurrent `$inc`s of one document, and every
+gateway instance runs this consumer in one group), and each remembers the highest
+offset it holds, so a batch applied again after failing part-way (the runtime
+retries it) adds nothing twice. Only a crash between the increment and the record,
+followed by a redelivery reaching further than the crashed batch, counts some
+messages twice. Steady state is inserts plus a few counter upserts per batch:
 FerretDB (SQLite) is slow at multi-document updates and `$in` scans.
 """
 
@@ -29,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,6 +80,65 @@ class Entry:
             "received_at": self.at,
             **self.details,
         }
+
+    @property
+    def source(self) -> str:
+        """The Kafka partition that carried it (`topic:partition`)."""
+        return self.claim.rpartition(":")[0]
+
+    @property
+    def offset(self) -> int:
+        return int(self.claim.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class CounterAdd:
+    """`n` more on one counter document, from one partition's messages up to offset `upto`."""
+
+    doc_id: str
+    n: int
+    upto: int
+    fields: dict[str, Any]
+
+
+def counter_adds(entries: list[Entry]) -> list[CounterAdd]:
+    """The counter increments of a batch. Counters are kept per source partition: a
+    partition has one consumer at a time, so every counter document has a single
+    writer (FerretDB loses concurrent `$inc`s of one document), and the highest
+    offset a counter holds makes re-applying a batch a no-op."""
+    adds: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for e in entries:
+        for granularity in ("m", "h"):
+            key = (
+                e.connection_id,
+                e.workspace_id,
+                granularity,
+                _floor(e.at, granularity),
+                e.event_name or "",
+                e.outcome,
+                e.reason or "",
+                e.source,
+            )
+            n, upto = adds.get(key, (0, -1))
+            adds[key] = (n + 1, max(upto, e.offset))
+    return [
+        CounterAdd(
+            doc_id=f"{cid}|{gran}|{start.isoformat()}|{name}|{outcome}|{reason}|{source}",
+            n=n,
+            upto=upto,
+            fields={
+                "connection_id": cid,
+                "workspace_id": ws,
+                "granularity": gran,
+                "start": start,
+                "event_name": name,
+                "outcome": outcome,
+                "reason": reason,
+                "source": source,
+            },
+        )
+        for (cid, ws, gran, start, name, outcome, reason, source), (n, upto) in adds.items()
+    ]
 
 
 @dataclass
@@ -125,41 +188,14 @@ class ReadModel:
         return [e for e in candidates if e.doc_id not in counted and claims.get(e.doc_id) == e.claim]
 
     async def _increment(self, entries: list[Entry]) -> None:
-        buckets: Counter[tuple[str, str, str, datetime, str, str, str]] = Counter()
+        for add in counter_adds(entries):
+            await self._add(add)
         last_seen: dict[tuple[str, str], datetime] = {}
         for e in entries:
-            for granularity, start in (("m", _floor(e.at, "m")), ("h", _floor(e.at, "h"))):
-                key = (
-                    e.connection_id,
-                    e.workspace_id,
-                    granularity,
-                    start,
-                    e.event_name or "",
-                    e.outcome,
-                    e.reason or "",
-                )
-                buckets[key] += 1
             conn = (e.connection_id, e.workspace_id)
             last_seen[conn] = max(e.at, last_seen.get(conn, e.at))
-        ops: list[Upsert] = [
-            (
-                {"_id": f"{cid}|{gran}|{start.isoformat()}|{name}|{outcome}|{reason}"},
-                {
-                    "$inc": {"count": n},
-                    "$setOnInsert": {
-                        "connection_id": cid,
-                        "workspace_id": ws,
-                        "granularity": gran,
-                        "start": start,
-                        "event_name": name,
-                        "outcome": outcome,
-                        "reason": reason,
-                    },
-                },
-            )
-            for (cid, ws, gran, start, name, outcome, reason), n in buckets.items()
-        ]
-        await _bulk_upsert(self.counts, ops)
+        # Two writers' `$max` at one moment can keep the older time (FerretDB, see
+        # liftstack_shared.mongo); the next batch corrects it.
         await _bulk_upsert(
             self.connections,
             [
@@ -170,6 +206,22 @@ class ReadModel:
                 for (cid, ws), at in last_seen.items()
             ],
         )
+
+    async def _add(self, add: CounterAdd) -> None:
+        """`$inc` one counter, unless it already holds its partition's messages up to
+        `add.upto`: the batch is being applied again after failing part-way."""
+        selector = {"_id": add.doc_id, "upto": {"$lt": add.upto}}
+        update = {"$inc": {"count": add.n}, "$set": {"upto": add.upto}, "$setOnInsert": add.fields}
+        for _ in range(2):
+            try:
+                await self.counts.update_one(selector, update, upsert=True)
+                return
+            except PyMongoError as exc:
+                if not is_duplicate_key(exc):
+                    raise
+            # The document exists but did not match: it holds these messages already, or
+            # another writer created it just now (a partition changing owners). Once more
+            # tells which: a second duplicate key means the former.
 
     async def prune(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
