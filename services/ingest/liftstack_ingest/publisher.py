@@ -20,6 +20,7 @@ from faststream.kafka import KafkaBroker
 from liftstack_ingest import metrics
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.messages import EngagementEvent, IngestObservation
+from liftstack_shared.retry import backoff
 from liftstack_shared.topics import ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class EventPublisher:
         self._timeout = settings.publish_timeout_s
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
         # Known down: the monitor couldn't reach a broker, or a publish failed and
         # no metadata round trip has succeeded since.
         self._down_reason: str | None = None
@@ -60,24 +62,32 @@ class EventPublisher:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         return self.connected
 
+    def start(self) -> None:
+        """Connect in the background (`connect_forever`); `close` stops it."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.connect_forever(), name="kafka-connect")
+
     async def connect_forever(self) -> None:
-        """Start the broker (producer and subscribers) once Kafka answers; retry with
-        backoff until it does. Run as a task; cancel it to give up."""
-        delay = 0.5
-        while True:
-            if await _reachable(self._settings.kafka_bootstrap):
-                try:
-                    await self._broker.start()
-                    self._connected.set()
-                    log.info("connected to Kafka")
-                    await self._monitor()
-                    return
-                except Exception as exc:  # noqa: BLE001 - any failure means retry
-                    log.warning("Kafka start failed (%s); retrying", type(exc).__name__)
-                    with contextlib.suppress(Exception):
-                        await self._broker.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        """Start the broker (producer and subscribers) once Kafka answers, retrying
+        with backoff until it does; then watch it (`_monitor`) until cancelled."""
+        async for attempt in backoff(attempts=None, first_s=0.5, max_s=10.0):
+            with attempt:
+                await self._start_broker()
+        self._connected.set()
+        log.info("connected to Kafka")
+        await self._monitor()
+
+    async def _start_broker(self) -> None:
+        # A TCP probe first: unlike a failed client start it leaves nothing half-open.
+        if not await _reachable(self._settings.kafka_bootstrap):
+            raise KafkaUnavailable("no broker accepts connections")
+        try:
+            await self._broker.start()
+        except Exception as exc:
+            log.warning("Kafka start failed (%s); retrying", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await self._broker.stop()
+            raise
 
     async def _monitor(self) -> None:
         """Runs for as long as the broker is started: keeps `available` true to what
@@ -151,12 +161,15 @@ class EventPublisher:
             metrics.OBSERVATIONS_DROPPED.inc()
             log.debug("observation dropped: %s", type(exc).__name__)
 
-    async def check(self) -> None:
-        """Health check: connected, not known down, and the cluster answers."""
-        if not self.available or not await self._ping(1.0):
-            raise ConnectionError("Kafka is not reachable")
+    def available_broker(self) -> KafkaBroker | None:
+        """The broker, while it is worth asking (the health check pings it)."""
+        return self._broker if self.available else None
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=self._timeout)
         if self.connected:
