@@ -63,11 +63,11 @@ class EventPublisher:
         return self.connected
 
     def start(self) -> None:
-        """Connect in the background (`connect_forever`); `close` stops it."""
+        """Connect in the background (`_connect_forever`); `close` stops it."""
         if self._task is None:
-            self._task = asyncio.create_task(self.connect_forever(), name="kafka-connect")
+            self._task = asyncio.create_task(self._connect_forever(), name="kafka-connect")
 
-    async def connect_forever(self) -> None:
+    async def _connect_forever(self) -> None:
         """Start the broker (producer and subscribers) once Kafka answers, retrying
         with backoff until it does; then watch it (`_monitor`) until cancelled."""
         async for attempt in backoff(attempts=None, first_s=0.5, max_s=10.0):
@@ -91,7 +91,8 @@ class EventPublisher:
 
     async def _monitor(self) -> None:
         """Runs for as long as the broker is started: keeps `available` true to what
-        the gateway can know without sending."""
+        the gateway can know without sending. A fixed-interval probe, not a retry:
+        nothing here backs off."""
         while True:
             if not await _reachable(self._settings.kafka_bootstrap, PROBE_TIMEOUT_S):
                 self._mark_down("no broker accepts connections")
@@ -172,9 +173,10 @@ class EventPublisher:
             self._task = None
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=self._timeout)
-        if self.connected:
-            await self._broker.stop()
-            self._connected.clear()
+        # Also when never connected: a start cut short by the cancel above may have
+        # opened a producer (stopping a broker that never started does nothing).
+        await self._broker.stop()
+        self._connected.clear()
 
 
 async def _reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
