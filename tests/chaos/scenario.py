@@ -28,7 +28,7 @@ from pymongo import AsyncMongoClient
 
 from liftstack_ingest.app import create_app as create_ingest_app
 from liftstack_ingest.lookup import InMemoryConnections
-from liftstack_ingest.read_model import ReadModel
+from liftstack_ingest.store import EventsStore
 from liftstack_shared.credentials import StaticCredentials
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import EngagementEvent
@@ -257,7 +257,7 @@ async def broker_loss(
             # The Events page's read model counts each event once.
             mongo: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongo_url)
             try:
-                store = ReadModel(mongo[settings.mongo_db], retention=timedelta(days=7))
+                store = EventsStore(mongo[settings.mongo_db], retention=timedelta(days=7))
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     windows = await store.window_counts(conn.id)

@@ -191,7 +191,7 @@ def test_ingest_scales_on_cpu(default: list[Manifest]) -> None:
 
 def code_consumer_groups() -> dict[str, str]:
     """The consumer group (before the topic prefix) each KEDA-scaled service's code uses."""
-    from liftstack_ingest.events_page import CONSUMER_NAME
+    from liftstack_ingest.consumers import CONSUMER_NAME
     from liftstack_writeback.settings import WritebackSettings
 
     groups = {"writeback": WritebackSettings(topic_prefix="").group_id, "ingest-events": CONSUMER_NAME}

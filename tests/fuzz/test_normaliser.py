@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
 from liftstack_experiments.store import ResultsStore
-from liftstack_ingest.events_page import to_entry
+from liftstack_ingest.events import to_entry
 from liftstack_ingest.normalise import BadPayload, normalise, parse_body
-from liftstack_ingest.read_model import ReadModel
+from liftstack_ingest.store import EventsStore
 from liftstack_shared.connections_client import InternalConnection, Region
 from liftstack_shared.messages import EngagementEvent
 from tests.fuzz.webhook_payloads import webhook_bodies
@@ -108,7 +108,7 @@ async def test_what_the_gateway_accepts_every_consumer_can_store(mongo_client, s
     assert sum(outcomes.values()) - outcomes["accepted"] - outcomes["unknown"] >= 100, outcomes
 
     db = mongo_client[settings.mongo_db + "_fuzz"]
-    read_model = ReadModel(db, retention=NOW - NOW.replace(year=2025))
+    read_model = EventsStore(db, retention=NOW - NOW.replace(year=2025))
     await read_model.ensure_indexes()
     topic = "engagement.events"
     entries = [to_entry(_record(e, i, topic), topic) for i, e in enumerate(accepted)]

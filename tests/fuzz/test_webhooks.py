@@ -12,7 +12,7 @@ import pytest
 from liftstack_experiments.app import create_app as create_experiments
 from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_ingest.app import create_app as create_gateway
-from liftstack_ingest.events_page import CONSUMER_NAME
+from liftstack_ingest.consumers import CONSUMER_NAME
 from liftstack_ingest.lookup import InMemoryConnections
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS

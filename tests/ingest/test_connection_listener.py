@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from liftstack_ingest.app import CONNECTION_LISTENER, connection_changes_consumer
+from liftstack_ingest.consumers import CONNECTION_LISTENER, connection_changes_consumer
 from liftstack_ingest.lookup import InMemoryConnections
 from liftstack_shared.consumer import RetryPolicy
 from liftstack_shared.kafka import ensure_topics

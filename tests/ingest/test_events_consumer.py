@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import TopicPartition
 
-from liftstack_ingest.events_page import CONSUMER_NAME, events_page_consumer
-from liftstack_ingest.read_model import ReadModel
+from liftstack_ingest.consumers import CONSUMER_NAME, events_page_consumer
 from liftstack_ingest.settings import IngestSettings
+from liftstack_ingest.store import EventsStore
 from liftstack_shared.consumer import RetryPolicy
 from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import EngagementEvent, EventType, IngestObservation, IngestOutcome
@@ -61,7 +61,7 @@ async def test_poison_messages_are_dead_lettered_shown_and_the_next_event_counte
     private: IngestSettings, mongo_client
 ) -> None:
     settings = private
-    store = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+    store = EventsStore(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     await store.ensure_indexes()
     conn = f"conn_{uuid.uuid4().hex[:8]}"
     events_topic = settings.topic(ENGAGEMENT_EVENTS.name)
@@ -128,7 +128,7 @@ async def test_poison_messages_are_dead_lettered_shown_and_the_next_event_counte
 
 async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(private: IngestSettings, mongo_client) -> None:
     settings = private
-    store = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+    store = EventsStore(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     await store.ensure_indexes()
     conn = f"conn_{uuid.uuid4().hex[:8]}"
     once, twice = _event(conn, "ev_once", "o@example.com"), _event(conn, "ev_twice", "t@example.com")

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pymongo.errors import OperationFailure
 
-from liftstack_ingest.events_page import to_entry
-from liftstack_ingest.read_model import Entry, ReadModel
+from liftstack_ingest.events import Entry, to_entry
+from liftstack_ingest.store import EventsStore
 from liftstack_shared.auth import Role
 from liftstack_shared.kafka import make_broker
 from liftstack_shared.messages import DeadLetter, IngestObservation, IngestOutcome
+from liftstack_shared.mongo import make_mongo_client
 from liftstack_shared.topics import ENGAGEMENT_DEADLETTER, ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 from tests.ingest.conftest import eventually, summary_of, window
 from tests.ingest.payloads import example
@@ -58,12 +60,17 @@ async def test_recent_events_are_newest_first_and_paged(http, make_connection, u
     filtered = await http.post(conn.path, json=example("emailClick"), headers=conn.auth())
     assert filtered.json()["status"] == "filtered"
 
-    async def all_there():
-        s = await summary_of(http, conn, headers)
-        return s if window(s, "1h")["totals"]["received"] == 6 else None
+    last: dict = {}
 
+    async def all_there():
+        last.update(await summary_of(http, conn, headers))
+        return last if window(last, "1h")["totals"]["received"] == 6 else None
+
+    # Exactly 6, whichever instances of the consumer group count them (other gateways
+    # of this test session join the group): fewer means lost counts, more double ones.
     summary = await eventually(all_there)
-    assert summary and summary["status"] == "receiving" and summary["last_received_at"]
+    assert summary, f"not 6 received within 30 s: {window(last, '1h')['totals']}"
+    assert summary["status"] == "receiving" and summary["last_received_at"]
 
     seen, cursor = [], None
     while True:
@@ -155,7 +162,7 @@ def _entry(doc_id: str, claim: str, at: datetime, outcome: str = "published", ci
 
 
 async def test_read_model_counts_retries_once_and_recounts_its_own_redelivery(mongo_client, settings):
-    model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+    model = EventsStore(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     await model.ensure_indexes()
     cid = f"c_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
@@ -171,7 +178,7 @@ async def test_read_model_counts_retries_once_and_recounts_its_own_redelivery(mo
 
 
 async def test_read_model_windows_and_pruning(mongo_client, settings):
-    model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+    model = EventsStore(mongo_client[settings.mongo_db], retention=timedelta(days=7))
     cid = f"c_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     await model.apply(
@@ -203,20 +210,63 @@ def test_rejections_are_counted_per_request_not_per_event_id():
     assert entry is not None and entry.doc_id == "obs:t.obs:2:17" and entry.reason == "bad_secret"
 
 
-async def test_concurrent_first_counter_upserts_do_not_fail_the_batch(mongo_client, settings):
-    """FerretDB answers a bulk upsert that lost a first-insert race without `nModified`,
-    which PyMongo turns into a KeyError (seen as a retried, double-counted batch): the
-    read model upserts counters one by one and redoes only a lost race."""
-    model = ReadModel(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+async def test_two_consumers_counting_one_connection_at_once_lose_nothing(mongo_client, settings):
+    """Two gateway instances share the Events page consumer group, so both count one
+    connection's events (its recipients spread over partitions) at the same moment.
+    FerretDB does not apply concurrent updates of one document atomically (see
+    liftstack_shared.mongo): counters both of them `$inc`ed lost counts, for good."""
+    second_client = make_mongo_client(settings)
+    try:
+        members = [
+            EventsStore(client[settings.mongo_db], retention=timedelta(days=7))
+            for client in (mongo_client, second_client)
+        ]
+        now = datetime.now(UTC)
+        for round_ in range(10):
+            cid = f"c_{uuid.uuid4().hex[:8]}"
+
+            async def consume(k: int, cid: str = cid, round_: int = round_) -> list[int]:
+                # Member k owns partition k and applies its batches one after another.
+                return [
+                    (await members[k].apply([_entry(f"ev_{round_}_{i}_{k}", f"t:{k}:{i}", now, cid=cid)])).counted
+                    for i in range(3)
+                ]
+
+            assert await asyncio.gather(consume(0), consume(1)) == [[1, 1, 1], [1, 1, 1]]
+            windows = await members[0].window_counts(cid)
+            assert [sum(d["count"] for d in windows[w]) for w in ("1h", "24h", "7d")] == [6, 6, 6], f"round {round_}"
+    finally:
+        await second_client.close()
+
+
+class FailsOnce:
+    """A real collection whose `nth` update_one fails the way FerretDB does when
+    SQLite stays locked past its busy timeout (the runtime retries the batch)."""
+
+    def __init__(self, collection, nth: int) -> None:
+        self._collection, self._nth, self.calls = collection, nth, 0
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+    async def update_one(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self._nth:
+            raise OperationFailure("database is locked (5) (SQLITE_BUSY)")
+        return await self._collection.update_one(*args, **kwargs)
+
+
+async def test_a_batch_retried_after_failing_halfway_through_its_counters_counts_once(mongo_client, settings):
+    model = EventsStore(mongo_client[settings.mongo_db], retention=timedelta(days=7))
+    cid = f"c_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    for round_ in range(5):
-        cid = f"c_{uuid.uuid4().hex[:8]}"
-        results = await asyncio.gather(
-            *[
-                model.apply([_entry(f"ev_{round_}_{i}_{uuid.uuid4().hex[:6]}", f"t:9:{i}", now, cid=cid)])
-                for i in range(4)
-            ],
-            return_exceptions=True,
-        )
-        assert [r for r in results if isinstance(r, BaseException)] == []
-        assert all(r.counted == 1 for r in results)
+    batch = [_entry(f"ev_{cid}_{i}", f"t:3:{i}", now, cid=cid) for i in range(3)]
+    # The minute counter is written, the hour counter's write fails: an infrastructure
+    # failure, so the consumer runtime applies the whole batch again.
+    model.counts = FailsOnce(model.counts, nth=2)
+    with pytest.raises(OperationFailure):
+        await model.apply(batch)
+    retried = await model.apply(batch)
+    assert retried.counted == 3
+    windows = await model.window_counts(cid)
+    assert [sum(d["count"] for d in windows[w]) for w in ("1h", "24h", "7d")] == [3, 3, 3]

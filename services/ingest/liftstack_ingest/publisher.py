@@ -28,6 +28,7 @@ from aiokafka.partitioner import murmur2
 from liftstack_ingest import metrics
 from liftstack_ingest.settings import IngestSettings
 from liftstack_shared.messages import EngagementEvent, IngestObservation
+from liftstack_shared.retry import backoff
 from liftstack_shared.topics import ENGAGEMENT_EVENTS, INGEST_OBSERVATIONS
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class EventPublisher:
         self._timeout = settings.publish_timeout_s
         self._connected = asyncio.Event()
         self._pending: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
         # Known down: the monitor couldn't reach a broker, or a publish failed and
         # no metadata round trip has succeeded since.
         self._down_reason: str | None = None
@@ -80,27 +82,35 @@ class EventPublisher:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
         return self.connected
 
-    async def connect_forever(self) -> None:
-        """Start the producer once Kafka answers; retry with backoff until it does.
-        Run as a task; cancel it to give up."""
-        delay = 0.5
-        while True:
-            if await _reachable(self._settings.kafka_bootstrap):
-                producer = self._new_producer()
-                try:
-                    await producer.start()
-                except Exception as exc:  # noqa: BLE001 - any failure means retry
-                    log.warning("Kafka start failed (%s); retrying", type(exc).__name__)
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                else:
-                    self._producer = producer
-                    self._connected.set()
-                    log.info("connected to Kafka")
-                    await self._monitor()
-                    return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def start(self) -> None:
+        """Connect in the background (`_connect_forever`); `close` stops it."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._connect_forever(), name="kafka-connect")
+
+    async def _connect_forever(self) -> None:
+        """Start the producer once Kafka answers, retrying with backoff until it
+        does; then watch it (`_monitor`) until cancelled."""
+        async for attempt in backoff(attempts=None, first_s=0.5, max_s=10.0):
+            with attempt:
+                await self._start_producer()
+        self._connected.set()
+        log.info("connected to Kafka")
+        await self._monitor()
+
+    async def _start_producer(self) -> None:
+        # A TCP probe first: unlike a failed client start it leaves nothing half-open.
+        if not await _reachable(self._settings.kafka_bootstrap):
+            raise KafkaUnavailable("no broker accepts connections")
+        # Kept before it starts, so `close` stops a start that its cancel cut short.
+        self._producer = producer = self._new_producer()
+        try:
+            await producer.start()
+        except Exception as exc:
+            log.warning("Kafka start failed (%s); retrying", type(exc).__name__)
+            self._producer = None
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -114,7 +124,8 @@ class EventPublisher:
 
     async def _monitor(self) -> None:
         """Runs for as long as the broker is started: keeps `available` true to what
-        the gateway can know without sending."""
+        the gateway can know without sending. A fixed-interval probe, not a retry:
+        nothing here backs off."""
         while True:
             if not await _reachable(self._settings.kafka_bootstrap, PROBE_TIMEOUT_S):
                 self._mark_down("no broker accepts connections")
@@ -193,12 +204,16 @@ class EventPublisher:
             raise ConnectionError("Kafka is not reachable")
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=self._timeout)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-            self._connected.clear()
+        self._connected.clear()
 
 
 async def _reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
