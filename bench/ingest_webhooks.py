@@ -400,8 +400,7 @@ def main() -> None:
         "gateway_p99_ms": [r["gateway"]["p99_ms"] for r in rounds],
         "ratio": [r["ratio"] for r in rounds],
         "cpu_per_request_ratio_bare_over_gateway": [
-            round(r["bare"]["server_cpu_ms_per_request"] / r["gateway"]["server_cpu_ms_per_request"], 3)
-            for r in rounds
+            round(r["bare"]["server_cpu_ms_per_request"] / r["gateway"]["server_cpu_ms_per_request"], 3) for r in rounds
         ],
         "wrk_saturated": any(r[k]["wrk_saturated"] for r in rounds for k in ("bare", "gateway")),
         "gateway_200s": gateway_ok,

@@ -191,16 +191,15 @@ def test_ingest_scales_on_cpu(default: list[Manifest]) -> None:
 
 def code_consumer_groups() -> dict[str, str]:
     """The consumer group (before the topic prefix) each KEDA-scaled service's code uses."""
+    from liftstack_experiments.settings import ExperimentsSettings
     from liftstack_ingest.consumers import CONSUMER_NAME
     from liftstack_writeback.settings import WritebackSettings
 
-    groups = {"writeback": WritebackSettings(topic_prefix="").group_id, "ingest-events": CONSUMER_NAME}
-    # The experiments service is built alongside the chart; check it once it is installed.
-    if importlib.util.find_spec("liftstack_experiments") is not None:
-        from liftstack_experiments.settings import ExperimentsSettings
-
-        groups["experiments"] = ExperimentsSettings().results_group
-    return groups
+    return {
+        "writeback": WritebackSettings(topic_prefix="").group_id,
+        "ingest-events": CONSUMER_NAME,
+        "experiments": ExperimentsSettings().results_group,
+    }
 
 
 def test_keda_scales_each_consumer_on_its_groups_lag_capped_at_the_partitions(default: list[Manifest]) -> None:
@@ -355,10 +354,8 @@ def test_service_monitor_scrapes_metrics_of_the_services(default: list[Manifest]
 # --------------------------------------------------------------------------- settings
 
 
-def settings_fields(module: str) -> set[str] | None:
-    """LIFTSTACK_* names of a service's settings class, None if it isn't installed."""
-    if importlib.util.find_spec(module) is None:
-        return None
+def settings_fields(module: str) -> set[str]:
+    """LIFTSTACK_* names of a service's settings class."""
     settings = importlib.import_module(f"{module}.settings")
     classes = [c for c in vars(settings).values() if isinstance(c, type) and issubclass(c, CommonSettings)]
     own = [c for c in classes if c is not CommonSettings]
@@ -368,22 +365,14 @@ def settings_fields(module: str) -> set[str] | None:
 def test_every_setting_the_chart_sets_is_a_real_setting(default: list[Manifest]) -> None:
     """A misspelt LIFTSTACK_* variable would be ignored silently (extra="ignore")."""
     every = {f"LIFTSTACK_{n.upper()}" for n in CommonSettings.model_fields}
-    own: dict[str, set[str]] = {}
-    for name, (module, _) in SERVICES.items():
-        fields = settings_fields(module)
-        if fields is not None:
-            own[name] = fields
-            every |= fields
-    assert {"connections", "ingest", "writeback", "templates", "audiences", "console"} <= set(own)
-    if "experiments" not in own:
-        # The console's setting for the experiments service, which is built alongside
-        # the chart (issue 19); checked for real once that service is installed.
-        every.add("LIFTSTACK_EXPERIMENTS_URL")
+    own = {name: settings_fields(module) for name, (module, _) in SERVICES.items()}
+    for fields in own.values():
+        every |= fields
     for deployment in of_kind(default, "Deployment"):
         name = component(deployment)
         env = env_of(containers(deployment)[0])
         unknown = {k for k in env if k.startswith("LIFTSTACK_") and k not in every}
         assert not unknown, (name, unknown)
-        if name in own:
+        if name in own:  # (ingest-events is ingest's code under another name)
             for key in VALUES["services"][name]["env"]:
                 assert key in own[name], (name, key)
