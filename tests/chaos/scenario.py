@@ -34,7 +34,7 @@ from liftstack_shared.kafka import ensure_topics
 from liftstack_shared.messages import EngagementEvent
 from liftstack_shared.settings import CommonSettings
 from liftstack_shared.topics import CAMPAIGN_ASSIGNMENTS, ENGAGEMENT_EVENTS
-from liftstack_writeback.service import WritebackService
+from liftstack_writeback.app import WritebackInstance
 from tests.chaos.cluster import KafkaCluster
 from tests.fixtures.asgi import serve_asgi
 from tests.fixtures.kafka_tools import read_all
@@ -185,7 +185,7 @@ async def broker_loss(
     key = sandbox.create_key(project)
     credentials = StaticCredentials()
     credentials.add(workspace_id="ws-chaos", connection_id="conn-chaos", api_key=key)
-    writeback = WritebackService(fast_settings(settings, sandbox, settings.topic_prefix), credentials)
+    writeback = WritebackInstance.build(fast_settings(settings, sandbox, settings.topic_prefix), credentials)
     await writeback.start(consume=True)
     job_id = new_job_id()
     batches = make_batches(
