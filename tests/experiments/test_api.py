@@ -105,6 +105,10 @@ def test_campaigns_are_per_workspace_and_typed(api: str, experiments_settings: E
         results = a.get(f"/campaigns/{cid}/results").json()
         assert results["events"] == 0 and [v["name"] for v in results["variants"]] == ["A", "B"]
         assert results["srm"] == {"basis": "assigned", "p_value": 1.0, "mismatch": False}
+        # Nothing counted yet: the always-valid verdict is "keep running", never a winner.
+        clicks_b = results["variants"][1]["metrics"]["click"]
+        assert clicks_b["sequential"]["verdict"] == "keep_running" and clicks_b["sequential"]["text"] == "keep running"
+        assert results["variants"][0]["metrics"]["click"]["sequential"] is None  # the control
 
         assert b.delete(f"/campaigns/{cid}").status_code == 404
         assert a.delete(f"/campaigns/{cid}").status_code == 204
@@ -172,3 +176,32 @@ async def test_assign_reads_the_sync_and_publishes_the_job(
     for a in job.assignments:
         assert a.variant == assign_variant(key, a.recipient, ["A", "B"], weights)
     assert sum(assignment["counts"].values()) == 7
+
+
+def test_campaign_plan_sizes_a_campaign_at_the_iterable_budget(
+    api: str, experiments_settings: ExperimentsSettings
+) -> None:
+    ws = f"ws_{uuid.uuid4().hex[:6]}"
+    with _client(api, experiments_settings, ws) as a:
+        body = {
+            "audience": 450_000,
+            "baseline_rate": 0.03,
+            "variants": [{"name": "A"}, {"name": "B"}, {"name": "C", "weight": 2}],
+            "control": "A",
+            "expected_lift": 0.2,
+        }
+        plan = a.post("/campaign-plan", json=body)
+        assert plan.status_code == 200, plan.text
+        answer = plan.json()
+        # 450,000 profiles at 5 req/s x 1,000 users x 90% pacing = 100 s.
+        assert answer["writeback_seconds"] == pytest.approx(100.0)
+        arms = {arm["variant"]: arm for arm in answer["arms"]}
+        assert set(arms) == {"B", "C"} and arms["B"]["recipients"] == 112_500 and arms["C"]["recipients"] == 225_000
+        assert arms["C"]["mde_absolute"] < arms["B"]["mde_absolute"] < 0.03
+        assert arms["B"]["fixed_horizon_mde_absolute"] < arms["B"]["mde_absolute"]
+        assert arms["B"]["recipients_to_answer"] < 450_000
+
+        bad = a.post("/campaign-plan", json={**body, "baseline_rate": 1.5})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline_rate"
+        assert a.post("/campaign-plan", json={**body, "control": "Z"}).status_code == 422
+        assert httpx.post(f"{api}/v1/workspaces/{ws}/campaign-plan", json=body).status_code == 401

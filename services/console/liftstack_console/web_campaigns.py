@@ -116,6 +116,20 @@ async def api_campaigns(request: Request) -> Response:
     return Response(answer.content, status_code=answer.status_code, media_type="application/json")
 
 
+async def api_campaign_plan(request: Request) -> Response:
+    """The new-campaign form's sizing calculator: passed to experiments' `campaign-plan`."""
+    who = user(request)
+    answer = await deps(request).services.call(
+        "experiments",
+        "POST",
+        f"/v1/workspaces/{who.workspace_id}/campaign-plan",
+        who.token,
+        json=await json_value(request),
+        raw=True,
+    )
+    return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+
+
 async def root(request: Request) -> Response:
     return RedirectResponse("/campaigns", status_code=303)
 
@@ -129,6 +143,7 @@ routes = [
     Route("/campaigns/{campaign_id}/results", results_page, methods=["GET"]),
     Route("/campaigns/{campaign_id}/preview/{variant}", preview_page, methods=["GET"]),
     Route("/api/campaigns", api_campaigns, methods=["GET", "POST"]),
+    Route("/api/campaign-plan", api_campaign_plan, methods=["POST"]),
     Route(C, api_campaigns, methods=["GET", "DELETE"]),
     Route(C + "/audiences", api_campaigns, methods=["GET"]),
     Route(C + "/sync", api_campaigns, methods=["POST"]),

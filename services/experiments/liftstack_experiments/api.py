@@ -24,12 +24,14 @@ from liftstack_experiments.models import (
     CampaignCreated,
     CampaignList,
     CampaignState,
+    PlanBody,
     SendBody,
     SyncBody,
 )
 from liftstack_experiments.results import ResultsTable
 from liftstack_experiments.service import ExperimentsService
 from liftstack_experiments.settings import ExperimentsSettings
+from liftstack_experiments.stats import CampaignPlan
 from liftstack_shared.auth import workspace_caller
 from liftstack_shared.http import Endpoint, json_response, parse_body, parse_json, read_body
 
@@ -81,6 +83,13 @@ async def delete_campaign(request: Request) -> Response:
     who = caller(request)
     await deps(request).service.delete(who, request.path_params["campaign_id"])
     return Response(status_code=204)
+
+
+async def plan_campaign(request: Request) -> Response:
+    """The setup calculator (before a campaign exists): MDE and writeback time."""
+    caller(request)
+    body = await parse_body(request, PlanBody, deps(request).settings.max_body_bytes)
+    return json_response(deps(request).service.plan(body))
 
 
 # ----------------------------------------------------------------- loop steps
@@ -144,6 +153,7 @@ CAMPAIGN = CAMPAIGNS + "/{campaign_id}"
 ROUTES: list[Route] = [
     Route(CAMPAIGNS, list_campaigns, methods=["GET"]),
     Route(CAMPAIGNS, create_campaign, methods=["POST"]),
+    Route(WS + "/campaign-plan", plan_campaign, methods=["POST"]),
     Route(CAMPAIGN, get_campaign, methods=["GET"]),
     Route(CAMPAIGN, delete_campaign, methods=["DELETE"]),
     Route(CAMPAIGN + "/audiences", list_audiences, methods=["GET"]),
@@ -167,6 +177,14 @@ ENDPOINTS: list[Endpoint] = [
         request=CampaignCreate,
         response=CampaignCreated,
         status=201,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        WS + "/campaign-plan",
+        "Setup calculator: minimum detectable effect per variant and writeback time at the Iterable budget",
+        request=PlanBody,
+        response=CampaignPlan,
         tags=TAGS,
     ),
     Endpoint("GET", CAMPAIGN, "A campaign and every step's state, refreshed", response=CampaignState, tags=TAGS),
@@ -231,7 +249,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint(
         "GET",
         CAMPAIGN + "/results",
-        "Unique engagement per variant, lift over the control, sample-ratio check",
+        "Unique engagement per variant, lift over the control (fixed-horizon and always-valid, with a"
+        " verdict), sample-ratio check",
         response=ResultsTable,
         tags=TAGS,
     ),

@@ -38,7 +38,7 @@ def create_app(
     publisher = AssignmentPublisher(settings)
     downstream = Downstream(settings, ConnectionsClient(settings), transport)
     loop = CampaignLoop(settings, campaigns, downstream, publisher)
-    service = ExperimentsService(campaigns, results, loop)
+    service = ExperimentsService(campaigns, results, loop, settings.writeback_profiles_per_second)
     consumer = results_consumer(settings, service)
 
     @asynccontextmanager

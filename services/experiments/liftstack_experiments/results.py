@@ -17,11 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from liftstack_experiments.assign import assign_variant
 from liftstack_experiments.campaigns import Campaign
-from liftstack_experiments.stats import Lift, lift_over_control, rate, sample_ratio_check
+from liftstack_experiments.stats import (
+    Lift,
+    Sequential,
+    Verdict,
+    difference_sequence,
+    lift_over_control,
+    rate,
+    sample_ratio_check,
+)
 from liftstack_shared.messages import EngagementEvent, EventType
 from liftstack_shared.recipients import recipient_key
 
@@ -33,6 +41,15 @@ METRICS: tuple[tuple[EventType, str], ...] = (
     (EventType.CONVERSION, "Conversions"),
     (EventType.UNSUBSCRIBE, "Unsubscribes"),
 )
+# What a verdict calls each metric ("B beats A on clicks").
+NOUNS: dict[EventType, str] = {
+    EventType.OPEN: "opens",
+    EventType.CLICK: "clicks",
+    EventType.CONVERSION: "conversions",
+    EventType.UNSUBSCRIBE: "unsubscribes",
+}
+# Metrics where fewer is better.
+LOWER_IS_BETTER = frozenset({EventType.UNSUBSCRIBE})
 
 
 @dataclass(frozen=True)
@@ -66,10 +83,23 @@ class LiftInterval(BaseModel):
     high: float | None
 
 
+class SequentialInterval(BaseModel):
+    """The always-valid 95% interval on the rate difference p_variant - p_control
+    (absolute, in rate units) and the plain verdict read off it (stats.py)."""
+
+    difference: float | None
+    low: float | None
+    high: float | None
+    mde: float | None = Field(description="Smallest difference this campaign's full audience detects (80% power)")
+    verdict: Verdict
+    text: str = Field(description='e.g. "B beats A on clicks, safe to stop", "keep running"')
+
+
 class MetricCell(BaseModel):
     count: int
     rate: float | None
-    lift: LiftInterval | None  # None for the control and for sends
+    lift: LiftInterval | None  # fixed horizon; None for the control and for sends
+    sequential: SequentialInterval | None = None  # None for the control and for sends
 
 
 class VariantResults(BaseModel):
@@ -95,6 +125,17 @@ def _interval(value: Lift | None) -> LiftInterval | None:
     return None if value is None else LiftInterval(lift=value.lift, low=value.low, high=value.high)
 
 
+def _sequential(value: Sequential) -> SequentialInterval:
+    return SequentialInterval(
+        difference=value.difference,
+        low=value.low,
+        high=value.high,
+        mde=value.mde,
+        verdict=value.verdict,
+        text=value.text,
+    )
+
+
 def results_table(campaign: Campaign, counts: dict[tuple[str, str], int], events: int) -> ResultsTable:
     """`counts`: (variant, event type) -> unique recipients."""
     assigned = campaign.assignment.counts if campaign.assignment else {}
@@ -111,10 +152,26 @@ def results_table(campaign: Campaign, counts: dict[tuple[str, str], int], events
             if event_type == EventType.SEND:
                 cells[str(event_type)] = MetricCell(count=n, rate=None, lift=None)
                 continue
-            lift = None
+            cell = MetricCell(count=n, rate=rate(n, base_of[name]), lift=None)
             if name != control:
-                lift = lift_over_control(n, base_of[name], counts.get((control, event_type), 0), base_of[control])
-            cells[str(event_type)] = MetricCell(count=n, rate=rate(n, base_of[name]), lift=_interval(lift))
+                n_control = counts.get((control, event_type), 0)
+                cell.lift = _interval(lift_over_control(n, base_of[name], n_control, base_of[control]))
+                cell.sequential = _sequential(
+                    difference_sequence(
+                        n,
+                        base_of[name],
+                        n_control,
+                        base_of[control],
+                        # The full audience of each arm: where the sequence is tuned to be narrowest.
+                        planned_v=int(assigned.get(name, 0)),
+                        planned_c=int(assigned.get(control, 0)),
+                        variant=name,
+                        control=control,
+                        metric=NOUNS[event_type],
+                        higher_is_better=event_type not in LOWER_IS_BETTER,
+                    )
+                )
+            cells[str(event_type)] = cell
         rows.append(
             VariantResults(name=name, control=name == control, assigned=int(assigned.get(name, 0)), metrics=cells)
         )

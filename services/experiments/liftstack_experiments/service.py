@@ -13,10 +13,12 @@ from liftstack_experiments.loop import Caller, CampaignLoop
 from liftstack_experiments.models import (
     CampaignState,
     CampaignSummary,
+    PlanBody,
     VariantSummary,
     WritebackProgress,
 )
 from liftstack_experiments.results import ResultsTable, attribute, results_table
+from liftstack_experiments.stats import CampaignPlan, plan_campaign
 from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages import EngagementEvent
@@ -42,8 +44,11 @@ class CampaignLookup:
 
 
 class ExperimentsService:
-    def __init__(self, campaigns: CampaignStore, results: ResultsStore, loop: CampaignLoop) -> None:
+    def __init__(
+        self, campaigns: CampaignStore, results: ResultsStore, loop: CampaignLoop, profiles_per_second: float
+    ) -> None:
         self._campaigns = campaigns
+        self._profiles_per_second = profiles_per_second
         self._results = results
         self._loop = loop
         self._lookup = CampaignLookup(campaigns)
@@ -118,6 +123,20 @@ class ExperimentsService:
     async def results(self, campaign: Campaign) -> ResultsTable:
         counts = await self._results.counts(campaign.id)
         return results_table(campaign, counts, await self._results.event_total(campaign.id))
+
+    def plan(self, body: PlanBody) -> CampaignPlan:
+        """The setup calculator: what a campaign of this size can detect, how long its
+        writeback takes at the project's Iterable budget."""
+        names = [v.name for v in body.variants]
+        return plan_campaign(
+            audience=body.audience,
+            baseline_rate=body.baseline_rate,
+            variants=names,
+            weights=[v.weight for v in body.variants],
+            control=body.control or names[0],
+            profiles_per_second=self._profiles_per_second,
+            expected_lift=body.expected_lift,
+        )
 
     async def record_events(self, events: list[EngagementEvent]) -> None:
         """Store each event once and count it for its campaign's variant (idempotent:
