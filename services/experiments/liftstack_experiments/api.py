@@ -136,7 +136,7 @@ async def sandbox_send(request: Request) -> Response:
     # The body is optional: none means the demo's defaults.
     raw = await read_body(request, deps(request).settings.max_body_bytes)
     options = parse_json(raw, SendBody) if raw.strip() else SendBody()
-    return json_response(await deps(request).loop.sandbox_send(who, campaign, options))
+    return json_response(await deps(request).service.sandbox_send(who, campaign, options))
 
 
 async def get_results(request: Request) -> Response:

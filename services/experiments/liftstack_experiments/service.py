@@ -8,16 +8,17 @@ from __future__ import annotations
 import time
 
 from liftstack_experiments.campaigns import Campaign, CampaignCreate, current_step, demo_rates
-from liftstack_experiments.downstream import DownstreamError
+from liftstack_experiments.downstream import DownstreamError, SandboxSendSummary
 from liftstack_experiments.loop import Caller, CampaignLoop
 from liftstack_experiments.models import (
     CampaignState,
     CampaignSummary,
     PlanBody,
+    SendBody,
     VariantSummary,
     WritebackProgress,
 )
-from liftstack_experiments.results import ResultsTable, attribute, results_table
+from liftstack_experiments.results import ResultsTable, attribute, exposure_of, results_table
 from liftstack_experiments.stats import CampaignPlan, plan_campaign
 from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore
 from liftstack_shared.errors import ApiError
@@ -122,7 +123,21 @@ class ExperimentsService:
 
     async def results(self, campaign: Campaign) -> ResultsTable:
         counts = await self._results.counts(campaign.id)
-        return results_table(campaign, counts, await self._results.event_total(campaign.id))
+        exposure = await self._results.exposure(campaign.id)
+        not_written = (
+            await self._results.counts_of(campaign.id, exposure.not_written_recipients)
+            if exposure and exposure.not_written_recipients
+            else {}
+        )
+        return results_table(campaign, counts, await self._results.event_total(campaign.id), exposure, not_written)
+
+    async def sandbox_send(self, who: Caller, campaign: Campaign, options: SendBody) -> SandboxSendSummary:
+        """The sandbox's send, then its record of which branch each recipient got (so
+        results count exposures, not assignments)."""
+        summary = await self._loop.sandbox_send(who, campaign, options)
+        records = await self._loop.sandbox_send_records(campaign, summary.sendId)
+        await self._results.save_exposure(campaign.id, exposure_of(campaign, records))
+        return summary
 
     def plan(self, body: PlanBody) -> CampaignPlan:
         """The setup calculator: what a campaign of this size can detect, how long its
