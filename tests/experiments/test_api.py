@@ -110,6 +110,21 @@ def test_campaigns_are_per_workspace_and_typed(api: str, experiments_settings: E
         assert clicks_b["sequential"]["verdict"] == "keep_running" and clicks_b["sequential"]["text"] == "keep running"
         assert results["variants"][0]["metrics"]["click"]["sequential"] is None  # the control
 
+        # Not assigned yet: not ready, every condition named.
+        readiness = a.get(f"/campaigns/{cid}/readiness").json()
+        assert readiness["ready"] is False
+        assert readiness["blocked_by"] == ["coverage", "writeback_idle", "read_back", "settled"]
+        # Only an Owner may override, with a reason.
+        override = a.post(f"/campaigns/{cid}/readiness/override", json={"reason": "tested by hand"})
+        assert override.status_code == 403 and override.json()["error"]["code"] == "forbidden"
+        with _client(api, experiments_settings, ws_a, Role.OWNER) as owner:
+            assert owner.post(f"/campaigns/{cid}/readiness/override", json={}).status_code == 422
+            done = owner.post(f"/campaigns/{cid}/readiness/override", json={"reason": "tested by hand"})
+            assert done.status_code == 200, done.text
+            assert done.json()["ready"] is True and done.json()["override"]["reason"] == "tested by hand"
+        again = a.get(f"/campaigns/{cid}/readiness").json()
+        assert again["ready"] is True and again["override"]["by"] == f"user-{ws_a}"
+
         assert b.delete(f"/campaigns/{cid}").status_code == 404
         assert a.delete(f"/campaigns/{cid}").status_code == 204
         assert a.get(f"/campaigns/{cid}").status_code == 404

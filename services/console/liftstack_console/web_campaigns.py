@@ -27,6 +27,13 @@ METRICS = (
     ("conversion", "Conversions"),
     ("unsubscribe", "Unsubscribes"),
 )
+# The readiness gate's conditions, as the wizard names them.
+READINESS_LABELS = {
+    "coverage": "Write coverage",
+    "writeback_idle": "No writeback in progress",
+    "read_back": "Read back from Iterable",
+    "settled": "Settle time",
+}
 # The sandbox renders and delivers a whole send inside its request: minutes for a big list.
 SEND_TIMEOUT_S = 900.0
 
@@ -62,6 +69,7 @@ async def campaign_page(request: Request) -> Response:
     state = await _experiments(request, f"/{cid}")
     connections = {c["id"]: c for c in await _safe_connections(request)}
     table = await _experiments(request, f"/{cid}/results") if state["send"] else None
+    readiness = await _experiments(request, f"/{cid}/readiness") if state["step"] in ("send", "results") else None
     return page(
         request,
         "campaign.html",
@@ -70,6 +78,8 @@ async def campaign_page(request: Request) -> Response:
         connection=connections.get(state["connection_id"]),
         table=table,
         metrics=METRICS,
+        readiness=readiness,
+        readiness_labels=READINESS_LABELS,
     )
 
 
@@ -153,5 +163,7 @@ routes = [
     Route(C + "/template/publish", api_campaigns, methods=["POST"]),
     Route(C + "/template/preview/{variant}", api_campaigns, methods=["GET"]),
     Route(C + "/send", api_campaigns, methods=["POST"]),
+    Route(C + "/readiness", api_campaigns, methods=["GET"]),
+    Route(C + "/readiness/override", api_campaigns, methods=["POST"]),
     Route(C + "/results", api_campaigns, methods=["GET"]),
 ]

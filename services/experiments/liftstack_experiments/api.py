@@ -24,15 +24,18 @@ from liftstack_experiments.models import (
     CampaignCreated,
     CampaignList,
     CampaignState,
+    OverrideBody,
     PlanBody,
     SendBody,
     SyncBody,
 )
+from liftstack_experiments.readiness import Readiness
 from liftstack_experiments.results import ResultsTable
 from liftstack_experiments.service import ExperimentsService
 from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_experiments.stats import CampaignPlan
-from liftstack_shared.auth import workspace_caller
+from liftstack_shared.auth import Role, workspace_caller
+from liftstack_shared.errors import ApiError
 from liftstack_shared.http import Endpoint, json_response, parse_body, parse_json, read_body
 
 
@@ -139,6 +142,21 @@ async def sandbox_send(request: Request) -> Response:
     return json_response(await deps(request).service.sandbox_send(who, campaign, options))
 
 
+async def get_readiness(request: Request) -> Response:
+    who, campaign = await campaign_of(request)
+    return json_response(await deps(request).service.readiness(who, campaign))
+
+
+async def override_readiness(request: Request) -> Response:
+    """Owners only: ready to send although a condition doesn't hold, with the reason."""
+    principal = workspace_caller(request, deps(request).settings, request.path_params["workspace_id"])
+    if principal.role != Role.OWNER:
+        raise ApiError(403, "forbidden", "Only the workspace's Owners can override the readiness gate.")
+    who, campaign = await campaign_of(request)
+    body = await parse_body(request, OverrideBody, deps(request).settings.max_body_bytes)
+    return json_response(await deps(request).service.override_readiness(who, campaign, body.reason))
+
+
 async def get_results(request: Request) -> Response:
     _, campaign = await campaign_of(request)
     return json_response(await deps(request).service.results(campaign))
@@ -164,6 +182,8 @@ ROUTES: list[Route] = [
     Route(CAMPAIGN + "/template/publish", publish_template, methods=["POST"]),
     Route(CAMPAIGN + "/template/preview/{variant}", preview_template, methods=["GET"]),
     Route(CAMPAIGN + "/send", sandbox_send, methods=["POST"]),
+    Route(CAMPAIGN + "/readiness", get_readiness, methods=["GET"]),
+    Route(CAMPAIGN + "/readiness/override", override_readiness, methods=["POST"]),
     Route(CAMPAIGN + "/results", get_results, methods=["GET"]),
 ]
 
@@ -244,6 +264,21 @@ ENDPOINTS: list[Endpoint] = [
         "Send from the Iterable sandbox (local stacks; body optional)",
         request=SendBody,
         response=SandboxSendSummary,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "GET",
+        CAMPAIGN + "/readiness",
+        "The readiness gate: write coverage, writeback idle, Iterable read-back, settle time",
+        response=Readiness,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        CAMPAIGN + "/readiness/override",
+        "Owners: ready although a condition doesn't hold, with the reason (recorded)",
+        request=OverrideBody,
+        response=Readiness,
         tags=TAGS,
     ),
     Endpoint(

@@ -195,6 +195,7 @@ class CampaignLoop:
             counts=plan.counts,
             identity=plan.identity,
             batch_count=len(plan.batches),
+            sample=plan.sample,
             started_at=campaign.assignment.started_at if campaign.assignment else None,
             finished_at=utcnow(),
         )

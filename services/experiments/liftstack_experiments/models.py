@@ -128,3 +128,11 @@ class PlanBody(BaseModel):
         if self.control is not None and self.control not in names:
             raise ValueError(f"control {self.control!r} is not one of the variants")
         return self
+
+
+class OverrideBody(BaseModel):
+    """An Owner's "ready anyway": why, in words (recorded on the campaign)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)

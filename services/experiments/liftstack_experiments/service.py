@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 
-from liftstack_experiments.campaigns import Campaign, CampaignCreate, current_step, demo_rates
+from liftstack_experiments.campaigns import Campaign, CampaignCreate, ReadinessOverride, current_step, demo_rates
 from liftstack_experiments.downstream import DownstreamError, SandboxSendSummary
+from liftstack_experiments.iterable_probe import ReadBackProbe
 from liftstack_experiments.loop import Caller, CampaignLoop
 from liftstack_experiments.models import (
     CampaignState,
@@ -18,9 +19,10 @@ from liftstack_experiments.models import (
     VariantSummary,
     WritebackProgress,
 )
+from liftstack_experiments.readiness import RUNNING, ReadBack, Readiness, WritebackFacts, evaluate
 from liftstack_experiments.results import ResultsTable, attribute, exposure_of, results_table
 from liftstack_experiments.stats import CampaignPlan, plan_campaign
-from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore
+from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore, utcnow
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages import EngagementEvent
 
@@ -46,9 +48,17 @@ class CampaignLookup:
 
 class ExperimentsService:
     def __init__(
-        self, campaigns: CampaignStore, results: ResultsStore, loop: CampaignLoop, profiles_per_second: float
+        self,
+        campaigns: CampaignStore,
+        results: ResultsStore,
+        loop: CampaignLoop,
+        profiles_per_second: float,
+        probe: ReadBackProbe | None = None,
+        settle_s: float = 600.0,
     ) -> None:
         self._campaigns = campaigns
+        self._probe = probe
+        self._settle_s = settle_s
         self._profiles_per_second = profiles_per_second
         self._results = results
         self._loop = loop
@@ -118,6 +128,32 @@ class ExperimentsService:
             send=campaign.send,
             sandbox_rates=demo_rates(campaign) if self._loop.has_sandbox else None,
         )
+
+    # ------------------------------------------------------------------ readiness
+
+    async def readiness(self, who: Caller, campaign: Campaign) -> Readiness:
+        """Whether the campaign may be sent (readiness.py): the writeback run now, and
+        once no run is in progress, the sampled profiles read back from Iterable."""
+        read_back: ReadBack | None = None
+        try:
+            run = await self._loop.writeback_progress(who, campaign)
+        except DownstreamError as exc:
+            facts = None
+            read_back = ReadBack(sampled=0, matched=0, error=f"writeback progress unavailable: {exc.message}")
+        else:
+            facts = (
+                WritebackFacts(status=run.status, succeeded=run.succeeded, finished_at=run.finished_at) if run else None
+            )
+            read_back = None
+            if run and run.status not in RUNNING and self._probe is not None:
+                read_back = await self._probe.read_back(campaign, f"{run.run}|{run.finished_at}")
+        return evaluate(campaign, facts, read_back, utcnow(), self._settle_s)
+
+    async def override_readiness(self, who: Caller, campaign: Campaign, reason: str) -> Readiness:
+        """An Owner's "ready anyway" (the API checks the role), kept with who and why."""
+        override = ReadinessOverride(by=who.user_id, reason=reason, at=utcnow())
+        await self._campaigns.set_sections(campaign.id, readiness_override=override)
+        return await self.readiness(who, campaign.model_copy(update={"readiness_override": override}))
 
     # -------------------------------------------------------------------- results
 

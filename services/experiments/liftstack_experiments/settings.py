@@ -22,6 +22,11 @@ class ExperimentsSettings(CommonSettings):
     # 90% pacing (services/writeback/README.md measures 4,480/s on the sandbox).
     writeback_profiles_per_second: float = 4500.0
 
+    # The readiness gate: time since the last write before a campaign is ready
+    # (Iterable applies bulk updates asynchronously; large syncs can take about ten
+    # minutes to show).
+    readiness_settle_s: float = 600.0
+
     # Consumer group of the results counter (engagement.events).
     results_group: str = "experiments-results"
     # The service's own MongoDB database (campaigns, results); default

@@ -77,6 +77,7 @@ class CampaignStore:
             connection_id=body.connection_id,
             variants=body.variants,
             control=body.control or body.variants[0].name,
+            readiness_threshold=body.readiness_threshold,
             created_at=now,
             updated_at=now,
             created_by=user_id,
