@@ -80,3 +80,16 @@ def test_failures_in_one_variant_only_raise_the_sample_ratio_alarm_on_exposures(
     assert results_table(campaign, {}, 0, exposure, {}).srm.mismatch
     # On assignments, the split looks fine: that is why the check runs on exposures.
     assert not results_table(campaign, {}, 0).srm.mismatch
+
+
+def test_no_verdict_is_read_before_send_events_arrive():
+    """Per assigned recipient the denominator is complete while events trickle in:
+    zero clicks on 10,000 each would otherwise read as "no difference likely"."""
+    campaign = _campaign({"A": 10_000, "B": 10_000})
+    waiting = results_table(campaign, {("A", EventType.CLICK): 3, ("B", EventType.CLICK): 2}, 5)
+    cell = waiting.variants[1].metrics[EventType.CLICK].sequential
+    assert cell is not None and cell.verdict == "keep_running" and cell.text == "keep running (no send events yet)"
+    sent = {("A", EventType.SEND): 10_000, ("B", EventType.SEND): 10_000}
+    counted = results_table(campaign, {**sent, ("A", EventType.CLICK): 300, ("B", EventType.CLICK): 300}, 0)
+    cell = counted.variants[1].metrics[EventType.CLICK].sequential
+    assert cell is not None and cell.verdict == "no_difference" and cell.low is not None

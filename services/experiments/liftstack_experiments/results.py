@@ -194,6 +194,19 @@ class ResultsTable(BaseModel):
     rate_basis: str = "assigned"  # rates are per "sends", or per "assigned" (exposed) recipient before sends arrive
 
 
+# Before send events arrive the rates are per assigned recipient, with a denominator
+# that is already complete while the events trickle in: not the stream of finished
+# observations the confidence sequence is about, so no verdict is read from it.
+WAITING_FOR_SENDS = SequentialInterval(
+    difference=None,
+    low=None,
+    high=None,
+    mde=None,
+    verdict=Verdict.KEEP_RUNNING,
+    text="keep running (no send events yet)",
+)
+
+
 def _interval(value: Lift | None) -> LiftInterval | None:
     return None if value is None else LiftInterval(lift=value.lift, low=value.low, high=value.high)
 
@@ -242,19 +255,23 @@ def results_table(
             if name != control:
                 n_control = counts.get((control, event_type), 0)
                 cell.lift = _interval(lift_over_control(n, base_of[name], n_control, base_of[control]))
-                cell.sequential = _sequential(
-                    difference_sequence(
-                        n,
-                        base_of[name],
-                        n_control,
-                        base_of[control],
-                        # The full audience of each arm: where the sequence is tuned to be narrowest.
-                        planned_v=audience[name],
-                        planned_c=audience[control],
-                        variant=name,
-                        control=control,
-                        metric=NOUNS[event_type],
-                        higher_is_better=event_type not in LOWER_IS_BETTER,
+                cell.sequential = (
+                    WAITING_FOR_SENDS
+                    if basis != "sends"
+                    else _sequential(
+                        difference_sequence(
+                            n,
+                            base_of[name],
+                            n_control,
+                            base_of[control],
+                            # The full audience of each arm: where the sequence is tuned to be narrowest.
+                            planned_v=audience[name],
+                            planned_c=audience[control],
+                            variant=name,
+                            control=control,
+                            metric=NOUNS[event_type],
+                            higher_is_better=event_type not in LOWER_IS_BETTER,
+                        )
                     )
                 )
             cells[str(event_type)] = cell
