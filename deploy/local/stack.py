@@ -505,6 +505,8 @@ def services_env() -> dict[str, str]:
         "LIFTSTACK_TEMPLATES_URL": urls["templates"],
         "LIFTSTACK_AUDIENCES_URL": urls["audiences"],
         "LIFTSTACK_SANDBOX_URL": urls["iterable-sandbox"],
+        # The sandbox applies bulk updates at once; real Iterable needs the default 600 s.
+        "LIFTSTACK_READINESS_SETTLE_S": "5",
         **user_token_settings(),
     }
 

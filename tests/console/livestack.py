@@ -167,6 +167,8 @@ def live_stack(
         "LIFTSTACK_ITERABLE_BASE_URL": urls["iterable-sandbox"],
         "LIFTSTACK_AUDIENCE_STATE_DIR": str(tmp_path_factory.mktemp("audience-state")),
         "LIFTSTACK_LOG_LEVEL": "INFO",
+        # The sandbox applies bulk updates at once: a short settle for the readiness gate.
+        "LIFTSTACK_READINESS_SETTLE_S": "1",
         # Injected Iterable outages (the Re-trigger test) fail a batch in seconds.
         "LIFTSTACK_WRITEBACK_TRANSIENT_RETRIES": "1",
         "LIFTSTACK_WRITEBACK_TRANSIENT_BASE_DELAY": "0.05",

@@ -20,6 +20,14 @@ async def test_wizard_from_new_campaign_to_results(page: Page, live_stack: LiveS
     await page.fill("#c-name", "Wizard spring sale")
     await page.fill("#c-key", key)
     await page.select_option("#c-connection", stack.seed.connection_id)
+    # The sizing calculator: 450,000 profiles at 4,500/s is 100 s of writeback.
+    await page.fill("#p-audience", "450000")
+    await page.fill("#p-baseline", "3")
+    await page.fill("#p-lift", "20")
+    await page.click("#plan-button")
+    await expect(page.locator("#plan-result [data-role=writeback]")).to_contain_text("~1.7 min")
+    await expect(page.locator("#plan-result tr[data-variant=B] [data-role=mde]")).to_contain_text("pts")
+    await expect(page.locator("#plan-result tr[data-variant=B] [data-role=answer]")).to_contain_text("recipients")
     await shot(page, "10-wizard-new-campaign")
     await page.click("#create-campaign")
     await page.wait_for_url("**/campaigns/cmp_*")
@@ -68,6 +76,12 @@ async def test_wizard_from_new_campaign_to_results(page: Page, live_stack: LiveS
     texts = await sends.all_inner_texts()
     assert sum(int(t.replace(",", "")) for t in texts) == stack.seed.members
     await expect(page.locator("#results-table tr[data-variant=B] [data-role=lift]").first).to_be_visible()
+    clicks_b = page.locator("#results-table tr[data-variant=B] td[data-metric=click]")
+    await expect(clicks_b.locator("[data-role=sequential-ci]")).to_contain_text("always-valid")
+    verdict = (await clicks_b.locator("[data-role=verdict]").inner_text()).strip()
+    assert verdict in ("B beats A on clicks, safe to stop", "A beats B on clicks, safe to stop", "keep running") or (
+        verdict.startswith("no difference likely at this size")
+    ), verdict
     await expect(page.locator("#srm")).to_contain_text("Sample ratio check")
     await shot(page, "16-wizard-results")
 

@@ -37,4 +37,9 @@ async def build_parts(settings: ExperimentsSettings, mongo_client: AsyncMongoCli
     await results.ensure_indexes()
     downstream = Downstream(settings, ConnectionsClient(settings))
     loop = CampaignLoop(settings, campaigns, downstream, AssignmentPublisher(settings))
-    return Parts(settings, campaigns, results, ExperimentsService(campaigns, results, loop))
+    return Parts(
+        settings,
+        campaigns,
+        results,
+        ExperimentsService(campaigns, results, loop, settings.writeback_profiles_per_second),
+    )

@@ -105,6 +105,25 @@ def test_campaigns_are_per_workspace_and_typed(api: str, experiments_settings: E
         results = a.get(f"/campaigns/{cid}/results").json()
         assert results["events"] == 0 and [v["name"] for v in results["variants"]] == ["A", "B"]
         assert results["srm"] == {"basis": "assigned", "p_value": 1.0, "mismatch": False}
+        # Nothing counted yet: the always-valid verdict is "keep running", never a winner.
+        clicks_b = results["variants"][1]["metrics"]["click"]
+        assert clicks_b["sequential"]["verdict"] == "keep_running" and clicks_b["sequential"]["low"] is None
+        assert results["variants"][0]["metrics"]["click"]["sequential"] is None  # the control
+
+        # Not assigned yet: not ready, every condition named.
+        readiness = a.get(f"/campaigns/{cid}/readiness").json()
+        assert readiness["ready"] is False
+        assert readiness["blocked_by"] == ["coverage", "writeback_idle", "read_back", "settled"]
+        # Only an Owner may override, with a reason.
+        override = a.post(f"/campaigns/{cid}/readiness/override", json={"reason": "tested by hand"})
+        assert override.status_code == 403 and override.json()["error"]["code"] == "forbidden"
+        with _client(api, experiments_settings, ws_a, Role.OWNER) as owner:
+            assert owner.post(f"/campaigns/{cid}/readiness/override", json={}).status_code == 422
+            done = owner.post(f"/campaigns/{cid}/readiness/override", json={"reason": "tested by hand"})
+            assert done.status_code == 200, done.text
+            assert done.json()["ready"] is True and done.json()["override"]["reason"] == "tested by hand"
+        again = a.get(f"/campaigns/{cid}/readiness").json()
+        assert again["ready"] is True and again["override"]["by"] == f"user-{ws_a}"
 
         assert b.delete(f"/campaigns/{cid}").status_code == 404
         assert a.delete(f"/campaigns/{cid}").status_code == 204
@@ -172,3 +191,32 @@ async def test_assign_reads_the_sync_and_publishes_the_job(
     for a in job.assignments:
         assert a.variant == assign_variant(key, a.recipient, ["A", "B"], weights)
     assert sum(assignment["counts"].values()) == 7
+
+
+def test_campaign_plan_sizes_a_campaign_at_the_iterable_budget(
+    api: str, experiments_settings: ExperimentsSettings
+) -> None:
+    ws = f"ws_{uuid.uuid4().hex[:6]}"
+    with _client(api, experiments_settings, ws) as a:
+        body = {
+            "audience": 450_000,
+            "baseline_rate": 0.03,
+            "variants": [{"name": "A"}, {"name": "B"}, {"name": "C", "weight": 2}],
+            "control": "A",
+            "expected_lift": 0.2,
+        }
+        plan = a.post("/campaign-plan", json=body)
+        assert plan.status_code == 200, plan.text
+        answer = plan.json()
+        # 450,000 profiles at 5 req/s x 1,000 users x 90% pacing = 100 s.
+        assert answer["writeback_seconds"] == pytest.approx(100.0)
+        arms = {arm["variant"]: arm for arm in answer["arms"]}
+        assert set(arms) == {"B", "C"} and arms["B"]["recipients"] == 112_500 and arms["C"]["recipients"] == 225_000
+        assert arms["C"]["mde_absolute"] < arms["B"]["mde_absolute"] < 0.03
+        assert arms["B"]["fixed_horizon_mde_absolute"] < arms["B"]["mde_absolute"]
+        assert arms["B"]["recipients_to_answer"] < 450_000
+
+        bad = a.post("/campaign-plan", json={**body, "baseline_rate": 1.5})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "baseline_rate"
+        assert a.post("/campaign-plan", json={**body, "control": "Z"}).status_code == 422
+        assert httpx.post(f"{api}/v1/workspaces/{ws}/campaign-plan", json=body).status_code == 401

@@ -6,7 +6,14 @@ import pytest
 
 from liftstack_experiments.assign import assign_variant
 from liftstack_experiments.plan import plan_assignments
-from liftstack_experiments.stats import chi2_survival, lift_over_control, sample_ratio_check
+from liftstack_experiments.stats import (
+    Verdict,
+    difference_sequence,
+    lift_over_control,
+    plan_campaign,
+    sample_ratio_check,
+    sequential_mde,
+)
 from liftstack_shared.messages import AudienceMember
 
 
@@ -32,17 +39,16 @@ def test_assignment_rejects_bad_weights():
 
 
 @pytest.mark.parametrize(
-    "x,dof,expected",
+    "observed,weights,expected_p",
     [
-        (3.841458820694124, 1, 0.05),
-        (10.827566170662733, 1, 0.001),
-        (5.991464547107979, 2, 0.05),
-        (0.5, 3, 0.918891411654),
-        (30.0, 4, 4.89e-06),
+        # chi2 = 3.841458820694124 on 1 dof is p = 0.05: counts that give it exactly.
+        ([5098, 4902], [1, 1], 0.05),
+        ([2500, 7500], [1, 3], 1.0),
+        ([100, 100, 100], [1, 1, 1], 1.0),
     ],
 )
-def test_chi2_survival_matches_tables(x, dof, expected):
-    assert chi2_survival(x, dof) == pytest.approx(expected, rel=1e-3)
+def test_sample_ratio_p_values_match_the_chi_square_table(observed, weights, expected_p):
+    assert sample_ratio_check(observed, weights).p_value == pytest.approx(expected_p, abs=2e-3)
 
 
 def test_lift_and_interval():
@@ -53,6 +59,71 @@ def test_lift_and_interval():
     strong = lift_over_control(s_v=1200, n_v=10000, s_c=1000, n_c=10000)
     assert strong.low > 0
     assert lift_over_control(5, 10, 0, 10).lift is None
+
+
+def _cell(s_v, n_v, s_c, n_c, planned=None, higher_is_better=True):
+    planned = planned or max(n_v, n_c)
+    return difference_sequence(
+        s_v,
+        n_v,
+        s_c,
+        n_c,
+        planned_v=planned,
+        planned_c=planned,
+        variant="B",
+        control="A",
+        metric="clicks",
+        higher_is_better=higher_is_better,
+    )
+
+
+def test_sequential_verdicts_say_what_the_interval_allows():
+    win = _cell(1300, 10_000, 1000, 10_000)
+    assert win.verdict == Verdict.VARIANT_WINS and win.text == "B beats A on clicks, safe to stop"
+    assert win.low is not None and win.low > 0
+    lose = _cell(1000, 10_000, 1300, 10_000)
+    assert lose.verdict == Verdict.CONTROL_WINS and lose.text == "A beats B on clicks, safe to stop"
+    # Fewer unsubscribes is better: the variant with more of them loses.
+    unsub = _cell(1300, 10_000, 1000, 10_000, higher_is_better=False)
+    assert unsub.verdict == Verdict.CONTROL_WINS
+    # The same data as the fixed-horizon test below: 12% vs 10% on 1,000 each.
+    assert _cell(120, 1000, 100, 1000).verdict == Verdict.KEEP_RUNNING
+    # Equal rates at the full size: the interval is inside +-MDE.
+    same = _cell(1000, 10_000, 1000, 10_000)
+    assert same.verdict == Verdict.NO_DIFFERENCE and same.text.startswith("no difference likely at this size")
+    assert same.mde is not None and same.high is not None and same.high < same.mde
+    # Equal rates early in a big campaign: not yet.
+    assert _cell(100, 1000, 100, 1000, planned=100_000).verdict == Verdict.KEEP_RUNNING
+    # Nobody in an arm yet.
+    empty = _cell(0, 0, 0, 0, planned=1000)
+    assert empty.verdict == Verdict.KEEP_RUNNING and empty.low is None
+
+
+def test_the_always_valid_interval_is_wider_than_the_fixed_horizon_one():
+    seq = _cell(1300, 10_000, 1000, 10_000)
+    fixed_half = 1.959964 * ((0.13 * 0.87 + 0.1 * 0.9) / 10_000) ** 0.5
+    assert seq.high is not None and seq.low is not None
+    assert (seq.high - seq.low) / 2 > 1.4 * fixed_half
+
+
+def test_campaign_plan_mde_and_writeback_time():
+    plan = plan_campaign(90_000, 0.03, ["A", "B", "C"], [1, 1, 1], "A", 4500, expected_lift=0.3)
+    assert plan.writeback_seconds == pytest.approx(20.0)
+    assert [arm.variant for arm in plan.arms] == ["B", "C"]
+    arm = plan.arms[0]
+    assert arm.recipients == 30_000
+    assert arm.mde_absolute == pytest.approx(sequential_mde(0.03, 30_000, 30_000))
+    assert arm.fixed_horizon_mde_absolute < arm.mde_absolute
+    assert arm.mde_relative == pytest.approx(arm.mde_absolute / 0.03)
+    # A 30% lift is above the ~17% MDE: answered before the whole audience is in.
+    assert arm.recipients_to_answer is not None and arm.recipients_to_answer < 90_000
+    # A 5% lift is not answerable at this size.
+    small = plan_campaign(90_000, 0.03, ["A", "B"], [1, 1], "A", 4500, expected_lift=0.05)
+    assert small.arms[0].recipients_to_answer is None
+    # Twice the audience: a smaller MDE.
+    assert plan_campaign(180_000, 0.03, ["A", "B"], [1, 1], "A", 4500).arms[0].mde_absolute < (
+        plan_campaign(90_000, 0.03, ["A", "B"], [1, 1], "A", 4500).arms[0].mde_absolute
+    )
 
 
 def test_sample_ratio_check():

@@ -200,6 +200,17 @@ async def test_get_user_fields(sandbox, project, key) -> None:
     assert fields["plan"] == "string" and fields["score"] == "double"
 
 
+async def test_get_user_by_email_and_user_id(sandbox, project, key) -> None:
+    sandbox.put_users(project, [{"email": "a@example.com", "dataFields": {"lf_assignments": {"spring": "B"}}}])
+    async with sandbox_client(sandbox, key) as client:
+        user = await client.get_user(email="a@example.com")
+        assert user is not None and user["dataFields"]["lf_assignments"] == {"spring": "B"}
+        assert await client.get_user(email="nobody@example.com") is None
+        assert await client.get_user(user_id="no-such-id") is None
+        with pytest.raises(ValueError):
+            await client.get_user()
+
+
 # --- lists -----------------------------------------------------------------------------
 
 

@@ -33,6 +33,24 @@ def test_500_generic_error_and_paths_filter(sandbox: SandboxHandle, api: Api) ->
     assert sandbox.user(api.project, "a@example.com")["dataFields"] == {"n": 1}
 
 
+def test_bulk_fail_users_fails_only_those_users(sandbox: SandboxHandle, api: Api) -> None:
+    sandbox.faults(api.project, bulk_fail_users=["b@example.com"])
+    body = {
+        "users": [
+            {"email": "a@example.com", "dataFields": {"n": 2}},
+            {"email": "B@example.com", "dataFields": {"n": 2}},  # emails compare lowercased
+        ]
+    }
+    answer = api.client.post("/api/users/bulkUpdate", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["successCount"] == 1 and answer.json()["failCount"] == 1
+    assert answer.json()["failedUpdates"]["invalidDataEmails"] == ["b@example.com"]
+    assert sandbox.user(api.project, "a@example.com")["dataFields"] == {"n": 2}
+    # Cleared: the same user is written.
+    sandbox.faults(api.project, bulk_fail_users=[])
+    assert api.client.post("/api/users/bulkUpdate", json=body).json()["failCount"] == 0
+
+
 def test_forced_429s_follow_the_retry_after_switch(sandbox: SandboxHandle, api: Api) -> None:
     sandbox.faults(api.project, fail_next=1, fail_status=429)
     response = api.client.get("/api/templates")

@@ -80,6 +80,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["num"] = lambda n: "–" if n is None else f"{int(n):,}"
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.1f}%"
     env.filters["signed_pct"] = lambda x: "–" if x is None else f"{100 * x:+.1f}%"
+    # A difference of two rates, in percentage points.
+    env.filters["signed_points"] = lambda x: "–" if x is None else f"{100 * x:+.2f} pts"
     return templates
 
 

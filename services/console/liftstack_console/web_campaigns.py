@@ -27,6 +27,13 @@ METRICS = (
     ("conversion", "Conversions"),
     ("unsubscribe", "Unsubscribes"),
 )
+# The readiness gate's conditions, as the wizard names them.
+READINESS_LABELS = {
+    "coverage": "Write coverage",
+    "writeback_idle": "No writeback in progress",
+    "read_back": "Read back from Iterable",
+    "settled": "Settle time",
+}
 # The sandbox renders and delivers a whole send inside its request: minutes for a big list.
 SEND_TIMEOUT_S = 900.0
 
@@ -62,6 +69,7 @@ async def campaign_page(request: Request) -> Response:
     state = await _experiments(request, f"/{cid}")
     connections = {c["id"]: c for c in await _safe_connections(request)}
     table = await _experiments(request, f"/{cid}/results") if state["send"] else None
+    readiness = await _experiments(request, f"/{cid}/readiness") if state["step"] in ("send", "results") else None
     return page(
         request,
         "campaign.html",
@@ -70,6 +78,8 @@ async def campaign_page(request: Request) -> Response:
         connection=connections.get(state["connection_id"]),
         table=table,
         metrics=METRICS,
+        readiness=readiness,
+        readiness_labels=READINESS_LABELS,
     )
 
 
@@ -116,6 +126,20 @@ async def api_campaigns(request: Request) -> Response:
     return Response(answer.content, status_code=answer.status_code, media_type="application/json")
 
 
+async def api_campaign_plan(request: Request) -> Response:
+    """The new-campaign form's sizing calculator: passed to experiments' `campaign-plan`."""
+    who = user(request)
+    answer = await deps(request).services.call(
+        "experiments",
+        "POST",
+        f"/v1/workspaces/{who.workspace_id}/campaign-plan",
+        who.token,
+        json=await json_value(request),
+        raw=True,
+    )
+    return Response(answer.content, status_code=answer.status_code, media_type="application/json")
+
+
 async def root(request: Request) -> Response:
     return RedirectResponse("/campaigns", status_code=303)
 
@@ -129,6 +153,7 @@ routes = [
     Route("/campaigns/{campaign_id}/results", results_page, methods=["GET"]),
     Route("/campaigns/{campaign_id}/preview/{variant}", preview_page, methods=["GET"]),
     Route("/api/campaigns", api_campaigns, methods=["GET", "POST"]),
+    Route("/api/campaign-plan", api_campaign_plan, methods=["POST"]),
     Route(C, api_campaigns, methods=["GET", "DELETE"]),
     Route(C + "/audiences", api_campaigns, methods=["GET"]),
     Route(C + "/sync", api_campaigns, methods=["POST"]),
@@ -138,5 +163,7 @@ routes = [
     Route(C + "/template/publish", api_campaigns, methods=["POST"]),
     Route(C + "/template/preview/{variant}", api_campaigns, methods=["GET"]),
     Route(C + "/send", api_campaigns, methods=["POST"]),
+    Route(C + "/readiness", api_campaigns, methods=["GET"]),
+    Route(C + "/readiness/override", api_campaigns, methods=["POST"]),
     Route(C + "/results", api_campaigns, methods=["GET"]),
 ]

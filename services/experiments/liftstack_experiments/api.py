@@ -24,13 +24,18 @@ from liftstack_experiments.models import (
     CampaignCreated,
     CampaignList,
     CampaignState,
+    OverrideBody,
+    PlanBody,
     SendBody,
     SyncBody,
 )
+from liftstack_experiments.readiness import Readiness
 from liftstack_experiments.results import ResultsTable
 from liftstack_experiments.service import ExperimentsService
 from liftstack_experiments.settings import ExperimentsSettings
-from liftstack_shared.auth import workspace_caller
+from liftstack_experiments.stats import CampaignPlan
+from liftstack_shared.auth import Role, workspace_caller
+from liftstack_shared.errors import ApiError
 from liftstack_shared.http import Endpoint, json_response, parse_body, parse_json, read_body
 
 
@@ -83,6 +88,13 @@ async def delete_campaign(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def plan_campaign(request: Request) -> Response:
+    """The setup calculator (before a campaign exists): MDE and writeback time."""
+    caller(request)
+    body = await parse_body(request, PlanBody, deps(request).settings.max_body_bytes)
+    return json_response(deps(request).service.plan(body))
+
+
 # ----------------------------------------------------------------- loop steps
 
 
@@ -127,7 +139,22 @@ async def sandbox_send(request: Request) -> Response:
     # The body is optional: none means the demo's defaults.
     raw = await read_body(request, deps(request).settings.max_body_bytes)
     options = parse_json(raw, SendBody) if raw.strip() else SendBody()
-    return json_response(await deps(request).loop.sandbox_send(who, campaign, options))
+    return json_response(await deps(request).service.sandbox_send(who, campaign, options))
+
+
+async def get_readiness(request: Request) -> Response:
+    who, campaign = await campaign_of(request)
+    return json_response(await deps(request).service.readiness(who, campaign))
+
+
+async def override_readiness(request: Request) -> Response:
+    """Owners only: ready to send although a condition doesn't hold, with the reason."""
+    principal = workspace_caller(request, deps(request).settings, request.path_params["workspace_id"])
+    if principal.role != Role.OWNER:
+        raise ApiError(403, "forbidden", "Only the workspace's Owners can override the readiness gate.")
+    who, campaign = await campaign_of(request)
+    body = await parse_body(request, OverrideBody, deps(request).settings.max_body_bytes)
+    return json_response(await deps(request).service.override_readiness(who, campaign, body.reason))
 
 
 async def get_results(request: Request) -> Response:
@@ -144,6 +171,7 @@ CAMPAIGN = CAMPAIGNS + "/{campaign_id}"
 ROUTES: list[Route] = [
     Route(CAMPAIGNS, list_campaigns, methods=["GET"]),
     Route(CAMPAIGNS, create_campaign, methods=["POST"]),
+    Route(WS + "/campaign-plan", plan_campaign, methods=["POST"]),
     Route(CAMPAIGN, get_campaign, methods=["GET"]),
     Route(CAMPAIGN, delete_campaign, methods=["DELETE"]),
     Route(CAMPAIGN + "/audiences", list_audiences, methods=["GET"]),
@@ -154,6 +182,8 @@ ROUTES: list[Route] = [
     Route(CAMPAIGN + "/template/publish", publish_template, methods=["POST"]),
     Route(CAMPAIGN + "/template/preview/{variant}", preview_template, methods=["GET"]),
     Route(CAMPAIGN + "/send", sandbox_send, methods=["POST"]),
+    Route(CAMPAIGN + "/readiness", get_readiness, methods=["GET"]),
+    Route(CAMPAIGN + "/readiness/override", override_readiness, methods=["POST"]),
     Route(CAMPAIGN + "/results", get_results, methods=["GET"]),
 ]
 
@@ -167,6 +197,14 @@ ENDPOINTS: list[Endpoint] = [
         request=CampaignCreate,
         response=CampaignCreated,
         status=201,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        WS + "/campaign-plan",
+        "Setup calculator: minimum detectable effect per variant and writeback time at the Iterable budget",
+        request=PlanBody,
+        response=CampaignPlan,
         tags=TAGS,
     ),
     Endpoint("GET", CAMPAIGN, "A campaign and every step's state, refreshed", response=CampaignState, tags=TAGS),
@@ -230,8 +268,24 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint(
         "GET",
+        CAMPAIGN + "/readiness",
+        "The readiness gate: write coverage, writeback idle, Iterable read-back, settle time",
+        response=Readiness,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "POST",
+        CAMPAIGN + "/readiness/override",
+        "Owners: ready although a condition doesn't hold, with the reason (recorded)",
+        request=OverrideBody,
+        response=Readiness,
+        tags=TAGS,
+    ),
+    Endpoint(
+        "GET",
         CAMPAIGN + "/results",
-        "Unique engagement per variant, lift over the control, sample-ratio check",
+        "Unique engagement per variant, lift over the control (fixed-horizon and always-valid, with a"
+        " verdict), sample-ratio check",
         response=ResultsTable,
         tags=TAGS,
     ),

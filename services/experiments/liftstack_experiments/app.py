@@ -13,6 +13,7 @@ from liftstack_experiments.api import ENDPOINTS, ROUTES, Deps
 from liftstack_experiments.assigner import AssignmentPublisher
 from liftstack_experiments.consumers import results_consumer
 from liftstack_experiments.downstream import Downstream
+from liftstack_experiments.iterable_probe import ReadBackProbe
 from liftstack_experiments.loop import CampaignLoop
 from liftstack_experiments.service import ExperimentsService
 from liftstack_experiments.settings import ExperimentsSettings
@@ -36,9 +37,13 @@ def create_app(
     db = mongo[settings.experiments_db]
     campaigns, results = CampaignStore(db), ResultsStore(db)
     publisher = AssignmentPublisher(settings)
-    downstream = Downstream(settings, ConnectionsClient(settings), transport)
+    connections = ConnectionsClient(settings)
+    downstream = Downstream(settings, connections, transport)
     loop = CampaignLoop(settings, campaigns, downstream, publisher)
-    service = ExperimentsService(campaigns, results, loop)
+    probe = ReadBackProbe(settings, connections)
+    service = ExperimentsService(
+        campaigns, results, loop, settings.writeback_profiles_per_second, probe, settings.readiness_settle_s
+    )
     consumer = results_consumer(settings, service)
 
     @asynccontextmanager

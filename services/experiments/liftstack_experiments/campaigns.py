@@ -56,6 +56,9 @@ class CampaignCreate(BaseModel):
     connection_id: str = Field(min_length=1, max_length=200)
     variants: list[Variant] = Field(min_length=2, max_length=10)
     control: str | None = Field(default=None, description="A variant's name; default: the first variant.")
+    readiness_threshold: float = Field(
+        default=0.995, ge=0.5, le=1.0, description="Confirmed-write coverage (succeeded / assigned) needed to be ready"
+    )
 
     @field_validator("key")
     @classmethod
@@ -104,6 +107,8 @@ class AssignmentSection(BaseModel):
     # How the recipients were identified: how results recompute their variant.
     identity: Identity = "email"
     batch_count: int = 0
+    # Recipients the readiness gate reads back from Iterable (plan.read_back_sample).
+    sample: list[str] = Field(default_factory=list)
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -129,6 +134,14 @@ class SendSection(BaseModel):
     deliveries: dict[str, Any] | None = None
 
 
+class ReadinessOverride(BaseModel):
+    """An Owner's "ready anyway", with why (kept on the campaign)."""
+
+    by: str
+    reason: str
+    at: datetime
+
+
 class Campaign(BaseModel):
     id: str
     workspace_id: str
@@ -144,6 +157,8 @@ class Campaign(BaseModel):
     assignment: AssignmentSection | None = None
     template: TemplateSection | None = None
     send: SendSection | None = None
+    readiness_threshold: float = 0.995
+    readiness_override: ReadinessOverride | None = None
 
     @property
     def variant_names(self) -> list[str]:

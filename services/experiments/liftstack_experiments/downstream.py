@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from liftstack_experiments.results import SendRecord
 from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_shared.connections_client import ConnectionsClient
 from liftstack_shared.errors import ApiError
@@ -121,6 +123,7 @@ class SandboxSendSummary(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     campaignId: int
+    sendId: str | None = None
     recipients: int | None = None
     sent: int = 0
     skipped: int | None = None
@@ -243,6 +246,12 @@ class Downstream:
         # The sandbox renders and delivers inside this request: minutes for a big list.
         data = await self._call("sandbox", "POST", f"/_sandbox/projects/{project_id}/send", json=body, timeout=900)
         return SandboxSendSummary.model_validate(data)
+
+    async def sandbox_send_records(self, project_id: int, campaign_id: int) -> list[SendRecord]:
+        """Which branch every recipient of the campaign's sandbox sends got."""
+        query = urlencode({"campaignId": campaign_id, "fields": "sendId,email,userId,variant,status"})
+        data = await self._call("sandbox", "GET", f"/_sandbox/projects/{project_id}/sends?{query}", timeout=120)
+        return [SendRecord.model_validate(item) for item in data["sends"]]
 
     # ---------------------------------------------------------------------- HTTP
 

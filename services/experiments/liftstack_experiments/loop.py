@@ -40,6 +40,7 @@ from liftstack_experiments.downstream import (
 )
 from liftstack_experiments.models import SendBody, WritebackProgress
 from liftstack_experiments.plan import plan_assignments
+from liftstack_experiments.results import SendRecord
 from liftstack_experiments.store import CampaignStore, utcnow
 from liftstack_shared.errors import ApiError
 from liftstack_shared.settings import CommonSettings
@@ -194,6 +195,7 @@ class CampaignLoop:
             counts=plan.counts,
             identity=plan.identity,
             batch_count=len(plan.batches),
+            sample=plan.sample,
             started_at=campaign.assignment.started_at if campaign.assignment else None,
             finished_at=utcnow(),
         )
@@ -303,6 +305,16 @@ class CampaignLoop:
         )
         await self._campaigns.set_sections(campaign.id, send=sent)
         return summary
+
+    async def sandbox_send_records(self, campaign: Campaign, send_id: str | None) -> list[SendRecord]:
+        """Which branch each recipient of this campaign's sandbox send rendered (the
+        latest send's records when the sandbox names it)."""
+        campaign = await self._campaigns.get_by_id(campaign.id) or campaign
+        send = campaign.send
+        if send is None or send.sandbox_project_id is None:
+            return []
+        records = await self._downstream.sandbox_send_records(send.sandbox_project_id, send.iterable_campaign_id)
+        return [r for r in records if send_id is None or r.sendId == send_id]
 
     async def _sandbox_project(self, template_id: int) -> int:
         """Template ids are global in the sandbox (as in Iterable), so the project that

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from liftstack_experiments.campaigns import (
     AssignmentSection,
@@ -97,3 +97,42 @@ class SendBody(BaseModel):
     seed: int = Field(default=0, ge=0, le=INT64_MAX)
     duplicates_rate: float = Field(default=0.0, ge=0, le=1)
     reorder: bool = False
+
+
+class PlanVariant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=40)
+    weight: float = Field(default=1.0, gt=0, le=1000)
+
+
+class PlanBody(BaseModel):
+    """The setup calculator's inputs: how many recipients, the control's expected
+    rate, the variants and their weights (the control among them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audience: int = Field(ge=2, le=1_000_000_000)
+    baseline_rate: float = Field(gt=0, lt=1, description="The control's expected rate, e.g. 0.03 for 3% clicks")
+    variants: list[PlanVariant] = Field(min_length=2, max_length=10)
+    control: str | None = Field(default=None, description="A variant's name; default: the first variant.")
+    expected_lift: float | None = Field(
+        default=None, gt=0, le=10, description="Relative lift to size for (0.1 = +10%); gives recipients_to_answer"
+    )
+
+    @model_validator(mode="after")
+    def _control(self) -> PlanBody:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if self.control is not None and self.control not in names:
+            raise ValueError(f"control {self.control!r} is not one of the variants")
+        return self
+
+
+class OverrideBody(BaseModel):
+    """An Owner's "ready anyway": why, in words (recorded on the campaign)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)

@@ -8,8 +8,9 @@ recompute the variant from the same key, so they agree by construction.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from liftstack_experiments.assign import assign_variant
 from liftstack_shared.messages import Assignment, AssignmentBatch, AudienceMember
@@ -25,6 +26,8 @@ class AssignmentPlan:
     counts: dict[str, int]
     total: int
     identity: Identity  # how results recompute the variant
+    # Recipients whose profiles the readiness gate reads back from Iterable.
+    sample: list[str] = field(default_factory=list)
 
 
 def plan_assignments(
@@ -68,4 +71,20 @@ def plan_assignments(
         )
         for seq, chunk in enumerate(chunks)
     ]
-    return AssignmentPlan(job_id, batches, {v: counts.get(v, 0) for v in variants}, len(assignments), identity)
+    return AssignmentPlan(
+        job_id,
+        batches,
+        {v: counts.get(v, 0) for v in variants},
+        len(assignments),
+        identity,
+        read_back_sample(job_id, seen),
+    )
+
+
+READ_BACK_SAMPLE = 20
+
+
+def read_back_sample(job_id: str, recipients: set[str], size: int = READ_BACK_SAMPLE) -> list[str]:
+    """A random-looking but reproducible sample: the recipients whose hash with the
+    job id is smallest (every recipient equally likely; the same job, the same sample)."""
+    return sorted(recipients, key=lambda r: hashlib.sha256(f"{job_id}|{r}".encode()).digest())[:size]

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import time
 
-from liftstack_experiments.campaigns import Campaign, CampaignCreate, current_step, demo_rates
-from liftstack_experiments.downstream import DownstreamError
+from liftstack_experiments.campaigns import Campaign, CampaignCreate, ReadinessOverride, current_step, demo_rates
+from liftstack_experiments.downstream import DownstreamError, SandboxSendSummary
+from liftstack_experiments.iterable_probe import ReadBackProbe
 from liftstack_experiments.loop import Caller, CampaignLoop
 from liftstack_experiments.models import (
     CampaignState,
     CampaignSummary,
+    PlanBody,
+    SendBody,
     VariantSummary,
     WritebackProgress,
 )
-from liftstack_experiments.results import ResultsTable, attribute, results_table
-from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore
+from liftstack_experiments.readiness import RUNNING, ReadBack, Readiness, WritebackFacts, evaluate
+from liftstack_experiments.results import ResultsTable, attribute, exposure_of, results_table
+from liftstack_experiments.stats import CampaignPlan, plan_campaign
+from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore, utcnow
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages import EngagementEvent
 
@@ -42,8 +47,19 @@ class CampaignLookup:
 
 
 class ExperimentsService:
-    def __init__(self, campaigns: CampaignStore, results: ResultsStore, loop: CampaignLoop) -> None:
+    def __init__(
+        self,
+        campaigns: CampaignStore,
+        results: ResultsStore,
+        loop: CampaignLoop,
+        profiles_per_second: float,
+        probe: ReadBackProbe | None = None,
+        settle_s: float = 600.0,
+    ) -> None:
         self._campaigns = campaigns
+        self._probe = probe
+        self._settle_s = settle_s
+        self._profiles_per_second = profiles_per_second
         self._results = results
         self._loop = loop
         self._lookup = CampaignLookup(campaigns)
@@ -113,11 +129,65 @@ class ExperimentsService:
             sandbox_rates=demo_rates(campaign) if self._loop.has_sandbox else None,
         )
 
+    # ------------------------------------------------------------------ readiness
+
+    async def readiness(self, who: Caller, campaign: Campaign) -> Readiness:
+        """Whether the campaign may be sent (readiness.py): the writeback run now, and
+        once no run is in progress, the sampled profiles read back from Iterable."""
+        read_back: ReadBack | None = None
+        try:
+            run = await self._loop.writeback_progress(who, campaign)
+        except DownstreamError as exc:
+            facts = None
+            read_back = ReadBack(sampled=0, matched=0, error=f"writeback progress unavailable: {exc.message}")
+        else:
+            facts = (
+                WritebackFacts(status=run.status, succeeded=run.succeeded, finished_at=run.finished_at) if run else None
+            )
+            read_back = None
+            if run and run.status not in RUNNING and self._probe is not None:
+                read_back = await self._probe.read_back(campaign, f"{run.run}|{run.finished_at}")
+        return evaluate(campaign, facts, read_back, utcnow(), self._settle_s)
+
+    async def override_readiness(self, who: Caller, campaign: Campaign, reason: str) -> Readiness:
+        """An Owner's "ready anyway" (the API checks the role), kept with who and why."""
+        override = ReadinessOverride(by=who.user_id, reason=reason, at=utcnow())
+        await self._campaigns.set_sections(campaign.id, readiness_override=override)
+        return await self.readiness(who, campaign.model_copy(update={"readiness_override": override}))
+
     # -------------------------------------------------------------------- results
 
     async def results(self, campaign: Campaign) -> ResultsTable:
         counts = await self._results.counts(campaign.id)
-        return results_table(campaign, counts, await self._results.event_total(campaign.id))
+        exposure = await self._results.exposure(campaign.id)
+        not_written = (
+            await self._results.counts_of(campaign.id, exposure.not_written_recipients)
+            if exposure and exposure.not_written_recipients
+            else {}
+        )
+        return results_table(campaign, counts, await self._results.event_total(campaign.id), exposure, not_written)
+
+    async def sandbox_send(self, who: Caller, campaign: Campaign, options: SendBody) -> SandboxSendSummary:
+        """The sandbox's send, then its record of which branch each recipient got (so
+        results count exposures, not assignments)."""
+        summary = await self._loop.sandbox_send(who, campaign, options)
+        records = await self._loop.sandbox_send_records(campaign, summary.sendId)
+        await self._results.save_exposure(campaign.id, exposure_of(campaign, records))
+        return summary
+
+    def plan(self, body: PlanBody) -> CampaignPlan:
+        """The setup calculator: what a campaign of this size can detect, how long its
+        writeback takes at the project's Iterable budget."""
+        names = [v.name for v in body.variants]
+        return plan_campaign(
+            audience=body.audience,
+            baseline_rate=body.baseline_rate,
+            variants=names,
+            weights=[v.weight for v in body.variants],
+            control=body.control or names[0],
+            profiles_per_second=self._profiles_per_second,
+            expected_lift=body.expected_lift,
+        )
 
     async def record_events(self, events: list[EngagementEvent]) -> None:
         """Store each event once and count it for its campaign's variant (idempotent:

@@ -17,6 +17,16 @@ class ExperimentsSettings(CommonSettings):
     # deployment against real Iterable: the loop then stops at "ready to send".
     sandbox_url: str | None = None
 
+    # Profiles written per second at the project's Iterable budget, for the setup
+    # calculator's writeback time: bulkUpdate's 5 req/s x 1,000 users at writeback's
+    # 90% pacing (services/writeback/README.md measures 4,480/s on the sandbox).
+    writeback_profiles_per_second: float = 4500.0
+
+    # The readiness gate: time since the last write before a campaign is ready
+    # (Iterable applies bulk updates asynchronously; large syncs can take about ten
+    # minutes to show).
+    readiness_settle_s: float = 600.0
+
     # Consumer group of the results counter (engagement.events).
     results_group: str = "experiments-results"
     # The service's own MongoDB database (campaigns, results); default

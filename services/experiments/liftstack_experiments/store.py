@@ -25,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from liftstack_experiments.campaigns import Campaign, CampaignCreate
-from liftstack_experiments.results import Attribution
+from liftstack_experiments.results import Attribution, Exposure
 from liftstack_shared.messages import EngagementEvent
 from liftstack_shared.mongo import insert_once, is_duplicate_key
 
@@ -77,6 +77,7 @@ class CampaignStore:
             connection_id=body.connection_id,
             variants=body.variants,
             control=body.control or body.variants[0].name,
+            readiness_threshold=body.readiness_threshold,
             created_at=now,
             updated_at=now,
             created_by=user_id,
@@ -141,6 +142,8 @@ class ResultsStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.events = db["result_events"]
         self.engaged = db["result_engaged"]
+        self.exposures = db["result_exposures"]
+        self.not_written = db["result_not_written"]
 
     async def ensure_indexes(self) -> None:
         await self.engaged.create_index(
@@ -148,6 +151,7 @@ class ResultsStore:
             name="campaign_variant_type",
         )
         await self.events.create_index([("campaign_id", ASCENDING)], name="campaign")
+        await self.not_written.create_index([("campaign_id", ASCENDING)], name="campaign")
 
     async def write(self, rows: list[tuple[EngagementEvent, Attribution | None]]) -> None:
         """Store each event once, and each attributed one as "this recipient did this"."""
@@ -196,6 +200,45 @@ class ResultsStore:
         ]
         async for row in await self.engaged.aggregate(pipeline):
             out[(row["_id"]["v"], row["_id"]["t"])] = row["n"]
+        return out
+
+    async def save_exposure(self, campaign_id: str, exposure: Exposure) -> None:
+        """The latest send's record of who received what: the counts in one document
+        (`_id` = campaign), the not-written recipients one document each. Written
+        before the counts, so a reader sees either the old counts or complete
+        recipients for the new ones."""
+        await self.not_written.delete_many({"campaign_id": campaign_id})
+        await insert_once(
+            self.not_written,
+            [
+                {"_id": f"{campaign_id}|{recipient}", "campaign_id": campaign_id, "recipient": recipient}
+                for recipient in exposure.not_written_recipients
+            ],
+        )
+        await self.exposures.replace_one(
+            {"_id": campaign_id},
+            {"_id": campaign_id, **exposure.model_dump(), "at": datetime.now(UTC)},
+            upsert=True,
+        )
+
+    async def exposure(self, campaign_id: str) -> Exposure | None:
+        doc = await self.exposures.find_one({"_id": campaign_id})
+        if doc is None:
+            return None
+        recipients = [d["recipient"] async for d in self.not_written.find({"campaign_id": campaign_id})]
+        return Exposure(exposed=doc["exposed"], not_written=doc["not_written"], not_written_recipients=recipients)
+
+    async def counts_of(self, campaign_id: str, recipients: list[str]) -> dict[tuple[str, str], int]:
+        """(variant, type) -> unique recipients, of these recipients only."""
+        out: dict[tuple[str, str], int] = {}
+        for start in range(0, len(recipients), 1000):
+            pipeline: list[Doc] = [
+                {"$match": {"campaign_id": campaign_id, "recipient": {"$in": recipients[start : start + 1000]}}},
+                {"$group": {"_id": {"v": "$variant", "t": "$type"}, "n": {"$sum": 1}}},
+            ]
+            async for row in await self.engaged.aggregate(pipeline):
+                key = (row["_id"]["v"], row["_id"]["t"])
+                out[key] = out.get(key, 0) + row["n"]
         return out
 
     async def event_total(self, campaign_id: str) -> int:

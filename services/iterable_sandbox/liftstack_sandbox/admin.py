@@ -27,7 +27,7 @@ Errors use liftstack's own shape, `{"error": {"code", "message", "field"}}`.
     POST   /_sandbox/projects/{pid}/webhooks       {endpoint, authType?, token?, tokenType?, username?,
                                                     password?, headers?, enabled?, ...}
     POST   /_sandbox/projects/{pid}/send           send.SendRequest
-    GET    /_sandbox/projects/{pid}/sends?campaignId=&email=
+    GET    /_sandbox/projects/{pid}/sends?campaignId=&email=&fields=
     GET    /_sandbox/projects/{pid}/events?campaignId=&email=&eventName=
     GET    /_sandbox/projects/{pid}/stats
 """
@@ -510,9 +510,15 @@ def _filtered(items: list[dict[str, Any]], request: Request, nested: bool = Fals
 
 @admin("/_sandbox/projects/{pid}/sends")
 async def get_sends(request: Request) -> Response:
+    """`?fields=email,userId,variant,status` keeps only those keys of each record
+    (which branch each recipient got, without every rendered HTML)."""
     project = _project(request)
+    fields = [f for f in request.query_params.get("fields", "").split(",") if f]
     with _state(request).lock:
-        return json_response({"sends": _filtered(project.sends, request)})
+        sends = _filtered(project.sends, request)
+        if fields:
+            sends = [{k: item.get(k) for k in fields} for item in sends]
+        return json_response({"sends": sends})
 
 
 @admin("/_sandbox/projects/{pid}/events")

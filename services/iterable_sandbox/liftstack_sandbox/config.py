@@ -54,6 +54,11 @@ class FaultConfig(BaseModel):
     # users/bulkUpdate: answer failCount but name no failed user in any list (a
     # partial answer), so callers' handling of unattributed failures can be tested.
     bulk_unnamed_failures: bool = False
+    # users/bulkUpdate: these users' updates fail (named in
+    # failedUpdates.invalidDataEmails / invalidDataUserIds) and are not applied, the
+    # rest of the request succeeds: a per-user write failure, so the profile keeps no
+    # lf_assignments and a send renders the template's default (control) branch.
+    bulk_fail_users: list[str] = Field(default_factory=list, max_length=100_000)
     # Seed for the random choices above (None = non-deterministic).
     seed: int | None = None
 

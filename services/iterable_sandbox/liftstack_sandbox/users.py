@@ -303,6 +303,12 @@ def _update_one(
     if "email" in data or "userId" in data:
         data = {k: v for k, v in data.items() if k not in ("email", "userId")}
 
+    # A per-user write failure injected by the project's faults (config.py).
+    failing = project.config.faults.bulk_fail_users
+    if failing and ((email is not None and email in failing) or (user_id is not None and user_id in failing)):
+        result.fail("invalidData", email, user_id)
+        return False
+
     # 2. GDPR-forgotten users are never written.
     if email is not None and email in project.forgotten_emails:
         result.fail("forgotten", email, user_id, "email")

@@ -226,6 +226,24 @@ class IterableClient:
         response = await self._send(Endpoint.GET_USER_FIELDS, "GET", "/api/users/getFields")
         return self._parse(UserFields, response, Endpoint.GET_USER_FIELDS)
 
+    async def get_user(self, email: str | None = None, user_id: str | None = None) -> dict[str, Any] | None:
+        """GET /api/users/getByEmail (or /api/users/byUserId): the profile
+        `{email, userId?, dataFields}`, or None when Iterable knows no such user (it
+        answers `{}`)."""
+        if email is not None:
+            response = await self._send(Endpoint.GET_USER, "GET", "/api/users/getByEmail", params={"email": email})
+        elif user_id is not None:
+            response = await self._send(Endpoint.GET_USER, "GET", "/api/users/byUserId", params={"userId": user_id})
+        else:
+            raise ValueError("get_user needs an email or a userId")
+        try:
+            user = response.json().get("user")
+        except ValueError:
+            raise IterableError(
+                "the answer is not JSON", endpoint=Endpoint.GET_USER, status=response.status_code
+            ) from None
+        return user if isinstance(user, dict) else None
+
     # --- lists ---------------------------------------------------------------------
 
     async def get_lists(self) -> list[IterableList]:

@@ -28,6 +28,7 @@ class Endpoint(StrEnum):
 
     BULK_UPDATE = "users/bulkUpdate"
     GET_USER_FIELDS = "users/getFields"
+    GET_USER = "users/get"  # getByEmail, byUserId
     GET_LISTS = "lists"
     GET_LIST_USERS = "lists/getUsers"
     GET_LIST_SIZE = "lists/size"
@@ -55,6 +56,7 @@ class Limit:
 PUBLISHED_LIMITS: Mapping[str, Limit] = {
     Endpoint.BULK_UPDATE: Limit(5, 1),
     Endpoint.GET_USER_FIELDS: Limit(3, 1),
+    Endpoint.GET_USER: Limit(100, 1),
     Endpoint.GET_LISTS: Limit(100, 1),
     Endpoint.GET_LIST_USERS: Limit(5, 60),
     Endpoint.GET_LIST_SIZE: Limit(5, 60),
