@@ -155,7 +155,7 @@ class BatchWriter:
         except IterableError as exc:
             log.error("bulkUpdate of %d users failed: %s", len(users), exc)
             return dict.fromkeys(indexes, ERROR), 0
-        reasons = {i: (str(o.reason) if o.reason is not None else None) for i, o in zip(indexes, result.outcomes)}
+        reasons = {i: (str(r) if r is not None else None) for i, r in zip(indexes, result.reasons)}
         return reasons, result.unattributed_fail_count
 
     async def _bulk_update(self, client: IterableClient, users: list[BulkUpdateUser]) -> BulkUpdateResult:
