@@ -165,7 +165,7 @@ class BulkUpdateResult:
     @classmethod
     def from_response(cls, users: list[BulkUpdateUser], response: BulkUpdateResponse) -> BulkUpdateResult:
         failed = response.failedUpdates
-        named = [(reason, getattr(failed, emails), getattr(failed, user_ids)) for reason, emails, user_ids in _CATEGORIES]
+        named = [(reason, getattr(failed, emails), getattr(failed, uids)) for reason, emails, uids in _CATEGORIES]
         # The deprecated top-level lists only fill in users not already classified.
         named.append((FailureReason.INVALID, response.invalidEmails, response.invalidUserIds))
         if not response.filteredOutFields and not any(emails or user_ids for _, emails, user_ids in named):
