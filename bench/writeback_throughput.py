@@ -20,6 +20,15 @@ Scenarios:
              1,000 req/s: the pipeline's own maximum on this machine.
 
 Each scenario uses fresh topics (own prefix) and a fresh database, dropped after.
+
+Besides the rates, each result has `worker_cpu_s_per_100k` and
+`sandbox_cpu_s_per_100k`: the CPU time (user + system, from /proc) the writeback
+worker and the sandbox spent from the first publish to the last outcome, per 100,000
+profiles. On a shared machine the rates move with the load; the CPU cost barely
+does, so compare code by it (100,000 / worker_cpu_s_per_100k is what one worker
+process could write per second with a core to itself). `--py-spy FILE` records the
+worker's stacks meanwhile (`$PY_SPY` names the binary; the profiler's own cost
+inflates that run's CPU figure).
 """
 
 from __future__ import annotations
