@@ -20,6 +20,15 @@ Scenarios:
              1,000 req/s: the pipeline's own maximum on this machine.
 
 Each scenario uses fresh topics (own prefix) and a fresh database, dropped after.
+
+Besides the rates, each result has `worker_cpu_s_per_100k` and
+`sandbox_cpu_s_per_100k`: the CPU time (user + system, from /proc) the writeback
+worker and the sandbox spent from the first publish to the last outcome, per 100,000
+profiles. On a shared machine the rates move with the load; the CPU cost barely
+does, so compare code by it (100,000 / worker_cpu_s_per_100k is what one worker
+process could write per second with a core to itself). `--py-spy FILE` records the
+worker's stacks meanwhile (`$PY_SPY` names the binary; the profiler's own cost
+inflates that run's CPU figure).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +50,14 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 CEILING = 5 * 1000  # Iterable: 5 bulkUpdate req/s x 1,000 users
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): what a run costs,
+    whatever else the machine is doing, unlike wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -73,7 +91,9 @@ async def worker() -> None:
 # --- the driver -----------------------------------------------------------------------
 
 
-async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -> dict[str, Any]:
+async def run_scenario(
+    name: str, profiles: int, batch_size: int, window: int, py_spy: str | None = None
+) -> dict[str, Any]:
     from aiokafka import AIOKafkaProducer
 
     from liftstack_shared.kafka import ensure_topics
@@ -138,6 +158,14 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
             procs.append(wb)
             line = await asyncio.wait_for(asyncio.to_thread(wb.stdout.readline), 60)  # type: ignore[union-attr]  # stdout=PIPE, so never None
             assert line.strip() == b"ready", line
+            spy = None
+            if py_spy:
+                spy = subprocess.Popen(
+                    [os.environ.get("PY_SPY", "py-spy"), "record", "--pid", str(wb.pid), "--rate", "200"]
+                    + ["--format", "raw", "--output", py_spy, "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                )
+            cpu0 = {"worker": cpu_seconds(wb.pid), "sandbox": cpu_seconds(sandbox.pid)}
 
             # The job: `profiles` assignments in batches, published as the engine would.
             job_id = f"bench-{name}-{run_id}"
@@ -192,6 +220,10 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
                     )
                 await asyncio.sleep(0.5)
             end_to_end = time.monotonic() - t0
+            cpu = {who: cpu_seconds(proc.pid) - cpu0[who] for who, proc in (("worker", wb), ("sandbox", sandbox))}
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+                spy.wait(60)
             # Best 10-second stretch: the steady rate once publishing no longer competes.
             peak = max(
                 ((w2 - w1) / (t2 - t1) for t1, w1 in samples for t2, w2 in samples if t2 - t1 >= 10),
@@ -226,6 +258,10 @@ async def run_scenario(name: str, profiles: int, batch_size: int, window: int) -
         "profiles_per_s_run": round(profiles / run_s),
         "pct_of_ceiling_end_to_end": round(100 * profiles / end_to_end / CEILING, 1),
         "peak_10s_profiles_per_s": round(peak),
+        # CPU seconds per 100,000 profiles, publish to last outcome: the cost of the
+        # pipeline's parts independent of how busy the machine is.
+        "worker_cpu_s_per_100k": round(cpu["worker"] * 100_000 / profiles, 2),
+        "sandbox_cpu_s_per_100k": round(cpu["sandbox"] * 100_000 / profiles, 2),
         "succeeded": summary.succeeded,
         "failed": summary.failed,
         "failed_by_reason": summary.failed_by_reason,
@@ -242,6 +278,11 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=500_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="profile the writeback worker with py-spy (raw/collapsed stacks into FILE; $PY_SPY names the binary)",
+    )
     args = parser.parse_args()
     if args.worker:
         asyncio.run(worker())
@@ -249,7 +290,7 @@ def main() -> None:
     scenarios = ["limited", "unlimited"] if args.scenario == "both" else [args.scenario]
     for name in scenarios:
         print(f"== {name}: {args.profiles:,} profiles in batches of {args.batch_size:,}", flush=True)
-        result = asyncio.run(run_scenario(name, args.profiles, args.batch_size, args.window))
+        result = asyncio.run(run_scenario(name, args.profiles, args.batch_size, args.window, args.py_spy))
         print(json.dumps(result, indent=2), flush=True)
 
 

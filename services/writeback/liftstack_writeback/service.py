@@ -5,10 +5,10 @@ Writing a batch (`write`, then `refresh`; the consumer calls both per record):
 
 1. Resolve its connection and check the batch agrees with its job. Either failing
    makes it a bad batch: `BatchRejected`, which the consumer dead-letters at once.
-2. If this (job, run, batch) already has an outcome, it was written before a crash or
-   rebalance: nothing is sent and nothing is counted again.
-3. Otherwise store the assignments (for re-runs), write them to Iterable, and record
-   the outcome (insert-once).
+2. Store the assignments (for re-runs; first copy wins). If the batch was stored
+   before and this (job, run, batch) already has an outcome, it was written before a
+   crash or rebalance: nothing is sent and nothing is counted again.
+3. Otherwise write them to Iterable and record the outcome (insert-once).
 4. `refresh`: recount the run and save the summary; only then is the record done and
    its offset committable.
 
@@ -129,10 +129,13 @@ class WritebackService:
             await self.store.ensure_run(batch.job_id, batch.run)
             self._runs_ok.add((batch.job_id, batch.run))
 
-        if await self.store.outcome_recorded(batch.job_id, batch.run, batch.batch_seq):
+        # Outcomes are recorded only after their batch is stored, so a batch stored
+        # here for the first time has no outcome in any run: only a batch seen
+        # before needs the lookup (one MongoDB round trip less per batch).
+        first_sight = await self.store.store_batch(batch)
+        if not first_sight and await self.store.outcome_recorded(batch.job_id, batch.run, batch.batch_seq):
             BATCHES.labels("duplicate").inc()
             return
-        await self.store.store_batch(batch)
         client = await self._clients.client_for(creds)
         outcome = await self._writer.write(client, batch)
         if any(reason == UNAUTHORIZED for _, reason in outcome.failures):

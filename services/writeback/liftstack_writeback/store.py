@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import Binary
+from pydantic import TypeAdapter
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -56,6 +57,8 @@ from liftstack_writeback.models import (
 )
 
 _FINAL_NAMES = {str(s) for s in FINAL}
+# A stored batch's assignments: JSON, as `stored_batches` reads them back.
+_ASSIGNMENTS = TypeAdapter(list[Assignment])
 
 
 def _run_id(job_id: str, run: int) -> str:
@@ -169,16 +172,17 @@ class JobStore:
 
     # --- batches and outcomes ------------------------------------------------------
 
-    async def store_batch(self, batch: AssignmentBatch) -> None:
-        """Keep the assignments for re-runs (first copy wins)."""
-        raw = json.dumps([a.model_dump(exclude_none=True) for a in batch.assignments], separators=(",", ":")).encode()
+    async def store_batch(self, batch: AssignmentBatch) -> bool:
+        """Keep the assignments for re-runs (first copy wins). True if this was the
+        first copy."""
+        raw = _ASSIGNMENTS.dump_json(batch.assignments, exclude_none=True)
         doc = {
             "_id": f"{batch.job_id}|{batch.batch_seq}",
             "job_id": batch.job_id,
             "seq": batch.batch_seq,
             "assignments": Binary(zlib.compress(raw, 1)),
         }
-        await insert_once(self.batches, [doc])
+        return not await insert_once(self.batches, [doc])
 
     async def stored_batches(self, header: JobHeader) -> list[list[Assignment]] | None:
         """The job's assignments by batch, or None if any batch is missing."""

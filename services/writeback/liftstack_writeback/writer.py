@@ -90,21 +90,21 @@ class BatchWriter:
         self.policy = policy or WriterPolicy()
 
     async def write(self, client: IterableClient, batch: AssignmentBatch) -> BatchOutcome:
-        recipients = [a.recipient for a in batch.assignments]
-        reasons: list[str | None] = [None] * len(recipients)
-        users: dict[int, BulkUpdateUser] = {}
-        for i, assignment in enumerate(batch.assignments):
+        assignments = batch.assignments
+        reasons: list[str | None] = [None] * len(assignments)
+        indexed: list[tuple[int, BulkUpdateUser]] = []
+        for i, assignment in enumerate(assignments):
             if len(assignment.email or assignment.user_id or "") > _MAX_IDENTIFIER:
                 reasons[i] = "invalid"
             else:
-                users[i] = to_user(assignment, batch.campaign_key)
+                indexed.append((i, to_user(assignment, batch.campaign_key)))
 
         # One attempt per user: no per-user failure bulkUpdate reports is worth
         # resubmitting unchanged (see the module doc).
-        results, unattributed = await self._send_all(client, [(i, users[i]) for i in sorted(users)])
-        for i, reason in results.items():
+        failed, unattributed = await self._send_all(client, indexed)
+        for i, reason in failed.items():
             reasons[i] = reason
-        failures = [(recipients[i], r) for i, r in enumerate(reasons) if r is not None]
+        failures = [(assignments[i].recipient, r) for i, r in enumerate(reasons) if r is not None]
         if unattributed:
             log.warning(
                 "writeback job %s batch %d: Iterable counted %d failures it named no user for",
@@ -112,13 +112,13 @@ class BatchWriter:
                 batch.batch_seq,
                 unattributed,
             )
-        return BatchOutcome(users=len(recipients), failures=failures, unattributed_failures=unattributed)
+        return BatchOutcome(users=len(assignments), failures=failures, unattributed_failures=unattributed)
 
     async def _send_all(
         self, client: IterableClient, indexed: list[tuple[int, BulkUpdateUser]]
-    ) -> tuple[dict[int, str | None], int]:
-        """Pack and send concurrently (the pacer spaces them): index -> reason, and
-        the failures Iterable counted without naming a user."""
+    ) -> tuple[dict[int, str], int]:
+        """Pack and send concurrently (the pacer spaces them): index -> reason of
+        each failed user, and the failures Iterable counted without naming a user."""
         chunks: list[list[tuple[int, BulkUpdateUser]]] = []
         users = [u for _, u in indexed]
         if len(users) <= MAX_USERS_PER_REQUEST and _upper_bound_bytes(users) <= MAX_BODY_BYTES:
@@ -129,7 +129,7 @@ class BatchWriter:
                 chunks.append(indexed[start : start + len(packed)])
                 start += len(packed)
         results = await asyncio.gather(*(self._send(client, chunk) for chunk in chunks))
-        merged: dict[int, str | None] = {}
+        merged: dict[int, str] = {}
         unattributed = 0
         for chunk_result, chunk_unattributed in results:
             merged.update(chunk_result)
@@ -138,7 +138,9 @@ class BatchWriter:
 
     async def _send(
         self, client: IterableClient, chunk: list[tuple[int, BulkUpdateUser]]
-    ) -> tuple[dict[int, str | None], int]:
+    ) -> tuple[dict[int, str], int]:
+        """One request: index -> reason of each failed user, and the unattributed
+        failures."""
         indexes = [i for i, _ in chunk]
         users = [u for _, u in chunk]
         try:
@@ -155,8 +157,8 @@ class BatchWriter:
         except IterableError as exc:
             log.error("bulkUpdate of %d users failed: %s", len(users), exc)
             return dict.fromkeys(indexes, ERROR), 0
-        reasons = {i: (str(o.reason) if o.reason is not None else None) for i, o in zip(indexes, result.outcomes)}
-        return reasons, result.unattributed_fail_count
+        failed = {i: str(r) for i, r in zip(indexes, result.reasons) if r is not None}
+        return failed, result.unattributed_fail_count
 
     async def _bulk_update(self, client: IterableClient, users: list[BulkUpdateUser]) -> BulkUpdateResult:
         """The request, sent again for as long as it is rate limited (a 429 never

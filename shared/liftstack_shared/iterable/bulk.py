@@ -60,6 +60,13 @@ class BulkUpdateUser(RequestModel):
         return identifier
 
 
+class BulkUpdateRequest(RequestModel):
+    """The `users/bulkUpdate` body."""
+
+    users: list[BulkUpdateUser]
+    createNewFields: bool
+
+
 class FailedUpdates(ResponseModel):
     invalidEmails: list[str] = Field(default_factory=list)
     invalidUserIds: list[str] = Field(default_factory=list)
@@ -139,9 +146,14 @@ class UserOutcome:
 
 @dataclass
 class BulkUpdateResult:
-    """One outcome per submitted user (in submission order) plus Iterable's counts."""
+    """One outcome per submitted user (in submission order) plus Iterable's counts.
 
-    outcomes: list[UserOutcome]
+    Kept as two parallel lists, the users and their reasons, rather than an object
+    per user: a writeback batch is 1,000 users and this is on its hot path
+    (`outcomes` pairs them up on demand)."""
+
+    users: list[BulkUpdateUser]
+    reasons: list[FailureReason | None]  # None: succeeded
     successCount: int
     failCount: int
     createdFields: list[str] = field(default_factory=list)
@@ -152,6 +164,20 @@ class BulkUpdateResult:
 
     @classmethod
     def from_response(cls, users: list[BulkUpdateUser], response: BulkUpdateResponse) -> BulkUpdateResult:
+        failed = response.failedUpdates
+        named = [(reason, getattr(failed, emails), getattr(failed, uids)) for reason, emails, uids in _CATEGORIES]
+        # The deprecated top-level lists only fill in users not already classified.
+        named.append((FailureReason.INVALID, response.invalidEmails, response.invalidUserIds))
+        if not response.filteredOutFields and not any(emails or user_ids for _, emails, user_ids in named):
+            # Nobody named, nothing dropped (the usual answer): every user succeeded,
+            # no need to index them.
+            return cls(
+                users=users,
+                reasons=[None] * len(users),
+                successCount=response.successCount,
+                failCount=response.failCount,
+                createdFields=list(response.createdFields),
+            )
         by_email: dict[str, list[int]] = {}
         by_user_id: dict[str, list[int]] = {}
         # Secondary: Iterable also lists malformed emails/userIds found in dataFields.
@@ -182,17 +208,11 @@ class BulkUpdateResult:
                 if reasons[i] is None:
                     reasons[i] = reason
 
-        failed = response.failedUpdates
-        for reason, emails_attr, user_ids_attr in _CATEGORIES:
-            for email in getattr(failed, emails_attr):
+        for reason, emails, user_ids in named:
+            for email in emails:
                 mark(email, True, reason)
-            for user_id in getattr(failed, user_ids_attr):
+            for user_id in user_ids:
                 mark(user_id, False, reason)
-        # The deprecated top-level lists only fill in users not already classified.
-        for email in response.invalidEmails:
-            mark(email, True, FailureReason.INVALID)
-        for user_id in response.invalidUserIds:
-            mark(user_id, False, FailureReason.INVALID)
         # Iterable counts a user whose field it dropped as a success; it is not one.
         dropped = set(response.filteredOutFields)
         if dropped:
@@ -201,7 +221,8 @@ class BulkUpdateResult:
                     reasons[i] = FailureReason.FIELD_DROPPED
 
         return cls(
-            outcomes=[UserOutcome(u, r) for u, r in zip(users, reasons)],
+            users=users,
+            reasons=reasons,
             successCount=response.successCount,
             failCount=response.failCount,
             createdFields=list(response.createdFields),
@@ -210,21 +231,25 @@ class BulkUpdateResult:
         )
 
     @property
+    def outcomes(self) -> list[UserOutcome]:
+        return [UserOutcome(u, r) for u, r in zip(self.users, self.reasons)]
+
+    @property
     def succeeded(self) -> list[str]:
         """Identifiers (email or userId) of users that were updated."""
-        return [o.user.identifier for o in self.outcomes if o.ok]
+        return [u.identifier for u, r in zip(self.users, self.reasons) if r is None]
 
     @property
     def failed(self) -> dict[str, FailureReason]:
         """Identifier -> reason for every submitted user that failed."""
-        return {o.user.identifier: o.reason for o in self.outcomes if o.reason is not None}
+        return {u.identifier: r for u, r in zip(self.users, self.reasons) if r is not None}
 
     @property
     def failed_by_reason(self) -> dict[FailureReason, int]:
         counts: dict[FailureReason, int] = {}
-        for o in self.outcomes:
-            if o.reason is not None:
-                counts[o.reason] = counts.get(o.reason, 0) + 1
+        for reason in self.reasons:
+            if reason is not None:
+                counts[reason] = counts.get(reason, 0) + 1
         return counts
 
     @property
@@ -232,22 +257,32 @@ class BulkUpdateResult:
         """Failures Iterable counted but named no identifier for: which users they
         are is unknown (they are reported as succeeded because nothing names them),
         so callers must surface this count rather than drop it."""
-        named = sum(1 for o in self.outcomes if o.reason not in (None, FailureReason.FIELD_DROPPED))
+        named = sum(1 for r in self.reasons if r not in (None, FailureReason.FIELD_DROPPED))
         return max(0, self.failCount - named)
 
     def retryable(self, reasons: Iterable[FailureReason] = DEFAULT_RETRYABLE) -> list[BulkUpdateUser]:
         """Users worth resubmitting unchanged. Forgotten users are never included, even
         if asked for."""
         wanted = set(reasons) - {FailureReason.FORGOTTEN}
-        return [o.user for o in self.outcomes if o.reason in wanted]
+        return [u for u, r in zip(self.users, self.reasons) if r in wanted]
 
     @classmethod
     def empty(cls) -> BulkUpdateResult:
-        return cls(outcomes=[], successCount=0, failCount=0)
+        return cls(users=[], reasons=[], successCount=0, failCount=0)
 
 
 def bulk_update_body(users: list[BulkUpdateUser], create_new_fields: bool) -> bytes:
-    return dumps({"users": [u.to_body() for u in users], "createNewFields": create_new_fields})
+    """The body exactly as sent: the users are already validated models, so they are
+    serialised in one pass of pydantic's serializer (no per-user dicts, no `json`
+    module; this is the hot path of every writeback batch). Same JSON as `to_body()`
+    for each user (omitted Nones, compact, UTF-8)."""
+    body = BulkUpdateRequest.model_construct(users=users, createNewFields=create_new_fields)
+    return body.__pydantic_serializer__.to_json(body, exclude_none=True)
+
+
+def _user_bytes(user: BulkUpdateUser) -> int:
+    """The user's share of `bulk_update_body` (same serializer, so sizes are exact)."""
+    return len(user.__pydantic_serializer__.to_json(user, exclude_none=True))
 
 
 def _envelope_bytes(create_new_fields: bool) -> int:
@@ -270,7 +305,7 @@ def pack_users(
     batch: list[BulkUpdateUser] = []
     size = envelope
     for user in users:
-        user_bytes = len(dumps(user.to_body()))
+        user_bytes = _user_bytes(user)
         if envelope + user_bytes > max_bytes:
             raise ValueError(
                 f"bulkUpdate user {user.identifier!r} alone serialises to {user_bytes} bytes,"
