@@ -20,7 +20,7 @@ from liftstack_console import web_campaigns, web_integrations, web_signin
 from liftstack_console.csrf import CsrfMiddleware
 from liftstack_console.demo_signer import DemoSigner
 from liftstack_console.oidc import OidcClient
-from liftstack_console.services import ServiceError, Services
+from liftstack_console.services import Services
 from liftstack_console.session import SessionMiddleware, SessionStore
 from liftstack_console.settings import ConsoleSettings
 from liftstack_console.web import HERE, Deps, SignInRequired, make_templates, on_service_error, on_signin_required
@@ -28,6 +28,7 @@ from liftstack_shared.errors import ApiError
 from liftstack_shared.health import mongo_check
 from liftstack_shared.http import EXCEPTION_HANDLERS, service_middleware, standard_routes
 from liftstack_shared.mongo import make_mongo_client
+from liftstack_shared.service_calls import ServiceCallError
 
 
 def create_app(settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
@@ -72,7 +73,7 @@ def create_app(settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | 
             # MongoDB unreachable -> 503 + Retry-After, like every service.
             PyMongoError: EXCEPTION_HANDLERS[PyMongoError],
             SignInRequired: on_signin_required,
-            ServiceError: on_service_error,
+            ServiceCallError: on_service_error,
             ApiError: _on_api_error,
         },
     )

@@ -3,7 +3,7 @@
 the whole campaign loop), always as the signed-in user (their JWT as the bearer), so
 each service applies its own role rules.
 
-Errors from a service come back as `ServiceError` carrying the service's own
+Errors from a service come back as `ServiceCallError` (liftstack_shared.service_calls) carrying the service's own
 `{"error": {"code", "message", "field"}}`, which the console shows as is.
 """
 
@@ -14,18 +14,7 @@ from typing import Any
 import httpx
 
 from liftstack_console.settings import ConsoleSettings
-
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-class ServiceError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, service: str = "") -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-        self.service = service
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field, "service": self.service}}
+from liftstack_shared.service_calls import DEFAULT_TIMEOUT, call_service, json_or_none
 
 
 class Services:
@@ -33,7 +22,7 @@ class Services:
 
     def __init__(self, settings: ConsoleSettings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
-        self._http = httpx.AsyncClient(timeout=TIMEOUT, transport=transport)
+        self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=transport)
         self.base = {
             "connections": settings.connections_url.rstrip("/"),
             "ingest": settings.ingest_url.rstrip("/"),
@@ -55,45 +44,15 @@ class Services:
         timeout: float | None = None,
     ) -> Any:
         """The answer's JSON (None if empty), or with `raw` the response itself;
-        `ServiceError` for an error answer or none."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = await self._http.request(
-                method,
-                self.base[service] + path,
-                json=json,
-                params=params,
-                headers=headers,
-                timeout=httpx.Timeout(timeout, connect=5.0) if timeout else TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceError(
-                503,
-                "service_unavailable",
-                f"The {service} service did not answer ({type(exc).__name__}).",
-                service=service,
-            ) from None
-        if response.status_code >= 400:
-            raise _error(service, response)
-        if raw:
-            return response
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
-
-
-def _error(service: str, response: httpx.Response) -> ServiceError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        # experiments names the service behind its error (audiences, writeback, ...).
-        said_by = str(err.get("service") or service)
-        return ServiceError(
-            response.status_code, str(err.get("code", "error")), str(err.get("message", "")), err.get("field"), said_by
+        `ServiceCallError` for an error answer or none."""
+        response = await call_service(
+            self._http,
+            service,
+            method,
+            self.base[service] + path,
+            token=token,
+            json=json,
+            params=params,
+            timeout_s=timeout,
         )
-    return ServiceError(
-        response.status_code, "error", f"The {service} service answered HTTP {response.status_code}.", service=service
-    )
+        return response if raw else json_or_none(response)

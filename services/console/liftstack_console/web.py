@@ -16,12 +16,13 @@ from starlette.templating import Jinja2Templates
 from liftstack_console import session
 from liftstack_console.demo_signer import DemoSigner
 from liftstack_console.oidc import OidcClient
-from liftstack_console.services import ServiceError, Services
+from liftstack_console.services import Services
 from liftstack_console.session import SessionStore
 from liftstack_console.settings import ConsoleSettings
 from liftstack_shared import bounds
 from liftstack_shared.auth import Principal
 from liftstack_shared.http import read_body
+from liftstack_shared.service_calls import ServiceCallError
 
 HERE = Path(__file__).parent
 STATUS_LABEL = {"active": "Active", "connected": "Connected", "error": "Error"}
@@ -108,8 +109,8 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> Resp
     return deps(request).templates.TemplateResponse(request, name, context, status_code=status)
 
 
-def error_page(request: Request, exc: ServiceError | Exception, title: str = "Something went wrong") -> Response:
-    if isinstance(exc, ServiceError):
+def error_page(request: Request, exc: ServiceCallError | Exception, title: str = "Something went wrong") -> Response:
+    if isinstance(exc, ServiceCallError):
         return page(request, "error.html", status=exc.status, title=title, message=exc.message)
     return page(request, "error.html", status=500, title=title, message=str(exc))
 
@@ -123,10 +124,10 @@ async def json_value(request: Request) -> Any:
     try:
         return bounds.loads_json(raw)
     except bounds.OutOfBounds as exc:
-        raise ServiceError(400, exc.code, exc.message, exc.field) from None
+        raise ServiceCallError(400, exc.code, exc.message, exc.field) from None
 
 
-def api_error(exc: ServiceError) -> Response:
+def api_error(exc: ServiceCallError) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
@@ -140,7 +141,7 @@ async def on_signin_required(request: Request, exc: Exception) -> Response:
 
 
 async def on_service_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
+    assert isinstance(exc, ServiceCallError)
     if request.url.path.startswith("/api/"):
         return api_error(exc)
     return error_page(request, exc)

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from liftstack_console.services import ServiceError
 from liftstack_console.web import User, deps, json_value, page, user
 from liftstack_console.web_integrations import list_connections
+from liftstack_shared.service_calls import ServiceCallError
 
 # The results table's metrics, in order: (event type, column label).
 METRICS = (
@@ -59,7 +59,7 @@ async def campaigns_page(request: Request) -> Response:
 async def new_campaign_page(request: Request) -> Response:
     try:
         connections, error = await list_connections(request), None
-    except ServiceError as exc:
+    except ServiceCallError as exc:
         connections, error = [], exc.message
     return page(request, "campaign_new.html", section="campaigns", connections=connections, error=error)
 
@@ -101,7 +101,7 @@ async def preview_page(request: Request) -> Response:
 async def _safe_connections(request: Request) -> list[dict[str, Any]]:
     try:
         return await list_connections(request)
-    except ServiceError:
+    except ServiceCallError:
         return []
 
 

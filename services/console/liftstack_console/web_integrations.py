@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from liftstack_console.services import ServiceError
 from liftstack_console.web import deps, json_value, page, user
+from liftstack_shared.service_calls import ServiceCallError
 
 EVENT_TYPES = [
     ("send", "Sends", "emailSend"),
@@ -53,7 +53,7 @@ async def integrations_page(request: Request) -> Response:
     who = user(request)
     try:
         connections, error = await list_connections(request), None
-    except ServiceError as exc:
+    except ServiceCallError as exc:
         connections, error = [], exc.message
     return page(
         request,
@@ -104,7 +104,7 @@ async def _proxy(request: Request, method: str, rest: str, status: int = 200) ->
         data = await deps(request).services.call(
             "connections", method, _conns(who.workspace_id, rest), who.token, json=body
         )
-    except ServiceError as exc:
+    except ServiceCallError as exc:
         return JSONResponse(exc.body(), status_code=exc.status)
     if data is None:
         return Response(status_code=204)

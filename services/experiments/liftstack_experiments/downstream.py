@@ -4,9 +4,9 @@ forwarded, so each service applies its own role rules), the Iterable sandbox's a
 API (no auth; local stacks only), and the connections service's internal API for
 the webhook secret the sandbox posts with.
 
-A service's error comes back as `DownstreamError`, an `ApiError` carrying the
-service's own code, message and field plus which service said it, so the console
-shows it as is. Only what the loop reads of each answer is modelled here.
+A service's error comes back as `liftstack_shared.service_calls.ServiceCallError`,
+carrying the service's own code, message and field plus which service said it, so
+the console shows it as is. Only what the loop reads of each answer is modelled here.
 """
 
 from __future__ import annotations
@@ -21,21 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from liftstack_experiments.results import SendRecord
 from liftstack_experiments.settings import ExperimentsSettings
 from liftstack_shared.connections_client import ConnectionsClient
-from liftstack_shared.errors import ApiError
 from liftstack_shared.retry import backoff
-
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-class DownstreamError(ApiError):
-    def __init__(self, status: int, code: str, message: str, field: str | None, service: str) -> None:
-        super().__init__(status, code, message, field, extra={"service": service})
-        self.service = service
-
-
-class DownstreamUnavailable(DownstreamError):
-    """5xx or no answer: worth retrying for idempotent calls (a service's database
-    can be briefly busy: FerretDB on SQLite answers SQLITE_BUSY)."""
+from liftstack_shared.service_calls import (
+    DEFAULT_TIMEOUT,
+    ServiceCallError,
+    ServiceUnavailable,
+    call_service,
+    json_or_none,
+)
 
 
 class _Answer(BaseModel):
@@ -140,7 +133,7 @@ class Downstream:
         connections: ConnectionsClient,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(timeout=TIMEOUT, transport=transport)
+        self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, transport=transport)
         self._connections = connections
         self._base = {
             "audiences": settings.audiences_url.rstrip("/"),
@@ -236,7 +229,7 @@ class Downstream:
     async def sandbox_has_template(self, project_id: int, template_id: int) -> bool:
         try:
             await self._call("sandbox", "GET", f"/_sandbox/projects/{project_id}/templates/{template_id}")
-        except DownstreamError as exc:
+        except ServiceCallError as exc:
             if exc.status == 404:
                 return False
             raise
@@ -268,7 +261,7 @@ class Downstream:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """`retries`: for idempotent calls, how often to retry a 5xx or no answer."""
-        async for attempt in backoff(attempts=retries + 1, first_s=0.5, max_s=4.0, retry_on=(DownstreamUnavailable,)):
+        async for attempt in backoff(attempts=retries + 1, first_s=0.5, max_s=4.0, retry_on=(ServiceUnavailable,)):
             with attempt:
                 return await self._once(service, method, path, token, json, timeout, headers or {})
         raise AssertionError("unreachable: backoff re-raises the last failure")
@@ -283,42 +276,8 @@ class Downstream:
         timeout: float | None,
         headers: dict[str, str],
     ) -> Any:
-        if token:
-            headers = {**headers, "Authorization": f"Bearer {token}"}
-        try:
-            response = await self._http.request(
-                method,
-                self._base[service] + path,
-                json=json,
-                headers=headers,
-                timeout=httpx.Timeout(timeout, connect=5.0) if timeout else TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            raise DownstreamUnavailable(
-                503,
-                "service_unavailable",
-                f"The {service} service did not answer ({type(exc).__name__}).",
-                None,
-                service,
-            ) from None
-        if response.status_code >= 400:
-            raise _error(service, response)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
-
-
-def _error(service: str, response: httpx.Response) -> DownstreamError:
-    kind = DownstreamUnavailable if response.status_code >= 500 else DownstreamError
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        code, message = str(err.get("code", "error")), str(err.get("message", ""))
-        return kind(response.status_code, code, message, err.get("field"), service)
-    if isinstance(body, dict) and "msg" in body:  # the Iterable sandbox's error shape
-        return kind(response.status_code, str(body.get("code")), str(body["msg"]), None, service)
-    message = f"The {service} service answered HTTP {response.status_code}."
-    return kind(response.status_code, "error", message, None, service)
+        url = self._base[service] + path
+        response = await call_service(
+            self._http, service, method, url, token=token, json=json, headers=headers, timeout_s=timeout
+        )
+        return json_or_none(response)

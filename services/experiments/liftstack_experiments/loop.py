@@ -33,7 +33,6 @@ from liftstack_experiments.campaigns import (
 from liftstack_experiments.downstream import (
     Audience,
     Downstream,
-    DownstreamError,
     SandboxSendSummary,
     VariantPreview,
     WritebackJob,
@@ -43,6 +42,7 @@ from liftstack_experiments.plan import plan_assignments
 from liftstack_experiments.results import SendRecord
 from liftstack_experiments.store import CampaignStore, utcnow
 from liftstack_shared.errors import ApiError
+from liftstack_shared.service_calls import ServiceCallError
 from liftstack_shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class CampaignLoop:
             return None
         try:
             job = await self._downstream.writeback_job(who.token, who.workspace_id, assignment.job_id)
-        except DownstreamError as exc:
+        except ServiceCallError as exc:
             if exc.status == 404:  # writeback hasn't consumed the first batch yet
                 return WritebackProgress(status="pending", total=assignment.total)
             raise
@@ -330,7 +330,7 @@ class CampaignLoop:
         project's own system webhooks are used."""
         try:
             connection = await self._downstream.connection(who.token, who.workspace_id, connection_id)
-        except DownstreamError:
+        except ServiceCallError:
             return None
         target: dict[str, Any] = {"url": connection.webhook_url, "authType": "NoAuth"}
         if connection.webhook_secret_hint:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from liftstack_experiments.campaigns import Campaign, CampaignCreate, ReadinessOverride, current_step, demo_rates
-from liftstack_experiments.downstream import DownstreamError, SandboxSendSummary
+from liftstack_experiments.downstream import SandboxSendSummary
 from liftstack_experiments.iterable_probe import ReadBackProbe
 from liftstack_experiments.loop import Caller, CampaignLoop
 from liftstack_experiments.models import (
@@ -25,6 +25,7 @@ from liftstack_experiments.stats import CampaignPlan, plan_campaign
 from liftstack_experiments.store import CampaignStore, KeyTaken, ResultsStore, utcnow
 from liftstack_shared.errors import ApiError
 from liftstack_shared.messages import EngagementEvent
+from liftstack_shared.service_calls import ServiceCallError
 
 
 class CampaignLookup:
@@ -106,7 +107,7 @@ class ExperimentsService:
         writeback_error = None
         try:
             writeback = await self._loop.writeback_progress(who, campaign)
-        except DownstreamError as exc:
+        except ServiceCallError as exc:
             writeback_error = exc.message
         return CampaignState(
             id=campaign.id,
@@ -137,7 +138,7 @@ class ExperimentsService:
         read_back: ReadBack | None = None
         try:
             run = await self._loop.writeback_progress(who, campaign)
-        except DownstreamError as exc:
+        except ServiceCallError as exc:
             facts = None
             read_back = ReadBack(sampled=0, matched=0, error=f"writeback progress unavailable: {exc.message}")
         else:
