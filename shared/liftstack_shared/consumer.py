@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
     CorruptRecordException,
     KafkaError,
@@ -431,7 +431,13 @@ class ConsumerRuntime(Generic[T]):
 
     `group_id` set: one of a consumer group; offsets committed after each batch.
     `group_id=None`: every instance reads every partition from `start_at`
-    (earliest, latest or a time), nothing is committed (e.g. cache invalidation)."""
+    (earliest, latest or a time), nothing is committed (e.g. cache invalidation).
+
+    `revoke_grace_s` (group consumers): when the group rebalances, give partitions up
+    only once the batch in hand is handled and committed, waiting at most this long,
+    so the next owner starts where this one stopped instead of handling that batch
+    again (the default, None, gives them up at once). Keep it below the session
+    timeout (10 s), which bounds how long the group waits for a member to rejoin."""
 
     def __init__(
         self,
@@ -449,6 +455,7 @@ class ConsumerRuntime(Generic[T]):
         fetch_timeout_ms: int = 500,
         start_at: StartAt = "earliest",
         consumer_options: dict[str, Any] | None = None,
+        revoke_grace_s: float | None = None,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -469,6 +476,9 @@ class ConsumerRuntime(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._positions: dict[TopicPartition, int] = {}  # group-less: where to resume
+        self._revoke_grace_s = revoke_grace_s
+        self._between_batches = asyncio.Event()
+        self._between_batches.set()
 
     # -- lifecycle
 
@@ -556,7 +566,10 @@ class ConsumerRuntime(Generic[T]):
             partitions = await _partitions_for(consumer, topic)
             tps += [TopicPartition(topic, p) for p in sorted(partitions)]
         if self.group_id is not None:
-            consumer.subscribe(self.topics)
+            if self._revoke_grace_s is None:
+                consumer.subscribe(self.topics)
+            else:
+                consumer.subscribe(self.topics, listener=_FinishBatchFirst(self, self._revoke_grace_s))
             return
         consumer.assign(tps)
         await self._seek(consumer, tps)
@@ -589,9 +602,21 @@ class ConsumerRuntime(Generic[T]):
             fetched = await consumer.getmany(timeout_ms=self._fetch_timeout_ms, max_records=self._max_batch)
             if not fetched:
                 continue
-            records = [r for tp in sorted(fetched, key=_tp_order) for r in fetched[tp]]
-            await self.process(records)
-            await self._commit(consumer, fetched)
+            self._between_batches.clear()
+            try:
+                records = [r for tp in sorted(fetched, key=_tp_order) for r in fetched[tp]]
+                await self.process(records)
+                await self._commit(consumer, fetched)
+            finally:
+                self._between_batches.set()
+
+    async def batch_finished(self, timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until no fetched batch is being handled."""
+        try:
+            await asyncio.wait_for(self._between_batches.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def process(self, records: list[ConsumerRecord[Any, Any]]) -> None:
         """Decode, handle, isolate and dead-letter one fetched batch."""
@@ -674,6 +699,26 @@ class ConsumerRuntime(Generic[T]):
                     await client.stop()
                 except Exception as exc:  # noqa: BLE001 - closing a half-open client
                     log.debug("%s: closing a client failed: %s", self.name, exc)
+
+
+class _FinishBatchFirst(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """`revoke_grace_s`: aiokafka awaits this before the member rejoins the group
+    (its heartbeats go on meanwhile), so the batch in hand is committed first."""
+
+    def __init__(self, runtime: ConsumerRuntime[Any], grace_s: float) -> None:
+        self._runtime = runtime
+        self._grace_s = grace_s
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked and not await self._runtime.batch_finished(self._grace_s):
+            log.warning(
+                "%s: a batch was still in hand %.1fs into a rebalance; its partitions' next owner may redo it",
+                self._runtime.name,
+                self._grace_s,
+            )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
 
 
 def _tp_order(tp: TopicPartition) -> tuple[str, int]:

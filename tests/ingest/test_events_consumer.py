@@ -5,6 +5,7 @@ afterwards; re-sent and re-delivered events (same event_id) are counted once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -197,6 +198,70 @@ async def test_a_re_sent_and_a_re_delivered_event_are_counted_once(private: Inge
     assert await totals() == before
     listed, _ = await store.recent(conn, 50)
     assert len(listed) == 3
+
+
+class StallsOnce(EventsStore):
+    """The real store, except that the first batch stalls after its counters were
+    incremented and before it is recorded as counted (storage slow under load)."""
+
+    def __init__(self, db, stall_s: float) -> None:
+        super().__init__(db, retention=timedelta(days=7))
+        self.stall_s = stall_s
+        self.stalled = asyncio.Event()
+
+    async def _note_received(self, entries) -> None:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await asyncio.sleep(self.stall_s)
+        await super()._note_received(entries)
+
+
+async def test_a_gateway_joining_while_a_batch_is_in_hand_does_not_count_it_again(
+    private: IngestSettings, mongo_client
+) -> None:
+    """Another gateway instance joins the Events page group while the first is in the
+    middle of a batch: the first finishes and commits it before its partitions move
+    (`revoke_grace_s`); otherwise the new owner counts it again together with what
+    came after it."""
+    settings = private
+    db = mongo_client[settings.mongo_db]
+    first_store = StallsOnce(db, stall_s=7.0)
+    await first_store.ensure_indexes()
+    conn = f"conn_{uuid.uuid4().hex[:8]}"
+    events_topic = settings.topic(ENGAGEMENT_EVENTS.name)
+
+    async def two_on_every_partition(tag: str) -> None:
+        for p in range(ENGAGEMENT_EVENTS.partitions):
+            items = [_event(conn, f"ev_{tag}{p}{i}", f"{tag}{p}{i}@example.com") for i in range(2)]
+            await produce(settings, events_topic, [(f"{conn}:{e.email}".encode(), e.to_bytes()) for e in items], p)
+
+    async def published() -> int:
+        windows = await first_store.window_counts(conn)
+        return sum(d["count"] for d in windows["1h"] if d["outcome"] == "published")
+
+    group = settings.topic(f"events-page-{uuid.uuid4().hex[:6]}")
+    first = events_page_consumer(settings, first_store, group_id=group, policy=FAST)
+    second = events_page_consumer(settings, EventsStore(db, timedelta(days=7)), group_id=group, policy=FAST)
+    await two_on_every_partition("a")
+    first.start()
+    try:
+
+        async def in_hand() -> bool:
+            return first_store.stalled.is_set()
+
+        await wait_for(in_hand, 15.0, "the first batch in hand")
+        await two_on_every_partition("b")  # beyond the batch in hand
+        second.start()
+
+        # Both consumers have committed past every message and gone quiet: whatever
+        # was counted twice, or not at all, shows in the total now.
+        await assert_idle(first, settings, _topics(settings), catch_up_s=45.0)
+        await assert_idle(second, settings, _topics(settings))
+        assert second.stats.processed > 0  # it did take partitions over
+    finally:
+        await first.stop()
+        await second.stop()
+    assert await published() == 24
 
 
 async def test_the_events_page_api_shows_failed_downstream_with_the_reason(

@@ -34,6 +34,10 @@ from liftstack_shared.topics import (
 
 CONSUMER_NAME = "ingest.events-page"
 CONNECTION_LISTENER = "ingest.connection-changes"
+# Every gateway instance runs the Events page consumer in one group: when one joins or
+# leaves, the batch in hand is finished and committed before its partitions move, so
+# the next owner does not count it again (see `ConsumerRuntime`'s `revoke_grace_s`).
+REVOKE_GRACE_S = 8.0
 
 
 def events_page_consumer(
@@ -65,6 +69,7 @@ def events_page_consumer(
         policy=policy,
         max_batch=settings.events_consumer_batch,
         fetch_timeout_ms=200,
+        revoke_grace_s=REVOKE_GRACE_S,
     )
 
 

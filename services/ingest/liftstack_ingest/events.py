@@ -15,8 +15,11 @@ event (other coordinates) is a duplicate. Counters are kept per source partition
 consumer in one group, and FerretDB loses concurrent `$inc`s of one document (see
 `liftstack_shared.mongo`). Each counter also remembers the highest offset it holds, so
 a batch applied again after failing part-way (the runtime retries it) adds nothing
-twice. Only a crash between the increment and the record, followed by a redelivery
-reaching further than the crashed batch, counts some messages twice.
+twice. When the group rebalances, the batch in hand is finished and committed before
+its partitions move (`consumers.REVOKE_GRACE_S`), so the next owner starts after it.
+Only a crash between the increment and the record, or a batch still in hand when that
+grace runs out, followed by a redelivery reaching further than that batch, counts
+some messages twice.
 """
 
 from __future__ import annotations
