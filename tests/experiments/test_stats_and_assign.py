@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -150,3 +151,18 @@ def test_user_id_members_are_assigned_by_user_id_even_with_an_at_sign():
     assert plan.identity == "user_id"
     for a in assignments:
         assert a.variant == assign_variant("k", f"userId:{a.user_id}", ["A", "B"], [1.0, 1.0])
+
+
+def test_the_calculator_never_answers_nan_and_says_when_an_arm_is_too_small():
+    tiny = plan_campaign(1_000, 0.03, ["A", "B"], [1, 1e-9], "A", 4500, expected_lift=0.1)
+    (arm,) = tiny.arms
+    assert arm.recipients == 0
+    assert arm.mde_absolute is None and arm.mde_relative is None and arm.fixed_horizon_mde_absolute is None
+    assert arm.recipients_to_answer is None
+    for baseline in (1e-300, 1e-108, 0.5, 1 - 1e-12):
+        for audience in (2, 3, 1_000_000_000):
+            plan = plan_campaign(audience, baseline, ["A", "B", "C"], [1000, 1, 1e-6], "A", 4500, expected_lift=10)
+            for arm in plan.arms:
+                for value in (arm.mde_absolute, arm.mde_relative, arm.fixed_horizon_mde_absolute):
+                    assert value is None or math.isfinite(value)
+            plan.model_dump_json()  # serialisable as the API sends it

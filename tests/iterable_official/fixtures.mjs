@@ -20,6 +20,7 @@ import {
   IterableErrorResponseSchema,
   IterableSuccessResponseSchema,
   UserBulkUpdateListResponseSchema,
+  UserResponseSchema,
 } from "@iterable/api";
 
 // Endpoint (as liftstack's client names it) -> the schema the official client
@@ -27,6 +28,12 @@ import {
 const SCHEMAS = {
   "users/bulkUpdate": UserBulkUpdateListResponseSchema,
   "users/getFields": GetUserFieldsResponseSchema,
+  // The readiness gate's read-back. (The official client calls the path forms
+  // /api/users/{email} and /api/users/byUserId/{userId}; liftstack calls the query
+  // forms getByEmail?email= and byUserId?userId=, which Iterable's spec also lists.
+  // Both answer this schema.)
+  "users/getByEmail": UserResponseSchema,
+  "users/byUserId": UserResponseSchema,
   lists: GetListsResponseSchema,
   templates: GetTemplatesResponseSchema,
   "templates/email/get": EmailTemplateSchema,

@@ -266,9 +266,11 @@ def sequential_mde(
 class ArmPlan(BaseModel):
     variant: str
     recipients: int
-    mde_absolute: float  # sequential, 80% power
-    mde_relative: float  # over the baseline
-    fixed_horizon_mde_absolute: float
+    # None when this arm or the control gets under one recipient (a weight near 0):
+    # there is nothing to detect with.
+    mde_absolute: float | None  # sequential, 80% power
+    mde_relative: float | None  # over the baseline
+    fixed_horizon_mde_absolute: float | None
     # Recipients of the whole audience counted before a true lift of `expected_lift`
     # is called with 80% power; None without an expected lift, or if the audience is too small.
     recipients_to_answer: int | None
@@ -303,14 +305,15 @@ def plan_campaign(
         if name == control:
             continue
         n_v = size[name]
-        mde = sequential_mde(baseline_rate, n_v, n_c)
+        testable = n_v >= 1 and n_c >= 1
+        mde = _finite(sequential_mde(baseline_rate, n_v, n_c)) if testable else None
         arms.append(
             ArmPlan(
                 variant=name,
                 recipients=round(n_v),
                 mde_absolute=mde,
-                mde_relative=mde / baseline_rate,
-                fixed_horizon_mde_absolute=fixed_horizon_mde(baseline_rate, n_v, n_c),
+                mde_relative=_finite(mde / baseline_rate) if mde is not None else None,
+                fixed_horizon_mde_absolute=_finite(fixed_horizon_mde(baseline_rate, n_v, n_c)) if testable else None,
                 recipients_to_answer=_recipients_to_answer(baseline_rate, n_v, n_c, audience, expected_lift),
             )
         )
@@ -320,6 +323,11 @@ def plan_campaign(
         writeback_seconds=audience / profiles_per_second,
         arms=arms,
     )
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity (pydantic would send null for a float field)."""
+    return value if math.isfinite(value) else None
 
 
 def _recipients_to_answer(
